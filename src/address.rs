@@ -1,0 +1,111 @@
+//! Email addresses as the lookups see them, and cache keys that compare the way MySQL does.
+
+use crate::kind::QueryKind;
+
+/// A `user@domain` split into its parts, both lower case.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Address {
+    /// The local part.
+    pub user: String,
+    /// The domain (DEFAULT_DOMAIN when the input had none).
+    pub domain: String,
+}
+
+/// MySQL's default collations ignore case and trailing spaces (PAD SPACE): fold them away.
+fn fold(s: &str) -> String {
+    s.trim_end_matches(' ').to_lowercase()
+}
+
+impl Address {
+    /// Splits at the first `@`, as IndiMail's parse_email does. With no `@` the domain is
+    /// `default_domain`; an empty user or domain is no address.
+    ///
+    /// ```
+    /// use inlookup_core::Address;
+    /// let a = Address::parse("Alice@Example.COM", None).unwrap();
+    /// assert_eq!((a.user.as_str(), a.domain.as_str()), ("alice", "example.com"));
+    /// assert_eq!(Address::parse("bob", Some("example.org")).unwrap().domain, "example.org");
+    /// assert!(Address::parse("bob", None).is_none());
+    /// ```
+    pub fn parse(email: &str, default_domain: Option<&str>) -> Option<Address> {
+        let email = fold(email.trim_start());
+        let (user, domain) = match email.split_once('@') {
+            Some((u, d)) => (u.to_string(), d.to_string()),
+            None => (email, default_domain?.to_lowercase()),
+        };
+        (!user.is_empty() && !domain.is_empty()).then_some(Address { user, domain })
+    }
+}
+
+/// The cache key of a classic request: the kind, the folded email (with DEFAULT_DOMAIN
+/// applied, so `alice` and `alice@example.com` share an entry) and, for RELAY, the IP.
+///
+/// ```
+/// use inlookup_core::{cache_key, QueryKind};
+/// let a = cache_key(QueryKind::Pwd, "Alice@Example.com ", "", Some("example.com"));
+/// let b = cache_key(QueryKind::Pwd, "alice", "", Some("example.com"));
+/// assert_eq!(a, b);
+/// assert_ne!(cache_key(QueryKind::Relay, "a@x", "10.0.0.1", None),
+///            cache_key(QueryKind::Relay, "a@x", "10.0.0.2", None));
+/// ```
+pub fn cache_key(kind: QueryKind, email: &str, ip: &str, default_domain: Option<&str>) -> String {
+    let subject = match kind {
+        QueryKind::Domain | QueryKind::Limit if !email.contains('@') => fold(email.trim_start()),
+        _ => match Address::parse(email, default_domain) {
+            Some(a) => format!("{}@{}", a.user, a.domain),
+            None => fold(email.trim_start()),
+        },
+    };
+    let mut key = String::with_capacity(2 + subject.len() + ip.len());
+    key.push(kind.byte() as char);
+    key.push_str(&subject);
+    if kind == QueryKind::Relay {
+        key.push('\0');
+        key.push_str(ip.trim());
+    }
+    key
+}
+
+/// The kind a key was built for.
+pub fn key_kind(key: &str) -> Option<QueryKind> {
+    key.bytes().next().and_then(QueryKind::from_byte)
+}
+
+/// The subject (email or domain) inside a key, without the kind and the IP.
+pub fn key_subject(key: &str) -> &str {
+    let rest = key.get(1..).unwrap_or("");
+    rest.split('\0').next().unwrap_or(rest)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_fold_case_and_trailing_spaces_but_not_leading_content() {
+        let k = |e: &str| cache_key(QueryKind::User, e, "", None);
+        assert_eq!(k("ALICE@EXAMPLE.COM"), k("alice@example.com"));
+        assert_eq!(k("alice@example.com   "), k("alice@example.com"));
+        assert_ne!(k("alice@example.com"), k("alice@example.co"));
+        assert_ne!(
+            cache_key(QueryKind::User, "a@x", "", None),
+            cache_key(QueryKind::Pwd, "a@x", "", None)
+        );
+    }
+
+    #[test]
+    fn key_parts_come_back() {
+        let k = cache_key(QueryKind::Relay, "A@x", "1.2.3.4", None);
+        assert_eq!(key_kind(&k), Some(QueryKind::Relay));
+        assert_eq!(key_subject(&k), "a@x");
+        let k = cache_key(QueryKind::Domain, "Example.ORG", "", Some("d"));
+        assert_eq!(key_subject(&k), "example.org");
+    }
+
+    #[test]
+    fn addresses() {
+        assert!(Address::parse("@x", None).is_none());
+        assert!(Address::parse("a@", None).is_none());
+        assert_eq!(Address::parse("a@b@c", None).unwrap().domain, "b@c");
+    }
+}

@@ -1,0 +1,36 @@
+//! # inlookup-core
+//!
+//! What can be asked of inlookup and what an answer is: the query kinds, the
+//! IndiMail-compatible wire codec, typed answers with their exact reply bytes, the
+//! `struct vlimits` layout, cache keys, and the SQL lookups that answer each kind over a
+//! MySQL connection. The daemon (`inlookup`) and the client's direct mode (`inquery`) share
+//! these, so both give the same answer for the same data.
+//!
+//! # Layout
+//!
+//! - [`kind`]: the query kinds and their type bytes.
+//! - [`wire`]: request frames (encode, decode with resync) and reply framing. Pure.
+//! - [`answer`]: typed answers and their IndiMail reply bytes, both ways.
+//! - [`limits`]: the LIMIT reply's `struct vlimits` layout.
+//! - [`address`]: `user@domain` parsing and cache keys folded as MySQL compares.
+//! - [`admin`]: JSON payloads of inlookup's own kinds (PING, STATS, FLUSH).
+//! - [`control`]: IndiMail's control files and CONTROLDIR, timeouts, DEFAULT_DOMAIN.
+//! - [`mysqlconf`]: MYSQL_* variables and `host.mysql` into connection options.
+//! - [`lookup`]: the SQL for each kind, with bound parameters only.
+
+pub mod address;
+pub mod admin;
+pub mod answer;
+pub mod control;
+pub mod kind;
+pub mod limits;
+pub mod lookup;
+pub mod mysqlconf;
+pub mod wire;
+
+pub use address::{cache_key, Address};
+pub use answer::{Answer, MailHost, Passwd, ReplyError, UserStatus};
+pub use kind::QueryKind;
+pub use limits::Limits;
+pub use lookup::{LookupConfig, LookupError, Lookups, Tables};
+pub use mysqlconf::MysqlSettings;

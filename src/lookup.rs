@@ -1,0 +1,487 @@
+//! The SQL behind each classic kind, over a MySQL connection the caller owns.
+//!
+//! Values always travel as bound parameters (`?`). Table names come from the operator's
+//! configuration (IndiMail's MYSQL_TABLE and friends), are checked to be plain identifiers
+//! and are quoted; no request byte ever becomes SQL text.
+
+use crate::address::Address;
+use crate::answer::{Answer, MailHost, Passwd, UserStatus, BOUNCE_MAIL};
+use crate::control::env_var;
+use crate::kind::QueryKind;
+use crate::limits::{Limits, LIMIT_TYPE_DOMAIN};
+use mysql::prelude::Queryable;
+use std::fmt;
+
+/// The tables the lookups read, by IndiMail's names unless configured otherwise.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tables {
+    /// Active users (MYSQL_TABLE, `indimail`).
+    pub users: String,
+    /// Inactive users (MYSQL_INACTIVE_TABLE, `indibak`).
+    pub inactive: String,
+    /// POP-before-SMTP (RELAY_TABLE, `relay`).
+    pub relay: String,
+    /// Aliases (`valias`).
+    pub valias: String,
+    /// Alias domains (`aliasdomain`).
+    pub aliasdomain: String,
+    /// User → mail store (`hostcntrl`).
+    pub hostcntrl: String,
+    /// Domain limits (`vlimits`).
+    pub vlimits: String,
+}
+
+impl Default for Tables {
+    fn default() -> Self {
+        Tables {
+            users: "indimail".into(),
+            inactive: "indibak".into(),
+            relay: "relay".into(),
+            valias: "valias".into(),
+            aliasdomain: "aliasdomain".into(),
+            hostcntrl: "hostcntrl".into(),
+            vlimits: "vlimits".into(),
+        }
+    }
+}
+
+/// How the lookups behave beyond the SQL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LookupConfig {
+    /// Table names.
+    pub tables: Tables,
+    /// The domain for a bare user name (DEFAULT_DOMAIN or control/defaultdomain).
+    pub default_domain: Option<String>,
+    /// How long a relay row counts, in minutes (RELAY_CLEAR_MINUTES; 180).
+    pub relay_clear_minutes: u32,
+    /// The port in HOST replies when `hostcntrl.host` has none (SMTP, 25).
+    pub mda_port: String,
+    /// The mail store for users with no `hostcntrl` row (DEFAULT_MDAHOST; unset: HOST
+    /// answers "not found" for them, as a non-clustered IndiMail does).
+    pub default_mdahost: Option<String>,
+}
+
+impl Default for LookupConfig {
+    fn default() -> Self {
+        LookupConfig {
+            tables: Tables::default(),
+            default_domain: None,
+            relay_clear_minutes: 180,
+            mda_port: "25".into(),
+            default_mdahost: None,
+        }
+    }
+}
+
+impl LookupConfig {
+    /// The configuration from IndiMail's variables (MYSQL_TABLE, MYSQL_INACTIVE_TABLE,
+    /// RELAY_TABLE, RELAY_CLEAR_MINUTES, DEFAULT_DOMAIN) and inlookup's (DEFAULT_MDAHOST,
+    /// MDA_PORT), with `default_domain` already resolved by the caller.
+    pub fn from_env(default_domain: Option<String>) -> LookupConfig {
+        let mut c = LookupConfig { default_domain, ..LookupConfig::default() };
+        let set = |dst: &mut String, name: &str| {
+            if let Some(v) = env_var(name).filter(|v| !v.is_empty()) {
+                *dst = v;
+            }
+        };
+        set(&mut c.tables.users, "MYSQL_TABLE");
+        set(&mut c.tables.inactive, "MYSQL_INACTIVE_TABLE");
+        set(&mut c.tables.relay, "RELAY_TABLE");
+        set(&mut c.mda_port, "MDA_PORT");
+        if let Some(m) = env_var("RELAY_CLEAR_MINUTES").and_then(|v| v.trim().parse().ok()) {
+            c.relay_clear_minutes = m;
+        }
+        c.default_mdahost = env_var("DEFAULT_MDAHOST").filter(|v| !v.is_empty());
+        c
+    }
+}
+
+/// Why a lookup failed (not found is an answer, not an error).
+#[derive(Debug)]
+pub enum LookupError {
+    /// A configured table name is not a plain identifier.
+    BadTableName(String),
+    /// MySQL failed.
+    Mysql(mysql::Error),
+}
+
+impl LookupError {
+    /// True when the connection itself is broken (reconnect and retry), not the query.
+    pub fn is_connection_lost(&self) -> bool {
+        match self {
+            LookupError::Mysql(e) => is_connection_lost(e),
+            LookupError::BadTableName(_) => false,
+        }
+    }
+}
+
+/// True when a MySQL error means the connection is gone: I/O, driver and codec errors,
+/// and the server's "gone away", "lost", "shutdown" and "killed" codes.
+pub fn is_connection_lost(e: &mysql::Error) -> bool {
+    match e {
+        mysql::Error::IoError(_) | mysql::Error::DriverError(_) | mysql::Error::CodecError(_) => {
+            true
+        }
+        mysql::Error::MySqlError(m) => matches!(m.code, 1053 | 1927 | 2006 | 2013 | 4031),
+        _ => false,
+    }
+}
+
+impl fmt::Display for LookupError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LookupError::BadTableName(t) => write!(f, "bad table name {t:?}"),
+            LookupError::Mysql(e) => write!(f, "mysql: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for LookupError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            LookupError::Mysql(e) => Some(e),
+            LookupError::BadTableName(_) => None,
+        }
+    }
+}
+
+impl From<mysql::Error> for LookupError {
+    fn from(e: mysql::Error) -> Self {
+        LookupError::Mysql(e)
+    }
+}
+
+/// The statements, built once from the table names.
+#[derive(Debug, Clone)]
+struct Sql {
+    real_domain: String,
+    user_gid: String,
+    inactive_exists: String,
+    alias_exists: String,
+    relay: String,
+    pwd_active: String,
+    pwd_inactive: String,
+    host: String,
+    aliases: String,
+    limits: String,
+}
+
+fn ident(name: &str) -> Result<String, LookupError> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    if ok {
+        Ok(format!("`{name}`"))
+    } else {
+        Err(LookupError::BadTableName(name.to_string()))
+    }
+}
+
+const PW_COLUMNS: &str = "pw_name, pw_passwd, scram, pw_uid, pw_gid, pw_gecos, pw_dir, pw_shell";
+const LIMIT_COLUMNS: &str = "domain_expiry, passwd_expiry, maxpopaccounts, maxaliases, \
+    maxforwards, maxautoresponders, maxmailinglists, diskquota, maxmsgcount, defaultquota, \
+    defaultmaxmsgcount, disable_pop, disable_imap, disable_dialup, disable_passwordchanging, \
+    disable_webmail, disable_relay, disable_smtp, perm_account, perm_alias, perm_forward, \
+    perm_autoresponder, perm_maillist, perm_quota, perm_defaultquota";
+
+type PwRow = (
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<i64>,
+    Option<i64>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+);
+
+/// Answers classic queries over a connection. Cheap to clone; share one per process.
+#[derive(Debug, Clone)]
+pub struct Lookups {
+    config: LookupConfig,
+    sql: Sql,
+}
+
+impl Lookups {
+    /// Builds the statements.
+    ///
+    /// # Errors
+    /// [`LookupError::BadTableName`] when a configured table name is not `[A-Za-z0-9_]+`.
+    pub fn new(config: LookupConfig) -> Result<Lookups, LookupError> {
+        let t = &config.tables;
+        let (users, inactive, relay) = (ident(&t.users)?, ident(&t.inactive)?, ident(&t.relay)?);
+        let (valias, aliasdomain) = (ident(&t.valias)?, ident(&t.aliasdomain)?);
+        let (hostcntrl, vlimits) = (ident(&t.hostcntrl)?, ident(&t.vlimits)?);
+        let sql = Sql {
+            real_domain: format!("SELECT domain FROM {aliasdomain} WHERE alias = ? LIMIT 1"),
+            user_gid: format!(
+                "SELECT pw_gid FROM {users} WHERE pw_name = ? AND pw_domain = ? LIMIT 1"
+            ),
+            inactive_exists: format!(
+                "SELECT 1 FROM {inactive} WHERE pw_name = ? AND pw_domain = ? LIMIT 1"
+            ),
+            alias_exists: format!("SELECT 1 FROM {valias} WHERE alias = ? AND domain = ? LIMIT 1"),
+            relay: format!(
+                "SELECT 1 FROM {relay} WHERE ipaddr = ? AND email = ? \
+                 AND timestamp > UNIX_TIMESTAMP() - ? LIMIT 1"
+            ),
+            pwd_active: format!(
+                "SELECT {PW_COLUMNS} FROM {users} WHERE pw_name = ? AND pw_domain = ? LIMIT 1"
+            ),
+            pwd_inactive: format!(
+                "SELECT {PW_COLUMNS} FROM {inactive} WHERE pw_name = ? AND pw_domain = ? LIMIT 1"
+            ),
+            host: format!(
+                "SELECT host FROM {hostcntrl} WHERE pw_name = ? AND pw_domain = ? LIMIT 1"
+            ),
+            aliases: format!(
+                "SELECT valias_line FROM {valias} WHERE alias = ? AND domain = ? \
+                 ORDER BY valias_line"
+            ),
+            limits: format!("SELECT {LIMIT_COLUMNS} FROM {vlimits} WHERE domain = ? LIMIT 1"),
+        };
+        Ok(Lookups { config, sql })
+    }
+
+    /// The configuration in use.
+    pub fn config(&self) -> &LookupConfig {
+        &self.config
+    }
+
+    /// Answers one classic query. `email` is the request's email (or domain for DOMAIN and
+    /// LIMIT), `ip` its IP (RELAY only).
+    ///
+    /// # Errors
+    /// [`LookupError::Mysql`] when MySQL fails; see [`LookupError::is_connection_lost`].
+    pub fn answer<C: Queryable>(
+        &self,
+        conn: &mut C,
+        kind: QueryKind,
+        email: &str,
+        ip: &str,
+    ) -> Result<Answer, LookupError> {
+        let addr = Address::parse(email, self.config.default_domain.as_deref());
+        match kind {
+            QueryKind::User => self.user(conn, addr),
+            QueryKind::Relay => self.relay(conn, email, ip),
+            QueryKind::Pwd => self.pwd(conn, email, addr),
+            QueryKind::Host => self.host(conn, addr),
+            QueryKind::Alias => self.alias(conn, addr),
+            QueryKind::Limit => self.limit(conn, email, addr),
+            QueryKind::Domain => self.domain(conn, email),
+            // The daemon answers its own kinds itself; a direct caller gets "not found".
+            _ => Ok(Answer::User { status: UserStatus::Absent }),
+        }
+    }
+
+    /// The real domain for an alias domain, or `domain` itself.
+    fn real_domain<C: Queryable>(&self, c: &mut C, domain: &str) -> Result<String, LookupError> {
+        let real: Option<String> = c.exec_first(&self.sql.real_domain, (domain,))?;
+        Ok(real.map(|d| d.to_lowercase()).unwrap_or_else(|| domain.to_string()))
+    }
+
+    fn user<C: Queryable>(&self, c: &mut C, a: Option<Address>) -> Result<Answer, LookupError> {
+        let Some(a) = a else { return Ok(Answer::User { status: UserStatus::Absent }) };
+        let domain = self.real_domain(c, &a.domain)?;
+        let params = (a.user.as_str(), domain.as_str());
+        let gid: Option<Option<i64>> = c.exec_first(&self.sql.user_gid, params)?;
+        let status = if let Some(gid) = gid {
+            if (gid.unwrap_or(0) as u32) & BOUNCE_MAIL != 0 {
+                UserStatus::OverQuota
+            } else {
+                UserStatus::Active
+            }
+        } else if c.exec_first::<i64, _, _>(&self.sql.inactive_exists, params)?.is_some() {
+            UserStatus::Inactive
+        } else if c.exec_first::<i64, _, _>(&self.sql.alias_exists, params)?.is_some() {
+            UserStatus::Alias
+        } else {
+            UserStatus::Absent
+        };
+        Ok(Answer::User { status })
+    }
+
+    fn relay<C: Queryable>(&self, c: &mut C, email: &str, ip: &str) -> Result<Answer, LookupError> {
+        let secs = i64::from(self.config.relay_clear_minutes) * 60;
+        let hit: Option<i64> = c.exec_first(&self.sql.relay, (ip.trim(), email.trim(), secs))?;
+        Ok(Answer::Relay { allowed: hit.is_some() })
+    }
+
+    fn pwd<C: Queryable>(
+        &self,
+        c: &mut C,
+        email: &str,
+        a: Option<Address>,
+    ) -> Result<Answer, LookupError> {
+        let Some(a) = a else {
+            return Ok(Answer::Pwd { email: email.trim().to_string(), passwd: None });
+        };
+        let domain = self.real_domain(c, &a.domain)?;
+        let params = (a.user.as_str(), domain.as_str());
+        let mut inactive = false;
+        let mut row: Option<PwRow> = c.exec_first(&self.sql.pwd_active, params)?;
+        if row.is_none() {
+            row = c.exec_first(&self.sql.pwd_inactive, params)?;
+            inactive = row.is_some();
+        }
+        let email = format!("{}@{}", a.user, a.domain);
+        let Some((name, crypt, scram, uid, gid, gecos, dir, shell)) = row else {
+            return Ok(Answer::Pwd { email, passwd: None });
+        };
+        let crypt = crypt.unwrap_or_default();
+        let passwd = match scram {
+            Some(s) => format!("{s},{crypt}"),
+            None => crypt,
+        };
+        let passwd = Passwd {
+            name: name.map(|n| n.to_lowercase()).unwrap_or(a.user),
+            domain: a.domain,
+            passwd,
+            uid: uid.unwrap_or(0) as u32,
+            gid: gid.unwrap_or(0) as u32,
+            gecos: gecos.unwrap_or_default(),
+            dir: dir.unwrap_or_default(),
+            shell: shell.unwrap_or_default(),
+            inactive,
+        };
+        Ok(Answer::Pwd { email, passwd: Some(passwd) })
+    }
+
+    fn host<C: Queryable>(&self, c: &mut C, a: Option<Address>) -> Result<Answer, LookupError> {
+        let Some(a) = a else { return Ok(Answer::Host { host: None }) };
+        let domain = self.real_domain(c, &a.domain)?;
+        let params = (a.user.as_str(), domain.as_str());
+        let mut host: Option<String> = c.exec_first(&self.sql.host, params)?;
+        if host.is_none() {
+            if let Some(default) = &self.config.default_mdahost {
+                if c.exec_first::<Option<i64>, _, _>(&self.sql.user_gid, params)?.is_some() {
+                    host = Some(default.clone());
+                }
+            }
+        }
+        Ok(Answer::Host {
+            host: host.map(|h| {
+                let h = h.trim().to_string();
+                let (host, port) = match h.rsplit_once(':') {
+                    Some((host, port)) if port.parse::<u16>().is_ok() => {
+                        (host.to_string(), port.to_string())
+                    }
+                    _ => (h, self.config.mda_port.clone()),
+                };
+                MailHost { domain, host, port }
+            }),
+        })
+    }
+
+    fn alias<C: Queryable>(&self, c: &mut C, a: Option<Address>) -> Result<Answer, LookupError> {
+        let Some(a) = a else { return Ok(Answer::Alias { lines: Vec::new() }) };
+        let domain = self.real_domain(c, &a.domain)?;
+        let lines: Vec<Option<String>> =
+            c.exec(&self.sql.aliases, (a.user.as_str(), domain.as_str()))?;
+        Ok(Answer::Alias { lines: lines.into_iter().flatten().collect() })
+    }
+
+    fn limit<C: Queryable>(
+        &self,
+        c: &mut C,
+        email: &str,
+        a: Option<Address>,
+    ) -> Result<Answer, LookupError> {
+        let is_user = email.contains('@');
+        let domain = match (&a, is_user) {
+            (Some(a), true) => a.domain.clone(),
+            _ => email.trim().trim_end_matches(' ').to_lowercase(),
+        };
+        if domain.is_empty() {
+            return Ok(Answer::Limit { limits: None });
+        }
+        let domain = self.real_domain(c, &domain)?;
+        let row: Option<mysql::Row> = c.exec_first(&self.sql.limits, (domain.as_str(),))?;
+        let limits = match row {
+            Some(r) => Some(limits_from_row(r)),
+            // A user falls back to the defaults; a bare domain with no row is "not found",
+            // which IndiMail's client reports as an error.
+            None if is_user => Some(Limits::default()),
+            None => None,
+        };
+        Ok(Answer::Limit { limits })
+    }
+
+    fn domain<C: Queryable>(&self, c: &mut C, input: &str) -> Result<Answer, LookupError> {
+        let asked = input.trim().trim_end_matches(' ');
+        let real: Option<String> = c.exec_first(&self.sql.real_domain, (asked.to_lowercase(),))?;
+        Ok(match real {
+            Some(d) => Answer::Domain { domain: d.to_lowercase(), was_alias: true },
+            None => Answer::Domain { domain: asked.to_string(), was_alias: false },
+        })
+    }
+}
+
+fn limits_from_row(r: mysql::Row) -> Limits {
+    let i = |n: usize| r.get_opt::<i64, _>(n).and_then(Result::ok).unwrap_or(-1);
+    let u = |n: usize| {
+        r.get_opt::<i64, _>(n)
+            .and_then(Result::ok)
+            .map(|v| v as u64)
+            .or_else(|| r.get_opt::<u64, _>(n).and_then(Result::ok))
+            .unwrap_or(0)
+    };
+    let s = |n: usize| r.get_opt::<i64, _>(n).and_then(Result::ok).unwrap_or(0) as i16;
+    Limits {
+        domain_expiry: i(0),
+        passwd_expiry: i(1),
+        maxpopaccounts: i(2),
+        maxaliases: i(3),
+        maxforwards: i(4),
+        maxautoresponders: i(5),
+        maxmailinglists: i(6),
+        diskquota: u(7),
+        maxmsgcount: u(8),
+        defaultquota: u(9),
+        defaultmaxmsgcount: u(10),
+        disable_pop: s(11),
+        disable_imap: s(12),
+        disable_dialup: s(13),
+        disable_passwordchanging: s(14),
+        disable_webmail: s(15),
+        disable_relay: s(16),
+        disable_smtp: s(17),
+        perm_account: s(18),
+        perm_alias: s(19),
+        perm_forward: s(20),
+        perm_autoresponder: s(21),
+        perm_maillist: s(22),
+        // The table has no per-list columns; IndiMail's vget_limits leaves them 0.
+        perm_maillist_users: 0,
+        perm_maillist_moderators: 0,
+        perm_quota: s(23),
+        perm_defaultquota: s(24),
+        limit_type: LIMIT_TYPE_DOMAIN,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_names_must_be_identifiers() {
+        let bad = ["indimail; DROP TABLE x", "a`b", "", "x y", &"a".repeat(65)];
+        for name in bad {
+            let mut c = LookupConfig::default();
+            c.tables.users = name.to_string();
+            assert!(matches!(Lookups::new(c), Err(LookupError::BadTableName(_))), "{name}");
+        }
+        assert!(Lookups::new(LookupConfig::default()).is_ok());
+    }
+
+    #[test]
+    fn statements_bind_every_value() {
+        let l = Lookups::new(LookupConfig::default()).unwrap();
+        let s = &l.sql;
+        for stmt in [&s.real_domain, &s.user_gid, &s.relay, &s.pwd_active, &s.host, &s.aliases, &s.limits] {
+            assert!(!stmt.contains('"') && !stmt.contains('\''), "{stmt}");
+            assert!(stmt.contains('?'), "{stmt}");
+        }
+    }
+}
