@@ -1,0 +1,270 @@
+//! Configuration: command-line flags, each also read from IndiMail's environment name (an
+//! envdir under daemontools or runit sets them), plus CONTROLDIR's control files.
+
+use crate::cache::Ttls;
+use clap::Parser;
+use inlookup_core::control::{self, Timeouts};
+use inlookup_core::{LookupConfig, MysqlSettings};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// inlookup: answers IndiMail's user, relay, password, host, alias, limit and domain
+/// queries over FIFOs, from a cache in front of persistent MySQL connections.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "inlookup", version, about, long_about = None)]
+pub struct Args {
+    /// Request FIFO: absolute, `./relative`, or a name inside --fifo-dir.
+    #[arg(short = 'f', long = "infifo", env = "INFIFO", default_value = "infifo")]
+    pub infifo: String,
+
+    /// Serve INFIFO.1 … INFIFO.N from this one process (N ≤ 1: INFIFO itself). IndiMail
+    /// clients given a relative INFIFO find the instances and spread over them.
+    #[arg(short = 'i', long = "instances", default_value_t = 1)]
+    pub instances: u32,
+
+    /// IndiMail's preload of recently active users (needs its lastauth table). Accepted for
+    /// compatibility and ignored: the cache fills on demand.
+    #[arg(short = 'c', value_name = "SECS", hide = true)]
+    pub preload_secs: Option<u64>,
+
+    /// Log one line per request (as DEBUG does; USR2 toggles it at run time).
+    #[arg(short = 'v', long = "verbose")]
+    pub verbose: bool,
+
+    /// Directory of a relative INFIFO.
+    #[arg(long, env = "INFIFODIR", default_value = "/run/indimail/inlookup")]
+    pub fifo_dir: PathBuf,
+
+    /// Where clients create their reply FIFOs; replies go nowhere else.
+    #[arg(long, env = "FIFOTMPDIR", default_value = "/tmp")]
+    pub fifo_tmpdir: PathBuf,
+
+    /// Mode of the request FIFOs the daemon creates (octal).
+    #[arg(long, env = "FIFO_MODE", default_value = "0660", value_parser = parse_octal)]
+    pub fifo_mode: u32,
+
+    /// IndiMail's control directory (timeoutread, timeoutwrite, host.mysql, defaultdomain);
+    /// relative to /etc/indimail unless absolute.
+    #[arg(long, env = "CONTROLDIR")]
+    pub controldir: Option<String>,
+
+    /// Worker threads, each with one persistent MySQL connection.
+    #[arg(long, env = "THREAD_COUNT", default_value_t = 5)]
+    pub workers: usize,
+
+    /// Lookups that may wait for a worker; beyond that a request gets an error reply at once.
+    #[arg(long, env = "QUEUE_SIZE", default_value_t = 1024)]
+    pub queue: usize,
+
+    /// Cache capacity in entries; 0 turns the cache off.
+    #[arg(long, env = "CACHE_ENTRIES", default_value_t = 100_000)]
+    pub cache_entries: usize,
+
+    /// Per-kind TTLs in seconds over the defaults, `kind=POSITIVE[/NEGATIVE],…`
+    /// (defaults user=300/20 relay=60/5 pwd=300/20 host=600/20 alias=300/20 limit=600/60
+    /// domain=3600/300).
+    #[arg(long, env = "CACHE_TTL", default_value = "")]
+    pub ttl: String,
+
+    /// When MySQL fails, answer from an expired entry if one is at most --max-stale old.
+    #[arg(long, env = "SERVE_STALE", default_value = "1", value_parser = parse_flag)]
+    pub serve_stale: bool,
+
+    /// Oldest expired entry serve-stale may use, in seconds past its expiry.
+    #[arg(long, env = "MAX_STALE", default_value_t = 3600)]
+    pub max_stale: u64,
+
+    /// Ping a MySQL connection idle this many seconds before reusing it.
+    #[arg(long, env = "MYSQL_PING_IDLE", default_value_t = 10)]
+    pub ping_idle: u64,
+
+    /// Kernel buffer for each request FIFO, in bytes (bursts queue there).
+    #[arg(long, env = "PIPE_SIZE", default_value_t = 1 << 20)]
+    pub pipe_size: usize,
+
+    /// On TERM, wait at most this many seconds for lookups in flight.
+    #[arg(long, env = "SHUTDOWN_GRACE", default_value_t = 5)]
+    pub shutdown_grace: u64,
+
+    /// User to run as when started as root (required then: inlookup never serves as root).
+    #[arg(long, env = "INLOOKUP_USER")]
+    pub user: Option<String>,
+
+    /// Log to syslog with this facility (e.g. `mail`, `daemon`) instead of stderr.
+    #[arg(long, env = "SYSLOG")]
+    pub syslog: Option<String>,
+
+    /// MySQL host, over MYSQL_HOST and control/host.mysql (the password is read only from
+    /// MYSQL_PASSWD or host.mysql, never from the command line).
+    #[arg(long)]
+    pub mysql_host: Option<String>,
+
+    /// MySQL port, over MYSQL_VPORT.
+    #[arg(long)]
+    pub mysql_port: Option<u16>,
+
+    /// MySQL user, over MYSQL_USER.
+    #[arg(long)]
+    pub mysql_user: Option<String>,
+
+    /// MySQL database, over MYSQL_DATABASE.
+    #[arg(long)]
+    pub mysql_database: Option<String>,
+
+    /// MySQL Unix socket, over MYSQL_SOCKET.
+    #[arg(long)]
+    pub mysql_socket: Option<String>,
+}
+
+fn parse_octal(s: &str) -> Result<u32, String> {
+    u32::from_str_radix(s.trim().trim_start_matches("0o"), 8)
+        .ok()
+        .filter(|m| *m <= 0o7777)
+        .ok_or_else(|| format!("{s:?} is not an octal mode"))
+}
+
+fn parse_flag(s: &str) -> Result<bool, String> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "1" | "yes" | "true" | "on" => Ok(true),
+        "0" | "no" | "false" | "off" | "" => Ok(false),
+        _ => Err(format!("{s:?}: use 1 or 0")),
+    }
+}
+
+/// Everything the daemon needs, resolved.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Request FIFO paths (one per instance).
+    pub fifos: Vec<PathBuf>,
+    /// FIFOTMPDIR.
+    pub fifo_tmpdir: PathBuf,
+    /// Request FIFO mode.
+    pub fifo_mode: u32,
+    /// Worker threads.
+    pub workers: usize,
+    /// Queue bound.
+    pub queue: usize,
+    /// Cache capacity (0: off).
+    pub cache_entries: usize,
+    /// TTLs.
+    pub ttls: Ttls,
+    /// Serve-stale on backend failure.
+    pub serve_stale: bool,
+    /// Serve-stale age limit.
+    pub max_stale: Duration,
+    /// Ping after this much idleness.
+    pub ping_idle: Duration,
+    /// Pipe buffer size.
+    pub pipe_size: usize,
+    /// Shutdown grace.
+    pub shutdown_grace: Duration,
+    /// timeoutread / timeoutwrite.
+    pub timeouts: Timeouts,
+    /// Per-request debug lines at start.
+    pub debug: bool,
+    /// MySQL.
+    pub mysql: MysqlSettings,
+    /// Lookup behaviour.
+    pub lookup: LookupConfig,
+    /// User to drop to.
+    pub user: Option<String>,
+    /// Syslog facility.
+    pub syslog: Option<String>,
+}
+
+impl Config {
+    /// Resolves flags, environment and control files.
+    ///
+    /// # Errors
+    /// A setting that does not parse, with a message naming it.
+    pub fn from_args(a: Args) -> Result<Config, String> {
+        let controldir = control::controldir(a.controldir.as_deref());
+        let mut mysql = MysqlSettings::from_env(&controldir);
+        if let Some(h) = a.mysql_host {
+            mysql.host = h;
+        }
+        if let Some(p) = a.mysql_port {
+            mysql.port = p;
+        }
+        if let Some(u) = a.mysql_user {
+            mysql.user = u;
+        }
+        if let Some(d) = a.mysql_database {
+            mysql.database = d;
+        }
+        if let Some(s) = a.mysql_socket {
+            mysql.socket = Some(s);
+        }
+        let ttls: Ttls = a.ttl.parse().map_err(|e| format!("CACHE_TTL: {e}"))?;
+        let debug = a.verbose || control::env_var("DEBUG").is_some_and(|v| !v.is_empty());
+        if a.preload_secs.is_some() {
+            log::warn!("-c (preload of active users) is not supported; the cache fills on demand");
+        }
+        let default_domain = control::default_domain(&controldir);
+        Ok(Config {
+            fifos: crate::fifo::request_paths(&a.fifo_dir, &a.infifo, a.instances),
+            fifo_tmpdir: a.fifo_tmpdir,
+            fifo_mode: a.fifo_mode,
+            workers: a.workers.max(1),
+            queue: a.queue.max(1),
+            cache_entries: a.cache_entries,
+            ttls,
+            serve_stale: a.serve_stale,
+            max_stale: Duration::from_secs(a.max_stale),
+            ping_idle: Duration::from_secs(a.ping_idle),
+            pipe_size: a.pipe_size,
+            shutdown_grace: Duration::from_secs(a.shutdown_grace),
+            timeouts: Timeouts::from_controldir(&controldir),
+            debug,
+            mysql,
+            lookup: LookupConfig::from_env(default_domain),
+            user: a.user.filter(|u| !u.is_empty()),
+            syslog: a.syslog.filter(|s| !s.is_empty()),
+        })
+    }
+
+    /// The one start-up line: the effective configuration, without secrets.
+    pub fn describe(&self) -> String {
+        let fifos: Vec<String> = self.fifos.iter().map(|p| p.display().to_string()).collect();
+        format!(
+            "serving {} (mode {:o}); replies in {}; {} workers, queue {}; cache {} entries, serve-stale {} (max {} s); {}; timeouts read {} s write {} s; default domain {}",
+            fifos.join(", "),
+            self.fifo_mode,
+            self.fifo_tmpdir.display(),
+            self.workers,
+            self.queue,
+            self.cache_entries,
+            if self.serve_stale { "on" } else { "off" },
+            self.max_stale.as_secs(),
+            self.mysql.describe(),
+            self.timeouts.read.as_secs(),
+            self.timeouts.write.as_secs(),
+            self.lookup.default_domain.as_deref().unwrap_or("(none)"),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn modes_and_flags_parse() {
+        assert_eq!(parse_octal("0660"), Ok(0o660));
+        assert_eq!(parse_octal("660"), Ok(0o660));
+        assert!(parse_octal("0990").is_err());
+        assert_eq!(parse_flag("yes"), Ok(true));
+        assert_eq!(parse_flag("0"), Ok(false));
+        assert!(parse_flag("maybe").is_err());
+    }
+
+    #[test]
+    fn indimail_flags_are_accepted() {
+        let a = Args::try_parse_from(["inlookup", "-f", "/x/infifo", "-i", "3", "-v", "-c", "86400"]).unwrap();
+        assert_eq!((a.infifo.as_str(), a.instances, a.verbose, a.preload_secs), ("/x/infifo", 3, true, Some(86400)));
+        let c = Config::from_args(a).unwrap();
+        assert_eq!(c.fifos.len(), 3);
+        assert!(c.describe().contains("/x/infifo.2"));
+        assert!(!c.describe().contains(&c.mysql.password));
+    }
+}

@@ -1,0 +1,333 @@
+//! The FIFOs: the request FIFOs the daemon reads, and the reply FIFOs it writes to.
+//!
+//! Request FIFOs are opened `O_RDWR | O_NONBLOCK`: holding a write end of our own, we never
+//! read EOF when the last client closes. Reply FIFOs are opened only inside FIFOTMPDIR (the
+//! parent directory must be FIFOTMPDIR itself, by device and inode, and the name is opened
+//! relative to a descriptor of it with `O_NOFOLLOW`), and must be FIFOs by `fstat`.
+
+use nix::errno::Errno;
+use nix::fcntl::{open, openat, FcntlArg, OFlag};
+use nix::sys::stat::{fstat, fstatat, stat, Mode, SFlag};
+use nix::unistd::mkfifo;
+use nix::unistd::{unlinkat, UnlinkatFlags};
+use std::ffi::OsStr;
+use std::fmt;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Component, Path, PathBuf};
+
+/// A request FIFO the daemon serves.
+#[derive(Debug)]
+pub struct RequestFifo {
+    /// Its path, removed at shutdown.
+    pub path: PathBuf,
+    /// Read (and write) end.
+    pub fd: OwnedFd,
+}
+
+/// Why the daemon cannot serve a FIFO.
+#[derive(Debug)]
+pub enum FifoError {
+    /// The path exists and is not a FIFO.
+    NotAFifo(PathBuf),
+    /// Another process already reads this FIFO (another inlookup is running).
+    InUse(PathBuf),
+    /// A system call failed.
+    Sys(PathBuf, &'static str, Errno),
+}
+
+impl fmt::Display for FifoError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FifoError::NotAFifo(p) => write!(f, "{}: exists and is not a FIFO", p.display()),
+            FifoError::InUse(p) => {
+                write!(f, "{}: another process is already serving this FIFO", p.display())
+            }
+            FifoError::Sys(p, what, e) => write!(f, "{}: {what}: {e}", p.display()),
+        }
+    }
+}
+
+impl std::error::Error for FifoError {}
+
+fn is_fifo(mode: nix::libc::mode_t) -> bool {
+    SFlag::from_bits_truncate(mode & SFlag::S_IFMT.bits()) == SFlag::S_IFIFO
+}
+
+impl RequestFifo {
+    /// Creates (if absent) and opens a request FIFO with permissions `mode`, and asks the
+    /// kernel for a pipe buffer of `pipe_size` bytes so bursts queue instead of failing.
+    ///
+    /// # Errors
+    /// The path is not a FIFO, another daemon holds it, or a system call failed.
+    pub fn open(path: &Path, mode: u32, pipe_size: usize) -> Result<RequestFifo, FifoError> {
+        let sys = |what, e| FifoError::Sys(path.to_path_buf(), what, e);
+        match stat(path) {
+            Ok(st) if !is_fifo(st.st_mode) => return Err(FifoError::NotAFifo(path.into())),
+            Ok(_) => {
+                // A reader already there means a live daemon: opening for write succeeds.
+                let probe = open(path, OFlag::O_WRONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC, Mode::empty());
+                if probe.is_ok() {
+                    return Err(FifoError::InUse(path.into()));
+                }
+            }
+            Err(Errno::ENOENT) => {
+                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(dir)
+                        .map_err(|e| sys("mkdir", Errno::from_raw(e.raw_os_error().unwrap_or(0))))?;
+                }
+                mkfifo(path, Mode::from_bits_truncate(mode)).map_err(|e| sys("mkfifo", e))?;
+            }
+            Err(e) => return Err(sys("stat", e)),
+        }
+        let fd = open(path, OFlag::O_RDWR | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC, Mode::empty())
+            .map_err(|e| sys("open", e))?;
+        let st = fstat(&fd).map_err(|e| sys("fstat", e))?;
+        if !is_fifo(st.st_mode) {
+            return Err(FifoError::NotAFifo(path.into()));
+        }
+        // The umask may have narrowed mkfifo's mode: set it exactly.
+        nix::sys::stat::fchmod(&fd, Mode::from_bits_truncate(mode)).map_err(|e| sys("chmod", e))?;
+        if pipe_size > 0 {
+            if let Err(e) = nix::fcntl::fcntl(&fd, FcntlArg::F_SETPIPE_SZ(pipe_size as i32)) {
+                log::warn!("{}: cannot raise the pipe buffer to {pipe_size} bytes: {e}", path.display());
+            }
+        }
+        Ok(RequestFifo { path: path.to_path_buf(), fd })
+    }
+
+    /// Removes the FIFO's name (clients then find no daemon).
+    pub fn unlink(&self) {
+        if let Err(e) = std::fs::remove_file(&self.path) {
+            log::warn!("{}: cannot remove: {e}", self.path.display());
+        }
+    }
+}
+
+/// The request FIFO paths for `infifo` and `instances`: `infifo` itself for 0 or 1, else
+/// `infifo.1` … `infifo.N`. A relative `infifo` lives in `dir` unless it starts with `.`.
+pub fn request_paths(dir: &Path, infifo: &str, instances: u32) -> Vec<PathBuf> {
+    let base = if infifo.starts_with('/') || infifo.starts_with('.') {
+        PathBuf::from(infifo)
+    } else {
+        dir.join(infifo)
+    };
+    if instances <= 1 {
+        return vec![base];
+    }
+    (1..=instances)
+        .map(|n| {
+            let mut p = base.clone().into_os_string();
+            p.push(format!(".{n}"));
+            PathBuf::from(p)
+        })
+        .collect()
+}
+
+/// Why a reply was not delivered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReplyFailure {
+    /// The client already gave up (no reader, or the FIFO is gone). Not the daemon's fault.
+    Vanished,
+    /// The path is not one of ours: outside FIFOTMPDIR, a symlink, not a FIFO, or not a
+    /// plain name. Nothing was written.
+    Refused(String),
+    /// A write failed or could not finish in time.
+    Failed(String),
+}
+
+impl fmt::Display for ReplyFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ReplyFailure::Vanished => f.write_str("client gone"),
+            ReplyFailure::Refused(why) => write!(f, "refused: {why}"),
+            ReplyFailure::Failed(why) => write!(f, "failed: {why}"),
+        }
+    }
+}
+
+/// FIFOTMPDIR, held open so reply names are resolved inside it and nowhere else.
+#[derive(Debug)]
+pub struct ReplyDir {
+    /// Its path, as configured.
+    path: PathBuf,
+    /// A descriptor of it, for `openat`/`unlinkat`.
+    fd: OwnedFd,
+    /// Its device and inode: a reply path's parent must be this very directory.
+    id: (u64, u64),
+}
+
+impl ReplyDir {
+    /// Opens FIFOTMPDIR.
+    ///
+    /// # Errors
+    /// It does not exist or is not a directory.
+    pub fn open(path: &Path) -> Result<ReplyDir, FifoError> {
+        let fd = open(path, OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
+            .map_err(|e| FifoError::Sys(path.into(), "open FIFOTMPDIR", e))?;
+        let st = fstat(&fd).map_err(|e| FifoError::Sys(path.into(), "fstat", e))?;
+        Ok(ReplyDir { path: path.to_path_buf(), fd, id: (st.st_dev, st.st_ino) })
+    }
+
+    /// The directory's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Checks a reply path and opens it for writing, without blocking, never following a
+    /// symlink, only if it is a FIFO directly inside FIFOTMPDIR. Its name is then removed
+    /// from the directory, as IndiMail's inlookup does, so nothing is left behind even if
+    /// the client dies.
+    pub fn open_reply(&self, reply_path: &[u8]) -> Result<OwnedFd, ReplyFailure> {
+        let refuse = |why: &str| Err(ReplyFailure::Refused(why.to_string()));
+        let path = Path::new(OsStr::from_bytes(reply_path));
+        let Some(Component::Normal(name)) = path.components().next_back() else {
+            return refuse("no file name");
+        };
+        if reply_path.ends_with(b"/") {
+            return refuse("no file name");
+        }
+        let parent = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        match stat(parent) {
+            Ok(st) if (st.st_dev, st.st_ino) == self.id => {}
+            Ok(_) => return refuse("not in FIFOTMPDIR"),
+            Err(Errno::ENOENT) => return Err(ReplyFailure::Vanished),
+            Err(e) => return refuse(&format!("directory: {e}")),
+        }
+        let flags = OFlag::O_WRONLY | OFlag::O_NONBLOCK | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+        let fd = match openat(&self.fd, name, flags, Mode::empty()) {
+            Ok(fd) => fd,
+            Err(Errno::ENXIO) => {
+                self.remove_if_fifo(name);
+                return Err(ReplyFailure::Vanished);
+            }
+            Err(Errno::ENOENT) => return Err(ReplyFailure::Vanished),
+            Err(Errno::ELOOP) => return refuse("a symbolic link"),
+            Err(e) => return Err(ReplyFailure::Failed(format!("open: {e}"))),
+        };
+        match fstat(&fd) {
+            Ok(st) if is_fifo(st.st_mode) => {}
+            Ok(_) => return refuse("not a FIFO"),
+            Err(e) => return Err(ReplyFailure::Failed(format!("fstat: {e}"))),
+        }
+        self.remove_if_fifo(name);
+        Ok(fd)
+    }
+
+    /// Unlinks a name in FIFOTMPDIR if (and only if) it is a FIFO there.
+    fn remove_if_fifo(&self, name: &OsStr) {
+        if let Ok(st) = fstatat(&self.fd, name, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW) {
+            if is_fifo(st.st_mode) {
+                let _ = unlinkat(&self.fd, name, UnlinkatFlags::NoRemoveDir);
+            }
+        }
+    }
+}
+
+/// Writes a whole reply to a reply FIFO opened by [`ReplyDir::open_reply`]. A reply of at
+/// most `PIPE_BUF` bytes into a fresh FIFO goes in one write; a longer one waits for the
+/// client to read, up to `deadline`.
+pub fn write_reply(fd: &OwnedFd, bytes: &[u8], deadline: std::time::Instant) -> Result<(), ReplyFailure> {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    let mut off = 0;
+    while off < bytes.len() {
+        match nix::unistd::write(fd, &bytes[off..]) {
+            Ok(n) => off += n,
+            Err(Errno::EINTR) => {}
+            Err(Errno::EPIPE) => return Err(ReplyFailure::Vanished),
+            Err(Errno::EAGAIN) => {
+                let left = deadline.saturating_duration_since(std::time::Instant::now());
+                if left.is_zero() {
+                    return Err(ReplyFailure::Failed(format!("timed out after {off} of {} bytes", bytes.len())));
+                }
+                let ms = PollTimeout::try_from(left.as_millis().min(60_000) as i32).unwrap_or(PollTimeout::MAX);
+                let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLOUT)];
+                let _ = poll(&mut fds, ms);
+            }
+            Err(e) => return Err(ReplyFailure::Failed(format!("write: {e}"))),
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    fn tmp(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("inl-fifo-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    #[test]
+    fn instance_paths() {
+        let d = Path::new("/run/x");
+        assert_eq!(request_paths(d, "infifo", 1), vec![PathBuf::from("/run/x/infifo")]);
+        assert_eq!(request_paths(d, "/abs/f", 0), vec![PathBuf::from("/abs/f")]);
+        assert_eq!(
+            request_paths(d, "infifo", 3),
+            ["/run/x/infifo.1", "/run/x/infifo.2", "/run/x/infifo.3"].map(PathBuf::from).to_vec()
+        );
+    }
+
+    #[test]
+    fn reply_paths_are_confined_to_fifotmpdir() {
+        let d = tmp("confine");
+        let other = tmp("confine-other");
+        let rd = ReplyDir::open(&d).unwrap();
+        // A regular file inside: refused, untouched.
+        std::fs::write(d.join("file"), b"keep").unwrap();
+        let r = rd.open_reply(d.join("file").as_os_str().as_bytes());
+        assert!(matches!(r, Err(ReplyFailure::Refused(_))), "{r:?}");
+        assert_eq!(std::fs::read(d.join("file")).unwrap(), b"keep");
+        // A FIFO outside: refused.
+        mkfifo(&other.join("f"), Mode::from_bits_truncate(0o600)).unwrap();
+        let _reader = open(&other.join("f"), OFlag::O_RDONLY | OFlag::O_NONBLOCK, Mode::empty()).unwrap();
+        assert!(matches!(rd.open_reply(other.join("f").as_os_str().as_bytes()), Err(ReplyFailure::Refused(_))));
+        // Escaping with .. : refused.
+        let sneaky = format!("{}/../{}/f", d.display(), other.file_name().unwrap().to_string_lossy());
+        assert!(matches!(rd.open_reply(sneaky.as_bytes()), Err(ReplyFailure::Refused(_))));
+        // A symlink inside pointing at the outside FIFO: refused.
+        std::os::unix::fs::symlink(other.join("f"), d.join("link")).unwrap();
+        assert!(matches!(rd.open_reply(d.join("link").as_os_str().as_bytes()), Err(ReplyFailure::Refused(_))));
+        assert!(other.join("f").exists());
+        // A FIFO inside with a reader: opened, and its name removed.
+        mkfifo(&d.join("ok"), Mode::from_bits_truncate(0o600)).unwrap();
+        let reader = open(&d.join("ok"), OFlag::O_RDONLY | OFlag::O_NONBLOCK, Mode::empty()).unwrap();
+        let fd = rd.open_reply(d.join("ok").as_os_str().as_bytes()).unwrap();
+        assert!(!d.join("ok").exists());
+        write_reply(&fd, b"hello", Instant::now() + Duration::from_secs(1)).unwrap();
+        let mut buf = [0u8; 8];
+        assert_eq!(nix::unistd::read(&reader, &mut buf).unwrap(), 5);
+        // A FIFO with no reader: the client vanished; the leftover name is removed.
+        mkfifo(&d.join("gone"), Mode::from_bits_truncate(0o600)).unwrap();
+        assert_eq!(rd.open_reply(d.join("gone").as_os_str().as_bytes()).err(), Some(ReplyFailure::Vanished));
+        assert!(!d.join("gone").exists());
+        // No such path: vanished.
+        assert_eq!(rd.open_reply(d.join("nope").as_os_str().as_bytes()).err(), Some(ReplyFailure::Vanished));
+        std::fs::remove_dir_all(&d).unwrap();
+        std::fs::remove_dir_all(&other).unwrap();
+    }
+
+    #[test]
+    fn a_second_daemon_on_the_same_fifo_is_refused() {
+        let d = tmp("inuse");
+        let p = d.join("infifo");
+        let first = RequestFifo::open(&p, 0o660, 0).unwrap();
+        assert!(matches!(RequestFifo::open(&p, 0o660, 0), Err(FifoError::InUse(_))));
+        drop(first);
+        // A stale FIFO with nobody reading is reused.
+        let again = RequestFifo::open(&p, 0o660, 0).unwrap();
+        again.unlink();
+        assert!(!p.exists());
+        std::fs::write(&p, b"x").unwrap();
+        assert!(matches!(RequestFifo::open(&p, 0o660, 0), Err(FifoError::NotAFifo(_))));
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+}

@@ -1,0 +1,80 @@
+//! The daemon's counters, owned by the I/O thread (so exact, without atomics).
+
+use inlookup_core::admin::{KindStats, StatsReport};
+use inlookup_core::QueryKind;
+use std::fmt::Write as _;
+
+/// Every counter the daemon keeps.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Per kind, indexed by [`slot`].
+    pub kinds: [KindStats; QueryKind::ALL.len()],
+    /// Resyncs after bytes that were not a frame.
+    pub bad_frames: u64,
+    /// Well-formed but unacceptable requests.
+    pub bad_requests: u64,
+    /// Replies refused because the path was not a FIFO in FIFOTMPDIR.
+    pub refused_reply_paths: u64,
+    /// Replies dropped because the client was gone.
+    pub vanished_clients: u64,
+}
+
+/// The index of a kind in [`Stats::kinds`].
+pub fn slot(kind: QueryKind) -> usize {
+    QueryKind::ALL.iter().position(|k| *k == kind).unwrap_or(0)
+}
+
+impl Stats {
+    /// The counters of one kind.
+    pub fn kind(&mut self, kind: QueryKind) -> &mut KindStats {
+        &mut self.kinds[slot(kind)]
+    }
+
+    /// Fills the per-kind and global counters of a STATS report.
+    pub fn fill(&self, r: &mut StatsReport) {
+        for (k, s) in QueryKind::ALL.iter().zip(&self.kinds) {
+            r.kinds.insert(k.name().to_string(), s.clone());
+        }
+        r.bad_frames = self.bad_frames;
+        r.bad_requests = self.bad_requests;
+        r.refused_reply_paths = self.refused_reply_paths;
+        r.vanished_clients = self.vanished_clients;
+    }
+}
+
+/// The USR1 log text: IndiMail's one-line `User:Relay:Password:Limit:Alias:Host:Domain`
+/// request counts, then one readable line per kind that saw traffic.
+pub fn describe(r: &StatsReport) -> Vec<String> {
+    let n = |name: &str| r.kinds.get(name).map_or(0, |k| k.requests);
+    let mut lines = vec![format!(
+        "queries User:Relay:Password:Limit:Alias:Host:Domain = {}:{}:{}:{}:{}:{}:{}; cache {} of {} entries; uptime {} s",
+        n("user"), n("relay"), n("pwd"), n("limit"), n("alias"), n("host"), n("domain"),
+        r.cache_entries, r.cache_capacity, r.uptime_secs
+    )];
+    for (name, k) in &r.kinds {
+        if k.requests == 0 {
+            continue;
+        }
+        let mut l = format!(
+            "{name}: {} requests, {} hits, {} negative hits, {} misses",
+            k.requests, k.hits, k.negative_hits, k.misses
+        );
+        let extra = [
+            ("coalesced", k.coalesced),
+            ("evictions", k.evictions),
+            ("expirations", k.expirations),
+            ("backend errors", k.backend_errors),
+            ("served stale", k.stale_served),
+            ("refused (queue full)", k.queue_full),
+        ];
+        for (what, v) in extra.iter().filter(|(_, v)| *v > 0) {
+            let _ = write!(l, ", {v} {what}");
+        }
+        lines.push(l);
+    }
+    lines.push(format!(
+        "{} bad frames, {} bad requests, {} refused reply paths, {} vanished clients, {} in flight, {} MySQL connects",
+        r.bad_frames, r.bad_requests, r.refused_reply_paths, r.vanished_clients, r.in_flight, r.mysql_connects
+    ));
+    lines
+}

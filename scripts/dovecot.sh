@@ -1,0 +1,356 @@
+#!/usr/bin/env bash
+# Usage:
+#   scripts/dovecot.sh start   STATE_DIR [PORT]          start (or reuse) a throwaway Dovecot 2.3
+#                                                        IMAP server on 127.0.0.1:PORT (default: a
+#                                                        free port); prints "127.0.0.1 PORT"
+#   scripts/dovecot.sh stop    STATE_DIR                 stop it (SIGTERM, SIGKILL after 10 s)
+#   scripts/dovecot.sh port    STATE_DIR                 print its port
+#   scripts/dovecot.sh adduser STATE_DIR USER PASSWORD   add (or reset) a user; works while running
+#
+# Environment for start:
+#   DOVECOT_REUSE=1  reuse login and imap processes (fast logins) instead of Debian's
+#                    fork-per-connection default
+#   DOVECOT_TLS=1    self-signed certificate for CN=localhost, STARTTLS on the plain port
+#
+# First start seeds users alice/secret and bob/hunter2 and one message in alice's
+# Maildir/new. Files: STATE_DIR/dovecot.conf, passwd, home/USER/Maildir, dovecot.log
+# (logins are logged there), run/master.pid, port. As root the mail processes run as
+# nobody:nogroup; as another user everything runs as that user.
+set -euo pipefail
+
+SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)
+START_TIMEOUT=15
+STOP_TIMEOUT=10
+
+die() {
+  echo "dovecot.sh: $*" >&2
+  exit 1
+}
+
+usage() {
+  sed -n '2,20s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2
+  exit 2
+}
+
+# abs_dir DIR: creates DIR and prints its absolute path.
+abs_dir() {
+  mkdir -p -- "$1"
+  (cd -- "$1" && pwd -P)
+}
+
+# Mail, login and internal processes: nobody:nogroup as root, else ourselves.
+mail_user() {
+  if ((EUID == 0)); then echo nobody; else id -un; fi
+}
+mail_group() {
+  if ((EUID == 0)); then id -gn nobody; else id -gn; fi
+}
+
+free_port() {
+  python3 -c 'import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+s.bind(("127.0.0.1", 0))
+print(s.getsockname()[1])
+s.close()'
+}
+
+# greeting PORT SECONDS: waits until 127.0.0.1:PORT sends a line starting with "* OK".
+greeting() {
+  python3 - "$1" "$2" <<'EOF'
+import socket, sys, time
+port, deadline = int(sys.argv[1]), time.monotonic() + float(sys.argv[2])
+while time.monotonic() < deadline:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
+            s.settimeout(2)
+            if s.makefile("rb").readline().startswith(b"* OK"):
+                s.sendall(b"a LOGOUT\r\n")
+                sys.exit(0)
+    except OSError:
+        pass
+    time.sleep(0.05)
+sys.exit(1)
+EOF
+}
+
+# running PID: the process exists and is not a zombie. (Daemons here are reparented to
+# PID 1, which may reap them late; a zombie still passes `kill -0`.)
+running() {
+  local st
+  st=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+  st=${st##*) }
+  [[ ${st:0:1} != Z ]]
+}
+
+# live_pid STATE_DIR: prints the master pid if that process is a live dovecot.
+live_pid() {
+  local pidfile="$1/run/master.pid" pid comm
+  [[ -s $pidfile ]] || return 1
+  pid=$(<"$pidfile")
+  [[ $pid =~ ^[0-9]+$ ]] || return 1
+  running "$pid" || return 1
+  comm=$(cat "/proc/$pid/comm" 2>/dev/null || true)
+  [[ $comm == dovecot ]] || return 1
+  echo "$pid"
+}
+
+# The mail processes (nobody) must reach STATE_DIR/home: give "others" search
+# permission on STATE_DIR and every ancestor that lacks it.
+make_traversable() {
+  local d="$1" mode
+  chmod 755 -- "$d"
+  d=$(dirname -- "$d")
+  while [[ $d != / ]]; do
+    mode=$(stat -c %a -- "$d")
+    if ((!(8#$mode & 1))); then
+      chmod o+x -- "$d"
+    fi
+    d=$(dirname -- "$d")
+  done
+}
+
+ensure_binaries() {
+  local c
+  for c in dovecot doveconf python3 openssl; do
+    if ! command -v "$c" >/dev/null 2>&1; then
+      "$SCRIPT_DIR/deps.sh" dovecot >&2
+      return
+    fi
+  done
+  [[ -x /usr/lib/dovecot/imap ]] || "$SCRIPT_DIR/deps.sh" dovecot >&2
+}
+
+# add_user DIR USER PASSWORD: (re)writes USER's passwd line and creates the Maildir.
+add_user() {
+  local dir="$1" user="$2" pass="$3"
+  [[ $user =~ ^[A-Za-z0-9._@+-]+$ ]] || die "bad user name '$user'"
+  [[ $pass != *:* && $pass != *$'\n'* && -n $pass ]] || die "password must be non-empty, without ':' or newline"
+  local pw="$dir/passwd" tmp
+  touch -- "$pw"
+  tmp=$(mktemp -- "$pw.XXXXXX")
+  grep -v -- "^${user//./\\.}:" "$pw" >"$tmp" || true
+  printf '%s:{PLAIN}%s\n' "$user" "$pass" >>"$tmp"
+  chmod 644 -- "$tmp"
+  mv -f -- "$tmp" "$pw"
+
+  local home="$dir/home/$user"
+  mkdir -p -- "$home/Maildir/cur" "$home/Maildir/new" "$home/Maildir/tmp"
+  chmod 755 -- "$dir/home"
+  chown -R -- "$(mail_user):$(mail_group)" "$home"
+  chmod -R u+rwX,go-rwx -- "$home"
+}
+
+seed() {
+  local dir="$1"
+  add_user "$dir" alice secret
+  add_user "$dir" bob hunter2
+  local msg="$dir/home/alice/Maildir/new/1700000000.M1P1.inlookup-seed"
+  cat >"$msg" <<'EOF'
+Return-Path: <bob@example.com>
+From: Bob <bob@example.com>
+To: Alice <alice@example.com>
+Subject: Welcome
+Date: Tue, 14 Nov 2023 22:13:20 +0000
+Message-ID: <seed-1@example.com>
+MIME-Version: 1.0
+Content-Type: text/plain; charset=us-ascii
+
+Hello Alice, this is the seeded test message.
+EOF
+  chown -- "$(mail_user):$(mail_group)" "$msg"
+  chmod 600 -- "$msg"
+}
+
+make_cert() {
+  local dir="$1"
+  mkdir -p -- "$dir/ssl"
+  if [[ ! -s $dir/ssl/cert.pem || ! -s $dir/ssl/key.pem ]]; then
+    openssl req -x509 -newkey rsa:2048 -nodes -days 3650 \
+      -subj /CN=localhost -addext 'subjectAltName=DNS:localhost,IP:127.0.0.1' \
+      -keyout "$dir/ssl/key.pem" -out "$dir/ssl/cert.pem" >"$dir/ssl/openssl.log" 2>&1 ||
+      {
+        cat "$dir/ssl/openssl.log" >&2
+        die "openssl could not make a certificate"
+      }
+    chmod 600 -- "$dir/ssl/key.pem"
+  fi
+}
+
+write_config() {
+  local dir="$1" port="$2" user group uid
+  user=$(mail_user)
+  group=$(mail_group)
+  uid=1
+  if ((EUID != 0)); then uid=$(id -u); fi
+
+  {
+    cat <<EOF
+# Generated by scripts/dovecot.sh; rewritten on every start.
+protocols = imap
+listen = 127.0.0.1
+base_dir = $dir/run
+state_dir = $dir/state
+instance_name = dovecot-$(basename -- "$dir")
+log_path = $dir/dovecot.log
+auth_verbose = yes
+disable_plaintext_auth = no
+auth_mechanisms = plain login
+default_internal_user = $user
+default_internal_group = $group
+default_login_user = $user
+first_valid_uid = $uid
+mail_location = maildir:~/Maildir
+EOF
+    if [[ ${DOVECOT_TLS:-0} == 1 ]]; then
+      cat <<EOF
+ssl = yes
+ssl_cert = <$dir/ssl/cert.pem
+ssl_key = <$dir/ssl/key.pem
+EOF
+    else
+      echo 'ssl = no'
+    fi
+    cat <<EOF
+passdb {
+  driver = passwd-file
+  args = scheme=PLAIN $dir/passwd
+}
+userdb {
+  driver = static
+  args = uid=$user gid=$group home=$dir/home/%u
+}
+service imap-login {
+  chroot =
+  inet_listener imap {
+    port = $port
+  }
+  inet_listener imaps {
+    port = 0
+  }
+EOF
+    if [[ ${DOVECOT_REUSE:-0} == 1 ]]; then
+      cat <<'EOF'
+  service_count = 0
+  process_min_avail = 1
+}
+service imap {
+  service_count = 1000
+  process_limit = 100
+  process_min_avail = 1
+EOF
+    fi
+    cat <<'EOF'
+}
+service anvil {
+  chroot =
+}
+service auth-worker {
+  user = $default_internal_user
+}
+EOF
+  } >"$dir/dovecot.conf"
+}
+
+cmd_start() {
+  (($# >= 1 && $# <= 2)) || usage
+  ensure_binaries
+  local dir port pid
+  dir=$(abs_dir "$1")
+  port=${2:-}
+
+  if pid=$(live_pid "$dir") && [[ -s $dir/port ]]; then
+    local running_port
+    running_port=$(<"$dir/port")
+    if [[ -n $port && $port != "$running_port" ]]; then
+      echo "dovecot.sh: already running in $dir on port $running_port (asked for $port)" >&2
+    fi
+    greeting "$running_port" "$START_TIMEOUT" ||
+      die "master pid $pid from $dir/run/master.pid does not greet on port $running_port"
+    echo "127.0.0.1 $running_port"
+    return 0
+  fi
+
+  if [[ -z $port ]]; then
+    port=$(free_port)
+  fi
+  [[ $port =~ ^[0-9]+$ ]] || die "bad port '$port'"
+
+  make_traversable "$dir"
+  if [[ ! -e $dir/passwd ]]; then
+    seed "$dir"
+  fi
+  if [[ ${DOVECOT_TLS:-0} == 1 ]]; then
+    make_cert "$dir"
+  fi
+  write_config "$dir" "$port"
+  echo "$port" >"$dir/port"
+
+  # The master daemonizes itself (new session); configuration errors come back here.
+  if ! dovecot -c "$dir/dovecot.conf" </dev/null >"$dir/start.log" 2>&1; then
+    cat "$dir/start.log" >&2
+    tail -n 20 "$dir/dovecot.log" >&2 2>/dev/null || true
+    die "dovecot did not start (config: $dir/dovecot.conf)"
+  fi
+  if ! greeting "$port" "$START_TIMEOUT"; then
+    echo "dovecot.sh: no '* OK' greeting on 127.0.0.1:$port within ${START_TIMEOUT}s; tail of dovecot.log:" >&2
+    tail -n 20 "$dir/dovecot.log" >&2 2>/dev/null || true
+    cmd_stop "$dir" || true
+    exit 1
+  fi
+  echo "127.0.0.1 $port"
+}
+
+cmd_stop() {
+  (($# == 1)) || usage
+  local dir="$1" pid i
+  [[ -d $dir ]] || return 0
+  dir=$(cd -- "$dir" && pwd -P)
+  pid=$(live_pid "$dir") || return 0
+  kill -TERM "$pid" 2>/dev/null || return 0
+  for ((i = 0; i < STOP_TIMEOUT * 20; i++)); do
+    running "$pid" || return 0
+    sleep 0.05
+  done
+  echo "dovecot.sh: master $pid ignored SIGTERM for ${STOP_TIMEOUT}s, sending SIGKILL" >&2
+  kill -KILL "$pid" 2>/dev/null || true
+  for ((i = 0; i < 50; i++)); do
+    running "$pid" || return 0
+    sleep 0.1
+  done
+  die "master $pid survived SIGKILL"
+}
+
+cmd_port() {
+  (($# == 1)) || usage
+  [[ -s $1/port ]] || die "no port recorded in $1/port"
+  cat -- "$1/port"
+}
+
+cmd_adduser() {
+  (($# == 3)) || usage
+  local dir
+  [[ -d $1 ]] || die "no such state dir '$1'"
+  dir=$(cd -- "$1" && pwd -P)
+  add_user "$dir" "$2" "$3"
+  # passwd-file is re-read at most once a second, so a change made in the same second
+  # as the last login could go unseen: a reload restarts the auth process at once.
+  local pid
+  if pid=$(live_pid "$dir"); then
+    kill -HUP "$pid"
+  fi
+}
+
+main() {
+  (($# >= 1)) || usage
+  local sub="$1"
+  shift
+  case "$sub" in
+    start) cmd_start "$@" ;;
+    stop) cmd_stop "$@" ;;
+    port) cmd_port "$@" ;;
+    adduser) cmd_adduser "$@" ;;
+    *) usage ;;
+  esac
+}
+
+main "$@"

@@ -1,0 +1,241 @@
+#!/usr/bin/env bash
+# Usage:
+#   scripts/mariadb.sh ensure STATE_DIR        use the MariaDB on 127.0.0.1:${MYSQL_VPORT:-3306}
+#                                              if root (empty password) gets in, else start a
+#                                              throwaway one in STATE_DIR; prints "127.0.0.1 PORT"
+#   scripts/mariadb.sh start  STATE_DIR [PORT] start (or reuse) a throwaway MariaDB in STATE_DIR
+#                                              on PORT or a free port; prints "127.0.0.1 PORT"
+#   scripts/mariadb.sh stop   STATE_DIR        stop it (SIGTERM, SIGKILL after 20 s)
+#   scripts/mariadb.sh port   STATE_DIR        print its port
+#
+# The throwaway instance: datadir STATE_DIR/data, socket STATE_DIR/mysqld.sock, pid file
+# STATE_DIR/mysqld.pid, log STATE_DIR/err.log, port in STATE_DIR/port. Root has no password.
+# It runs detached (setsid, nohup), so it outlives the calling shell; stop it explicitly.
+set -euo pipefail
+
+SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)
+START_TIMEOUT=30
+STOP_TIMEOUT=20
+
+die() {
+  echo "mariadb.sh: $*" >&2
+  exit 1
+}
+
+usage() {
+  sed -n '2,9s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2
+  exit 2
+}
+
+# abs_dir DIR: creates DIR and prints its absolute path.
+abs_dir() {
+  mkdir -p -- "$1"
+  (cd -- "$1" && pwd -P)
+}
+
+# ping PORT: the server on 127.0.0.1:PORT answers within about 2 s.
+# (mariadb-admin ping also succeeds on "Access denied": it only proves a server is there.)
+ping_port() {
+  timeout 3 mariadb-admin --no-defaults --connect-timeout=2 \
+    -h127.0.0.1 -P"$1" -uroot ping >/dev/null 2>&1
+}
+
+# root_ok PORT: root with an empty password can run a query there.
+root_ok() {
+  timeout 3 mariadb --no-defaults --connect-timeout=2 \
+    -h127.0.0.1 -P"$1" -uroot -N -B -e 'SELECT 1' >/dev/null 2>&1
+}
+
+# ours DIR PORT: the server on PORT is the one running from DIR/data (not some other
+# server that happens to hold the port).
+ours() {
+  local datadir
+  datadir=$(timeout 3 mariadb --no-defaults --connect-timeout=2 -h127.0.0.1 -P"$2" -uroot \
+    -N -B -e 'SELECT @@datadir' 2>/dev/null) || return 1
+  [[ ${datadir%/} == "$1/data" ]]
+}
+
+# port_free PORT: nothing listens on 127.0.0.1:PORT.
+port_free() {
+  python3 -c 'import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+try:
+    s.bind(("127.0.0.1", int(sys.argv[1])))
+except OSError:
+    sys.exit(1)' "$1"
+}
+
+free_port() {
+  python3 -c 'import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+s.bind(("127.0.0.1", 0))
+print(s.getsockname()[1])
+s.close()'
+}
+
+# running PID: the process exists and is not a zombie. (Daemons here are reparented to
+# PID 1, which may reap them late; a zombie still passes `kill -0`.)
+running() {
+  local st
+  st=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+  st=${st##*) }
+  [[ ${st:0:1} != Z ]]
+}
+
+# live_pid STATE_DIR: prints the pid from mysqld.pid if that process is a live mariadbd.
+live_pid() {
+  local pidfile="$1/mysqld.pid" pid comm
+  [[ -s $pidfile ]] || return 1
+  pid=$(<"$pidfile")
+  [[ $pid =~ ^[0-9]+$ ]] || return 1
+  running "$pid" || return 1
+  comm=$(cat "/proc/$pid/comm" 2>/dev/null || true)
+  [[ $comm == mariadbd || $comm == mysqld ]] || return 1
+  echo "$pid"
+}
+
+ensure_binaries() {
+  local c
+  for c in mariadbd mariadb-install-db mariadb mariadb-admin python3; do
+    if ! command -v "$c" >/dev/null 2>&1; then
+      "$SCRIPT_DIR/deps.sh" mariadb >&2
+      return
+    fi
+  done
+}
+
+cmd_start() {
+  (($# >= 1 && $# <= 2)) || usage
+  ensure_binaries
+  local dir port pid
+  dir=$(abs_dir "$1")
+  port=${2:-}
+
+  # Already running from this STATE_DIR: report it (waiting if it is still starting).
+  if pid=$(live_pid "$dir") && [[ -s $dir/port ]]; then
+    local running_port i
+    running_port=$(<"$dir/port")
+    if [[ -n $port && $port != "$running_port" ]]; then
+      echo "mariadb.sh: already running in $dir on port $running_port (asked for $port)" >&2
+    fi
+    for ((i = 0; i < START_TIMEOUT * 5; i++)); do
+      if ping_port "$running_port" && ours "$dir" "$running_port"; then
+        echo "127.0.0.1 $running_port"
+        return 0
+      fi
+      running "$pid" || break
+      sleep 0.2
+    done
+    die "pid $pid from $dir/mysqld.pid does not answer on port $running_port"
+  fi
+
+  if [[ -z $port ]]; then
+    port=$(free_port)
+  fi
+  [[ $port =~ ^[0-9]+$ ]] || die "bad port '$port'"
+  port_free "$port" || die "port $port on 127.0.0.1 is already in use"
+
+  local user
+  user=$(id -un)
+  if [[ ! -d $dir/data/mysql ]]; then
+    if [[ -d $dir/data && -n $(ls -A -- "$dir/data") ]]; then
+      die "$dir/data is not empty and not a MariaDB datadir; refusing to touch it"
+    fi
+    if ! mariadb-install-db --no-defaults --datadir="$dir/data" --user="$user" \
+      --auth-root-authentication-method=normal --skip-test-db \
+      --innodb-log-file-size=8M --innodb-buffer-pool-size=32M \
+      >"$dir/install.log" 2>&1; then
+      tail -n 30 "$dir/install.log" >&2
+      die "mariadb-install-db failed (log: $dir/install.log)"
+    fi
+  fi
+
+  rm -f -- "$dir/mysqld.pid" "$dir/mysqld.sock"
+  echo "$port" >"$dir/port"
+  # Not in a job-control shell, so setsid need not fork: $! is mariadbd itself.
+  setsid nohup mariadbd --no-defaults \
+    --datadir="$dir/data" \
+    --socket="$dir/mysqld.sock" \
+    --pid-file="$dir/mysqld.pid" \
+    --log-error="$dir/err.log" \
+    --port="$port" \
+    --bind-address=127.0.0.1 \
+    --user="$user" \
+    --innodb-log-file-size=8M \
+    --innodb-buffer-pool-size=32M \
+    --skip-log-bin \
+    --skip-name-resolve \
+    </dev/null >>"$dir/err.log" 2>&1 &
+  local child=$!
+
+  local i
+  for ((i = 0; i < START_TIMEOUT * 10; i++)); do
+    if ping_port "$port" && ours "$dir" "$port"; then
+      echo "127.0.0.1 $port"
+      return 0
+    fi
+    if ! running "$child"; then
+      break
+    fi
+    sleep 0.1
+  done
+  echo "mariadb.sh: MariaDB in $dir did not come up on port $port; tail of err.log:" >&2
+  tail -n 30 "$dir/err.log" >&2 || true
+  kill "$child" 2>/dev/null || true
+  exit 1
+}
+
+cmd_stop() {
+  (($# == 1)) || usage
+  local dir="$1" pid i
+  [[ -d $dir ]] || return 0
+  dir=$(cd -- "$dir" && pwd -P)
+  pid=$(live_pid "$dir") || return 0
+  kill -TERM "$pid" 2>/dev/null || return 0
+  for ((i = 0; i < STOP_TIMEOUT * 10; i++)); do
+    running "$pid" || return 0
+    sleep 0.1
+  done
+  echo "mariadb.sh: pid $pid ignored SIGTERM for ${STOP_TIMEOUT}s, sending SIGKILL" >&2
+  kill -KILL "$pid" 2>/dev/null || true
+  for ((i = 0; i < 50; i++)); do
+    running "$pid" || return 0
+    sleep 0.1
+  done
+  die "pid $pid survived SIGKILL"
+}
+
+cmd_port() {
+  (($# == 1)) || usage
+  [[ -s $1/port ]] || die "no port recorded in $1/port"
+  cat -- "$1/port"
+}
+
+cmd_ensure() {
+  (($# == 1)) || usage
+  local port=${MYSQL_VPORT:-3306}
+  if command -v mariadb-admin >/dev/null 2>&1 && ping_port "$port"; then
+    if root_ok "$port"; then
+      echo "127.0.0.1 $port"
+      return 0
+    fi
+    echo "mariadb.sh: a server answers on port $port but root with no password cannot log in; starting a throwaway one" >&2
+  fi
+  cmd_start "$1"
+}
+
+main() {
+  (($# >= 1)) || usage
+  local sub="$1"
+  shift
+  case "$sub" in
+    ensure) cmd_ensure "$@" ;;
+    start) cmd_start "$@" ;;
+    stop) cmd_stop "$@" ;;
+    port) cmd_port "$@" ;;
+    -h | --help | help) usage ;;
+    *) usage ;;
+  esac
+}
+
+main "$@"
