@@ -57,8 +57,11 @@ ours() {
 
 # port_free PORT: nothing listens on 127.0.0.1:PORT.
 port_free() {
+  # SO_REUSEADDR, as mariadbd binds: TIME_WAIT sockets left by a stopped server do not
+  # make the port busy; only a listener does.
   python3 -c 'import socket, sys
 s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 try:
     s.bind(("127.0.0.1", int(sys.argv[1])))
 except OSError:

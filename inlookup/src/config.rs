@@ -67,7 +67,7 @@ pub struct Args {
     pub ttl: String,
 
     /// When MySQL fails, answer from an expired entry if one is at most --max-stale old.
-    #[arg(long, env = "SERVE_STALE", default_value = "1", value_parser = parse_flag)]
+    #[arg(long, env = "SERVE_STALE", default_value = "1", value_parser = parse_flag, action = clap::ArgAction::Set)]
     pub serve_stale: bool,
 
     /// Oldest expired entry serve-stale may use, in seconds past its expiry.

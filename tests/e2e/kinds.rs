@@ -1,0 +1,127 @@
+//! Each of IndiMail's seven kinds, found and not found, against the demo data.
+
+use crate::harness::{Daemon, Opts, TestDb};
+use inquery::{Error, QueryKind, UserStatus};
+
+
+#[test]
+fn user_reports_every_status() {
+    let db = TestDb::new();
+    let d = Daemon::start(&db, Opts::default());
+    let c = d.client();
+    assert_eq!(c.user_status("testuser@example.com").unwrap(), UserStatus::Active);
+    assert_eq!(c.user_status("nobody@example.com").unwrap(), UserStatus::Absent);
+    assert_eq!(c.user_status("olduser@example.com").unwrap(), UserStatus::Inactive);
+    assert_eq!(c.user_status("full@example.com").unwrap(), UserStatus::OverQuota);
+    assert_eq!(c.user_status("sales@example.com").unwrap(), UserStatus::Alias);
+    // Case and the alias domain are folded as MySQL and IndiMail do.
+    assert_eq!(c.user_status("TestUser@Example.COM").unwrap(), UserStatus::Active);
+    assert_eq!(c.user_status("testuser@example.org").unwrap(), UserStatus::Active);
+}
+
+#[test]
+fn relay_needs_a_recent_row_for_that_ip() {
+    let db = TestDb::new();
+    let d = Daemon::start(&db, Opts::default());
+    let c = d.client();
+    assert!(c.relay_allowed("alice@example.com", "192.0.2.10").unwrap());
+    assert!(!c.relay_allowed("alice@example.com", "192.0.2.11").unwrap());
+    assert!(!c.relay_allowed("bob@example.com", "192.0.2.10").unwrap());
+    // A row older than RELAY_CLEAR_MINUTES (180) does not count.
+    db.exec("INSERT INTO relay VALUES ('old@example.com','192.0.2.20', UNIX_TIMESTAMP() - 4*3600)");
+    assert!(!c.relay_allowed("old@example.com", "192.0.2.20").unwrap());
+    // Without an IP the client refuses before sending (IndiMail: EINVAL).
+    assert!(matches!(c.relay_allowed("alice@example.com", ""), Err(Error::BadArgument(_))));
+}
+
+#[test]
+fn pwd_gives_indimails_pwstruct_bytes() {
+    let db = TestDb::new();
+    let d = Daemon::start(&db, Opts::default());
+    let c = d.client();
+    let (n, body) = c.raw(3, "alice@example.com", "").unwrap();
+    let want = "PWSTRUCT=alice@example.com:{SCRAM-SHA-256}4096$c2FsdA==$c3RvcmVk$c2VydmVy,$5$demo$alicehash:1:0:Alice:/home/mail/example.com/alice:100000000:0\0";
+    assert_eq!(String::from_utf8_lossy(&body), want);
+    assert_eq!(n as usize, want.len(), "the length counts the trailing NUL");
+
+    let pw = c.passwd("testuser@example.com").unwrap().expect("testuser exists");
+    assert_eq!((pw.name.as_str(), pw.domain.as_str()), ("testuser", "example.com"));
+    assert_eq!(pw.passwd, "$5$rounds=5000$demo$Z3k9dEmoHashOnlyForDemo0");
+    assert_eq!((pw.uid, pw.gid, pw.shell.as_str(), pw.inactive), (1, 0, "524288000", false));
+
+    let old = c.passwd("olduser@example.com").unwrap().expect("inactive users are found");
+    assert!(old.inactive);
+
+    let (n, body) = c.raw(3, "nobody@example.com", "").unwrap();
+    assert_eq!((n, body.as_slice()), (41, &b"PWSTRUCT=No such user nobody@example.com\0"[..]));
+    assert_eq!(c.passwd("nobody@example.com").unwrap(), None);
+}
+
+#[test]
+fn host_gives_domain_host_port_or_nothing() {
+    let db = TestDb::new();
+    let d = Daemon::start(&db, Opts::default());
+    let c = d.client();
+    let (n, body) = c.raw(4, "testuser@example.com", "").unwrap();
+    assert_eq!((n, body.as_slice()), (25, &b"example.com:127.0.0.1:25\0"[..]));
+    let h = c.host("alice@example.com").unwrap().unwrap();
+    assert_eq!((h.domain.as_str(), h.host.as_str(), h.port.as_str()), ("example.com", "10.0.0.5", "25"));
+    assert_eq!(c.raw(4, "nobody@example.com", "").unwrap(), (0, vec![]));
+    assert_eq!(c.host("nobody@example.com").unwrap(), None);
+}
+
+#[test]
+fn alias_lists_lines_or_a_lone_nul() {
+    let db = TestDb::new();
+    let d = Daemon::start(&db, Opts::default());
+    let c = d.client();
+    assert_eq!(c.aliases("sales@example.com").unwrap(), vec!["&alice@example.com", "&testuser@example.com"]);
+    assert_eq!(c.raw(5, "alice@example.com", "").unwrap(), (1, vec![0]), "none: length 1, a NUL");
+    assert!(c.aliases("alice@example.com").unwrap().is_empty());
+}
+
+#[test]
+fn limit_gives_the_vlimits_record() {
+    let db = TestDb::new();
+    let d = Daemon::start(&db, Opts::default());
+    let c = d.client();
+    let (n, body) = c.raw(6, "example.com", "").unwrap();
+    assert_eq!((n, body.len()), (128, 128), "sizeof(struct vlimits) on x86-64");
+    let l = c.limits("example.com").unwrap().expect("row");
+    assert_eq!((l.maxpopaccounts, l.maxaliases, l.maxforwards), (100, 50, -1));
+    assert_eq!((l.diskquota, l.defaultquota, l.disable_imap, l.disable_pop, l.perm_quota), (1073741824, 52428800, 1, 0, 3));
+    assert_eq!(l.limit_type, 1);
+    // A user's limits come from their domain; a user of a domain without a row gets defaults.
+    assert_eq!(c.limits("alice@example.com").unwrap(), Some(l));
+    let dflt = c.limits("someone@example.net").unwrap().expect("defaults for a user");
+    assert_eq!((dflt.maxaliases, dflt.limit_type), (-1, 0));
+    // A bare domain without a row: length 0, as the original.
+    assert_eq!(c.raw(6, "example.net", "").unwrap(), (0, vec![]));
+    assert_eq!(c.limits("example.net").unwrap(), None);
+}
+
+#[test]
+fn domain_resolves_alias_domains_or_echoes() {
+    let db = TestDb::new();
+    let d = Daemon::start(&db, Opts::default());
+    let c = d.client();
+    assert_eq!(c.real_domain("example.org").unwrap(), "example.com");
+    assert_eq!(c.real_domain("example.net").unwrap(), "example.net");
+    assert_eq!(c.raw(7, "example.net", "").unwrap(), (12, b"example.net\0".to_vec()));
+    let answer = c.ask(QueryKind::Domain, "Example.ORG", "").unwrap();
+    assert!(!answer.is_negative(), "an alias domain is a positive answer: {answer:?}");
+}
+
+#[test]
+fn default_domain_applies_to_bare_names() {
+    let db = TestDb::new();
+    let d = Daemon::start(&db, Opts::default().env("DEFAULT_DOMAIN", "example.com"));
+    let c = d.client();
+    assert_eq!(c.user_status("testuser").unwrap(), UserStatus::Active);
+    assert_eq!(c.passwd("alice").unwrap().unwrap().domain, "example.com");
+    // Both spellings share one cache entry.
+    let s = c.stats().unwrap();
+    c.passwd("alice@example.com").unwrap();
+    let s2 = c.stats().unwrap();
+    assert_eq!(s2.kinds["pwd"].hits, s.kinds["pwd"].hits + 1);
+}
