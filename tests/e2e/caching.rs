@@ -22,9 +22,8 @@ fn a_cached_answer_needs_no_mysql_and_the_daemon_recovers_when_it_returns() {
     let s = c.stats().unwrap();
     assert_eq!(s.kinds["pwd"].hits, 2);
     // A question never asked before cannot be answered: an error reply, quickly.
-    let t = std::time::Instant::now();
+    // An error reply, not the client's timeout (which would be Error::Timeout).
     assert!(matches!(c.passwd("testuser@example.com"), Err(Error::Backend)));
-    assert!(t.elapsed() < Duration::from_secs(2), "error reply, not a client timeout");
     assert!(c.stats().unwrap().kinds["pwd"].backend_errors >= 1);
 
     server.restart();
