@@ -373,7 +373,8 @@ mod tests {
         assert_eq!(Answer::Limit { limits: None }.encode(), 0i32.to_ne_bytes());
         assert_eq!(Answer::Relay { allowed: false }.encode(), 0i32.to_ne_bytes());
         assert_eq!(Answer::Relay { allowed: true }.encode(), 1i32.to_ne_bytes());
-        let host = MailHost { domain: "example.com".into(), host: "127.0.0.1".into(), port: "25".into() };
+        let host =
+            MailHost { domain: "example.com".into(), host: "127.0.0.1".into(), port: "25".into() };
         let r = Answer::Host { host: Some(host) }.encode();
         assert_eq!(split(&r), (25, &b"example.com:127.0.0.1:25\0"[..]), "as observed");
     }
@@ -389,7 +390,10 @@ mod tests {
         let answers = vec![
             ("a@x", Answer::User { status: UserStatus::OverQuota }),
             ("a@x", Answer::Relay { allowed: true }),
-            ("alice@example.com", Answer::Pwd { email: "alice@example.com".into(), passwd: Some(alice()) }),
+            (
+                "alice@example.com",
+                Answer::Pwd { email: "alice@example.com".into(), passwd: Some(alice()) },
+            ),
             ("n@x", Answer::Pwd { email: "n@x".into(), passwd: None }),
             ("a@x", Answer::Host { host: None }),
             ("a@x", Answer::Alias { lines: vec!["&b@x".into()] }),
@@ -411,13 +415,22 @@ mod tests {
     fn decode_reports_errors_and_garbage() {
         assert_eq!(Answer::decode(QueryKind::User, -1, b"", "a"), Err(ReplyError::Backend));
         assert_eq!(Answer::decode(QueryKind::Pwd, 0, b"", "a"), Err(ReplyError::Backend));
-        assert!(matches!(Answer::decode(QueryKind::User, 9, b"", "a"), Err(ReplyError::Malformed(_))));
-        assert!(matches!(Answer::decode(QueryKind::Pwd, 4, b"abc\0", "a"), Err(ReplyError::Malformed(_))));
+        assert!(matches!(
+            Answer::decode(QueryKind::User, 9, b"", "a"),
+            Err(ReplyError::Malformed(_))
+        ));
+        assert!(matches!(
+            Answer::decode(QueryKind::Pwd, 4, b"abc\0", "a"),
+            Err(ReplyError::Malformed(_))
+        ));
         assert!(matches!(
             Answer::decode(QueryKind::Pwd, 20, b"PWSTRUCT=a@b:x:y:z\0", "a"),
             Err(ReplyError::Malformed(_))
         ));
-        assert!(matches!(Answer::decode(QueryKind::Limit, 3, b"abc", "a"), Err(ReplyError::Malformed(_))));
+        assert!(matches!(
+            Answer::decode(QueryKind::Limit, 3, b"abc", "a"),
+            Err(ReplyError::Malformed(_))
+        ));
     }
 
     #[test]

@@ -166,9 +166,8 @@ impl Limits {
             return None;
         }
         let l = |i: usize| i64::from_ne_bytes(b[i * 8..i * 8 + 8].try_into().unwrap_or([0; 8]));
-        let q = |i: usize| {
-            u64::from_ne_bytes(b[56 + i * 8..64 + i * 8].try_into().unwrap_or([0; 8]))
-        };
+        let q =
+            |i: usize| u64::from_ne_bytes(b[56 + i * 8..64 + i * 8].try_into().unwrap_or([0; 8]));
         let s = |i: usize| i16::from_ne_bytes([b[88 + i * 2], b[89 + i * 2]]);
         Some(Limits {
             domain_expiry: l(0),

@@ -479,7 +479,9 @@ mod tests {
     fn statements_bind_every_value() {
         let l = Lookups::new(LookupConfig::default()).unwrap();
         let s = &l.sql;
-        for stmt in [&s.real_domain, &s.user_gid, &s.relay, &s.pwd_active, &s.host, &s.aliases, &s.limits] {
+        for stmt in
+            [&s.real_domain, &s.user_gid, &s.relay, &s.pwd_active, &s.host, &s.aliases, &s.limits]
+        {
             assert!(!stmt.contains('"') && !stmt.contains('\''), "{stmt}");
             assert!(stmt.contains('?'), "{stmt}");
         }

@@ -197,11 +197,18 @@ mod tests {
         std::fs::create_dir_all(&d).unwrap();
         std::fs::write(d.join("host.mysql"), "db1:u1:p1:3307\n").unwrap();
         let s = from(&[], &d);
-        assert_eq!((s.host.as_str(), s.user.as_str(), s.password.as_str(), s.port), ("db1", "u1", "p1", 3307));
+        assert_eq!(
+            (s.host.as_str(), s.user.as_str(), s.password.as_str(), s.port),
+            ("db1", "u1", "p1", 3307)
+        );
         let s = from(&[("MYSQL_USER", "u2"), ("MYSQL_VPORT", "3308")], &d);
         assert_eq!((s.host.as_str(), s.user.as_str(), s.port), ("db1", "u2", 3308));
         let s = from(&[("MYSQL_HOST", "db2")], &d);
-        assert_eq!((s.host.as_str(), s.user.as_str()), ("db2", "indimail"), "MYSQL_HOST wins over host.mysql");
+        assert_eq!(
+            (s.host.as_str(), s.user.as_str()),
+            ("db2", "indimail"),
+            "MYSQL_HOST wins over host.mysql"
+        );
         let s = from(&[("MYSQL_HOST", "db3:u3::/run/my.sock")], &d);
         assert_eq!(s.socket.as_deref(), Some("/run/my.sock"));
         assert_eq!(s.password, "ssh-1.5-", "an empty field keeps the default");

@@ -176,9 +176,7 @@ pub fn decode(buf: &[u8]) -> Decoded<'_> {
     };
     let body = &buf[HEADER_LEN..];
     match shape(body, len) {
-        Shape::Whole => {
-            Decoded::Frame { frame: split(&body[..len]), used: HEADER_LEN + len }
-        }
+        Shape::Whole => Decoded::Frame { frame: split(&body[..len]), used: HEADER_LEN + len },
         Shape::Partial => Decoded::NeedMore,
         Shape::Broken => Decoded::Bad { error: FrameError::Malformed, skip: resync(buf, 1) },
     }

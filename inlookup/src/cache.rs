@@ -68,10 +68,15 @@ impl FromStr for Ttls {
             let (k, v) = item.split_once('=').ok_or(format!("{item:?}: want kind=POS[/NEG]"))?;
             let kind: QueryKind = k.parse().map_err(|e| format!("{e}"))?;
             if !kind.is_classic() {
-                return Err(format!("{k}: only user, relay, pwd, host, alias, limit and domain are cached"));
+                return Err(format!(
+                    "{k}: only user, relay, pwd, host, alias, limit and domain are cached"
+                ));
             }
             let num = |x: &str| {
-                x.trim().parse::<u64>().map(Duration::from_secs).map_err(|_| format!("{item:?}: bad seconds {x:?}"))
+                x.trim()
+                    .parse::<u64>()
+                    .map(Duration::from_secs)
+                    .map_err(|_| format!("{item:?}: bad seconds {x:?}"))
             };
             let old = t.get(kind);
             let new = match v.split_once('/') {
@@ -199,7 +204,8 @@ impl Cache {
 
     fn remove_where(&mut self, pred: impl Fn(&str) -> bool) -> usize {
         let Some(lru) = self.lru.as_mut() else { return 0 };
-        let keys: Vec<Box<str>> = lru.iter().filter(|(k, _)| pred(k)).map(|(k, _)| k.clone()).collect();
+        let keys: Vec<Box<str>> =
+            lru.iter().filter(|(k, _)| pred(k)).map(|(k, _)| k.clone()).collect();
         for k in &keys {
             lru.pop(k);
         }
@@ -240,7 +246,10 @@ mod tests {
         let t0 = Instant::now();
         let k = key(QueryKind::User, "n@x");
         c.insert(&k, b"1", true, t0);
-        assert!(matches!(c.get(&k, t0 + Duration::from_secs(19)), Found::Fresh { negative: true, .. }));
+        assert!(matches!(
+            c.get(&k, t0 + Duration::from_secs(19)),
+            Found::Fresh { negative: true, .. }
+        ));
         assert_eq!(c.get(&k, t0 + Duration::from_secs(21)), Found::Expired);
     }
 
@@ -248,7 +257,8 @@ mod tests {
     fn evicts_the_least_recently_used_and_says_which_kind() {
         let mut c = Cache::new(2, Ttls::default(), Duration::ZERO);
         let t0 = Instant::now();
-        let (a, b, d) = (key(QueryKind::Pwd, "a@x"), key(QueryKind::User, "b@x"), key(QueryKind::Host, "d@x"));
+        let (a, b, d) =
+            (key(QueryKind::Pwd, "a@x"), key(QueryKind::User, "b@x"), key(QueryKind::Host, "d@x"));
         c.insert(&a, b"a", false, t0);
         c.insert(&b, b"b", false, t0);
         assert!(matches!(c.get(&a, t0), Found::Fresh { .. })); // a is now most recent

@@ -260,8 +260,13 @@ mod tests {
 
     #[test]
     fn indimail_flags_are_accepted() {
-        let a = Args::try_parse_from(["inlookup", "-f", "/x/infifo", "-i", "3", "-v", "-c", "86400"]).unwrap();
-        assert_eq!((a.infifo.as_str(), a.instances, a.verbose, a.preload_secs), ("/x/infifo", 3, true, Some(86400)));
+        let a =
+            Args::try_parse_from(["inlookup", "-f", "/x/infifo", "-i", "3", "-v", "-c", "86400"])
+                .unwrap();
+        assert_eq!(
+            (a.infifo.as_str(), a.instances, a.verbose, a.preload_secs),
+            ("/x/infifo", 3, true, Some(86400))
+        );
         let c = Config::from_args(a).unwrap();
         assert_eq!(c.fifos.len(), 3);
         assert!(c.describe().contains("/x/infifo.2"));

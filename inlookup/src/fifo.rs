@@ -66,15 +66,20 @@ impl RequestFifo {
             Ok(st) if !is_fifo(st.st_mode) => return Err(FifoError::NotAFifo(path.into())),
             Ok(_) => {
                 // A reader already there means a live daemon: opening for write succeeds.
-                let probe = open(path, OFlag::O_WRONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC, Mode::empty());
+                let probe = open(
+                    path,
+                    OFlag::O_WRONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC,
+                    Mode::empty(),
+                );
                 if probe.is_ok() {
                     return Err(FifoError::InUse(path.into()));
                 }
             }
             Err(Errno::ENOENT) => {
                 if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                    std::fs::create_dir_all(dir)
-                        .map_err(|e| sys("mkdir", Errno::from_raw(e.raw_os_error().unwrap_or(0))))?;
+                    std::fs::create_dir_all(dir).map_err(|e| {
+                        sys("mkdir", Errno::from_raw(e.raw_os_error().unwrap_or(0)))
+                    })?;
                 }
                 mkfifo(path, Mode::from_bits_truncate(mode)).map_err(|e| sys("mkfifo", e))?;
             }
@@ -90,7 +95,10 @@ impl RequestFifo {
         nix::sys::stat::fchmod(&fd, Mode::from_bits_truncate(mode)).map_err(|e| sys("chmod", e))?;
         if pipe_size > 0 {
             if let Err(e) = nix::fcntl::fcntl(&fd, FcntlArg::F_SETPIPE_SZ(pipe_size as i32)) {
-                log::warn!("{}: cannot raise the pipe buffer to {pipe_size} bytes: {e}", path.display());
+                log::warn!(
+                    "{}: cannot raise the pipe buffer to {pipe_size} bytes: {e}",
+                    path.display()
+                );
             }
         }
         Ok(RequestFifo { path: path.to_path_buf(), fd })
@@ -230,7 +238,11 @@ impl ReplyDir {
 /// Writes a whole reply to a reply FIFO opened by [`ReplyDir::open_reply`]. A reply of at
 /// most `PIPE_BUF` bytes into a fresh FIFO goes in one write; a longer one waits for the
 /// client to read, up to `deadline`.
-pub fn write_reply(fd: &OwnedFd, bytes: &[u8], deadline: std::time::Instant) -> Result<(), ReplyFailure> {
+pub fn write_reply(
+    fd: &OwnedFd,
+    bytes: &[u8],
+    deadline: std::time::Instant,
+) -> Result<(), ReplyFailure> {
     use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
     let mut off = 0;
     while off < bytes.len() {
@@ -241,9 +253,13 @@ pub fn write_reply(fd: &OwnedFd, bytes: &[u8], deadline: std::time::Instant) -> 
             Err(Errno::EAGAIN) => {
                 let left = deadline.saturating_duration_since(std::time::Instant::now());
                 if left.is_zero() {
-                    return Err(ReplyFailure::Failed(format!("timed out after {off} of {} bytes", bytes.len())));
+                    return Err(ReplyFailure::Failed(format!(
+                        "timed out after {off} of {} bytes",
+                        bytes.len()
+                    )));
                 }
-                let ms = PollTimeout::try_from(left.as_millis().min(60_000) as i32).unwrap_or(PollTimeout::MAX);
+                let ms = PollTimeout::try_from(left.as_millis().min(60_000) as i32)
+                    .unwrap_or(PollTimeout::MAX);
                 let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLOUT)];
                 let _ = poll(&mut fds, ms);
             }
@@ -288,18 +304,27 @@ mod tests {
         assert_eq!(std::fs::read(d.join("file")).unwrap(), b"keep");
         // A FIFO outside: refused.
         mkfifo(&other.join("f"), Mode::from_bits_truncate(0o600)).unwrap();
-        let _reader = open(&other.join("f"), OFlag::O_RDONLY | OFlag::O_NONBLOCK, Mode::empty()).unwrap();
-        assert!(matches!(rd.open_reply(other.join("f").as_os_str().as_bytes()), Err(ReplyFailure::Refused(_))));
+        let _reader =
+            open(&other.join("f"), OFlag::O_RDONLY | OFlag::O_NONBLOCK, Mode::empty()).unwrap();
+        assert!(matches!(
+            rd.open_reply(other.join("f").as_os_str().as_bytes()),
+            Err(ReplyFailure::Refused(_))
+        ));
         // Escaping with .. : refused.
-        let sneaky = format!("{}/../{}/f", d.display(), other.file_name().unwrap().to_string_lossy());
+        let sneaky =
+            format!("{}/../{}/f", d.display(), other.file_name().unwrap().to_string_lossy());
         assert!(matches!(rd.open_reply(sneaky.as_bytes()), Err(ReplyFailure::Refused(_))));
         // A symlink inside pointing at the outside FIFO: refused.
         std::os::unix::fs::symlink(other.join("f"), d.join("link")).unwrap();
-        assert!(matches!(rd.open_reply(d.join("link").as_os_str().as_bytes()), Err(ReplyFailure::Refused(_))));
+        assert!(matches!(
+            rd.open_reply(d.join("link").as_os_str().as_bytes()),
+            Err(ReplyFailure::Refused(_))
+        ));
         assert!(other.join("f").exists());
         // A FIFO inside with a reader: opened, and its name removed.
         mkfifo(&d.join("ok"), Mode::from_bits_truncate(0o600)).unwrap();
-        let reader = open(&d.join("ok"), OFlag::O_RDONLY | OFlag::O_NONBLOCK, Mode::empty()).unwrap();
+        let reader =
+            open(&d.join("ok"), OFlag::O_RDONLY | OFlag::O_NONBLOCK, Mode::empty()).unwrap();
         let fd = rd.open_reply(d.join("ok").as_os_str().as_bytes()).unwrap();
         assert!(!d.join("ok").exists());
         write_reply(&fd, b"hello", Instant::now() + Duration::from_secs(1)).unwrap();
@@ -307,10 +332,16 @@ mod tests {
         assert_eq!(nix::unistd::read(&reader, &mut buf).unwrap(), 5);
         // A FIFO with no reader: the client vanished; the leftover name is removed.
         mkfifo(&d.join("gone"), Mode::from_bits_truncate(0o600)).unwrap();
-        assert_eq!(rd.open_reply(d.join("gone").as_os_str().as_bytes()).err(), Some(ReplyFailure::Vanished));
+        assert_eq!(
+            rd.open_reply(d.join("gone").as_os_str().as_bytes()).err(),
+            Some(ReplyFailure::Vanished)
+        );
         assert!(!d.join("gone").exists());
         // No such path: vanished.
-        assert_eq!(rd.open_reply(d.join("nope").as_os_str().as_bytes()).err(), Some(ReplyFailure::Vanished));
+        assert_eq!(
+            rd.open_reply(d.join("nope").as_os_str().as_bytes()).err(),
+            Some(ReplyFailure::Vanished)
+        );
         std::fs::remove_dir_all(&d).unwrap();
         std::fs::remove_dir_all(&other).unwrap();
     }

@@ -26,7 +26,12 @@ impl Log for Logger {
         }
         match &self.sink {
             Sink::Stderr => {
-                let _ = writeln!(std::io::stderr().lock(), "inlookup: {}: {}", r.level().as_str().to_lowercase(), r.args());
+                let _ = writeln!(
+                    std::io::stderr().lock(),
+                    "inlookup: {}: {}",
+                    r.level().as_str().to_lowercase(),
+                    r.args()
+                );
             }
             Sink::Syslog(l) => {
                 let msg = r.args().to_string();

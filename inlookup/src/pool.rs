@@ -76,7 +76,8 @@ impl Pool {
         let reset_generation = Arc::new(AtomicU64::new(0));
         let mut threads = Vec::with_capacity(workers);
         for n in 0..workers.max(1) {
-            let (rx, tx, waker, factory) = (jobs_rx.clone(), done_tx.clone(), waker.clone(), factory.clone());
+            let (rx, tx, waker, factory) =
+                (jobs_rx.clone(), done_tx.clone(), waker.clone(), factory.clone());
             let generation = reset_generation.clone();
             let t = std::thread::Builder::new().name(format!("worker-{n}")).spawn(move || {
                 let mut backend = factory();

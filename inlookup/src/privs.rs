@@ -18,9 +18,14 @@ pub struct Target {
 pub fn target(name: Option<&str>) -> Result<Option<Target>, String> {
     let uid = getuid();
     match (uid.is_root(), name) {
-        (true, None) => Err("refusing to run as root: pass --user (INLOOKUP_USER) or start under setuidgid/chpst".into()),
+        (true, None) => Err(
+            "refusing to run as root: pass --user (INLOOKUP_USER) or start under setuidgid/chpst"
+                .into(),
+        ),
         (true, Some(n)) => {
-            let user = User::from_name(n).map_err(|e| format!("user {n}: {e}"))?.ok_or(format!("no such user {n:?}"))?;
+            let user = User::from_name(n)
+                .map_err(|e| format!("user {n}: {e}"))?
+                .ok_or(format!("no such user {n:?}"))?;
             if user.uid.is_root() {
                 return Err(format!("--user {n} is root; name an unprivileged user"));
             }
@@ -51,7 +56,8 @@ impl Target {
     /// # Errors
     /// Any of the calls failed; the process must not go on as root.
     pub fn drop_root(&self) -> Result<(), String> {
-        let name = CString::new(self.user.name.clone()).map_err(|_| "user name has a NUL".to_string())?;
+        let name =
+            CString::new(self.user.name.clone()).map_err(|_| "user name has a NUL".to_string())?;
         initgroups(&name, self.user.gid).map_err(|e| format!("initgroups: {e}"))?;
         setgid(self.user.gid).map_err(|e| format!("setgid: {e}"))?;
         setuid(self.user.uid).map_err(|e| format!("setuid: {e}"))?;

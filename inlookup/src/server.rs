@@ -183,8 +183,15 @@ pub fn run(
     })?;
     let Listener { fifos, replies } = listener;
     let mut s = Server {
-        cache: Cache::new(cfg.cache_entries, cfg.ttls.clone(), if cfg.serve_stale { cfg.max_stale } else { Duration::ZERO }),
-        inputs: fifos.into_iter().map(|fifo| Input { fifo, buf: Vec::new(), pending_since: None }).collect(),
+        cache: Cache::new(
+            cfg.cache_entries,
+            cfg.ttls.clone(),
+            if cfg.serve_stale { cfg.max_stale } else { Duration::ZERO },
+        ),
+        inputs: fifos
+            .into_iter()
+            .map(|fifo| Input { fifo, buf: Vec::new(), pending_since: None })
+            .collect(),
         replier: Replier { dir: replies, slow: slow_tx, write_timeout },
         stats: Stats::default(),
         inflight: HashMap::new(),
@@ -241,7 +248,9 @@ impl Server {
         let mut fds = Vec::with_capacity(self.inputs.len() + 1);
         fds.push(PollFd::new(self.controls.wake.as_fd(), PollFlags::POLLIN));
         if reading {
-            fds.extend(self.inputs.iter().map(|i| PollFd::new(i.fifo.fd.as_fd(), PollFlags::POLLIN)));
+            fds.extend(
+                self.inputs.iter().map(|i| PollFd::new(i.fifo.fd.as_fd(), PollFlags::POLLIN)),
+            );
         }
         let ms = PollTimeout::try_from(timeout.as_millis() as i32).unwrap_or(PollTimeout::MAX);
         match poll(&mut fds, ms) {
@@ -250,7 +259,8 @@ impl Server {
         }
         let ready = |f: &PollFd<'_>| f.revents().is_some_and(|r| !r.is_empty());
         let wake = ready(&fds[0]);
-        let inputs = fds[1..].iter().enumerate().filter(|(_, f)| ready(f)).map(|(i, _)| i).collect();
+        let inputs =
+            fds[1..].iter().enumerate().filter(|(_, f)| ready(f)).map(|(i, _)| i).collect();
         Ok((wake, inputs))
     }
 
@@ -291,7 +301,10 @@ impl Server {
                     at += skip;
                     progressed = true;
                     self.stats.bad_frames += 1;
-                    log::warn!("{}: {error}; skipped {skip} bytes", self.inputs[i].fifo.path.display());
+                    log::warn!(
+                        "{}: {error}; skipped {skip} bytes",
+                        self.inputs[i].fifo.path.display()
+                    );
                 }
                 Decoded::NeedMore => break,
             }
@@ -415,7 +428,13 @@ impl Server {
             waiters.push(waiter);
             return;
         }
-        let job = Job { key: key.as_str().into(), kind, email: email.to_string(), ip: ip.to_string(), epoch: self.epoch };
+        let job = Job {
+            key: key.as_str().into(),
+            kind,
+            email: email.to_string(),
+            ip: ip.to_string(),
+            epoch: self.epoch,
+        };
         match self.pool.submit(job) {
             Ok(()) => {
                 self.inflight.insert(key.into_boxed_str(), vec![waiter]);
@@ -438,7 +457,8 @@ impl Server {
                 self.recovered();
                 let bytes = answer.encode();
                 if done.epoch == self.epoch {
-                    if let Some(k) = self.cache.insert(&done.key, &bytes, answer.is_negative(), now) {
+                    if let Some(k) = self.cache.insert(&done.key, &bytes, answer.is_negative(), now)
+                    {
                         self.stats.kind(k).evictions += 1;
                     }
                 }
@@ -450,7 +470,10 @@ impl Server {
                 match self.cache.stale(&done.key, now).map(<[u8]>::to_vec) {
                     Some(stale) => {
                         self.stats.kind(done.kind).stale_served += waiters.len() as u64;
-                        log::debug!("answered {} from an expired entry", address::key_subject(&done.key));
+                        log::debug!(
+                            "answered {} from an expired entry",
+                            address::key_subject(&done.key)
+                        );
                         stale
                     }
                     None => ERROR_REPLY.to_vec(),
@@ -479,7 +502,11 @@ impl Server {
 
     fn recovered(&mut self) {
         if let Some(since) = self.health.failing_since.take() {
-            log::info!("backend answering again after {} s and {} failures", since.elapsed().as_secs(), self.health.failures);
+            log::info!(
+                "backend answering again after {} s and {} failures",
+                since.elapsed().as_secs(),
+                self.health.failures
+            );
             self.health = Health::default();
         }
     }

@@ -72,7 +72,10 @@ impl ControlHandle {
 pub fn install(handle: ControlHandle) -> std::io::Result<()> {
     // SAFETY: setting SIGPIPE's disposition to SIG_IGN installs no handler code.
     unsafe {
-        let _ = nix::sys::signal::signal(nix::sys::signal::Signal::SIGPIPE, nix::sys::signal::SigHandler::SigIgn);
+        let _ = nix::sys::signal::signal(
+            nix::sys::signal::Signal::SIGPIPE,
+            nix::sys::signal::SigHandler::SigIgn,
+        );
     }
     let mut signals = Signals::new([SIGHUP, SIGUSR1, SIGUSR2, SIGTERM, SIGINT])?;
     std::thread::Builder::new().name("signals".into()).spawn(move || {

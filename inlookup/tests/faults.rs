@@ -40,7 +40,9 @@ impl Backend for TestBackend {
             return Err("backend built to fail".into());
         }
         Ok(match kind {
-            QueryKind::User if email.starts_with("absent") => Answer::User { status: UserStatus::Absent },
+            QueryKind::User if email.starts_with("absent") => {
+                Answer::User { status: UserStatus::Absent }
+            }
             _ => Answer::User { status: UserStatus::Active },
         })
     }
@@ -58,7 +60,11 @@ struct Served {
 impl Served {
     fn start(script: Script, extra: &[&str]) -> Served {
         static N: AtomicUsize = AtomicUsize::new(0);
-        let dir = std::env::temp_dir().join(format!("inl-faults-{}-{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst)));
+        let dir = std::env::temp_dir().join(format!(
+            "inl-faults-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::SeqCst)
+        ));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(dir.join("tmp")).unwrap();
         let fifo = dir.join("infifo");
@@ -68,7 +74,8 @@ impl Served {
         let cfg = Config::from_args(<Args as clap::Parser>::try_parse_from(argv).unwrap()).unwrap();
         let listener = Listener::bind(&cfg).unwrap();
         let (handle, controls) = signals::channel().unwrap();
-        let factory: BackendFactory = Arc::new(move || Box::new(TestBackend(script.clone())) as Box<dyn Backend>);
+        let factory: BackendFactory =
+            Arc::new(move || Box::new(TestBackend(script.clone())) as Box<dyn Backend>);
         let thread = std::thread::spawn(move || {
             inlookup::run(cfg, listener, factory, Arc::new(AtomicU64::new(0)), controls).unwrap();
         });
@@ -196,7 +203,11 @@ fn a_flush_while_a_lookup_is_in_flight_keeps_its_stale_result_out_of_the_cache()
     std::thread::sleep(Duration::from_millis(50));
     open(&gate);
     assert_eq!(t.join().unwrap().unwrap(), UserStatus::Active, "the waiting client is answered");
-    assert_eq!(s.client.stats().unwrap().cache_entries, 0, "but the pre-flush result is not cached");
+    assert_eq!(
+        s.client.stats().unwrap().cache_entries,
+        0,
+        "but the pre-flush result is not cached"
+    );
 }
 
 #[test]

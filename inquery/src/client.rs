@@ -51,14 +51,17 @@ impl Drop for ReplyFifo {
 impl ReplyFifo {
     fn create(dir: &Path, mode: u32) -> Result<ReplyFifo, Error> {
         for _ in 0..8 {
-            let path = dir.join(format!("inquery.{}.{:016x}", std::process::id(), crate::random_u64()));
+            let path =
+                dir.join(format!("inquery.{}.{:016x}", std::process::id(), crate::random_u64()));
             match nix::unistd::mkfifo(&path, Mode::from_bits_truncate(mode)) {
                 Ok(()) => {}
                 Err(Errno::EEXIST) => continue,
                 Err(e) => return Err(io(format!("mkfifo {}", path.display()), e)),
             }
             // The guard exists before anything else can fail, so the name never leaks.
-            let open_it = || open(&path, OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC, Mode::empty());
+            let open_it = || {
+                open(&path, OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC, Mode::empty())
+            };
             let fd = match open_it() {
                 Ok(fd) => fd,
                 Err(e) => {
@@ -75,13 +78,20 @@ impl ReplyFifo {
     }
 }
 
-fn wait(fd: &OwnedFd, flags: PollFlags, deadline: Instant, phase: Phase, total: Duration) -> Result<(), Error> {
+fn wait(
+    fd: &OwnedFd,
+    flags: PollFlags,
+    deadline: Instant,
+    phase: Phase,
+    total: Duration,
+) -> Result<(), Error> {
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
             return Err(Error::Timeout { phase, after: total });
         }
-        let ms = PollTimeout::try_from(left.as_millis().clamp(1, 60_000) as i32).unwrap_or(PollTimeout::MAX);
+        let ms = PollTimeout::try_from(left.as_millis().clamp(1, 60_000) as i32)
+            .unwrap_or(PollTimeout::MAX);
         let mut fds = [PollFd::new(fd.as_fd(), flags)];
         match poll(&mut fds, ms) {
             Ok(0) | Err(Errno::EINTR) => continue,
@@ -136,15 +146,22 @@ impl Client {
     /// [`Error::Malformed`] (the daemon closed before a whole reply).
     pub fn raw(&self, kind_byte: u8, email: &str, ip: &str) -> Result<(i32, Vec<u8>), Error> {
         let reply = ReplyFifo::create(&self.tmpdir, self.fifo_mode)?;
-        let frame = encode_request(kind_byte, email.as_bytes(), reply.path.as_os_str().as_bytes(), ip.as_bytes())
-            .map_err(|e| Error::BadArgument(e.to_string()))?;
+        let frame = encode_request(
+            kind_byte,
+            email.as_bytes(),
+            reply.path.as_os_str().as_bytes(),
+            ip.as_bytes(),
+        )
+        .map_err(|e| Error::BadArgument(e.to_string()))?;
         let server = self.open_server()?;
         let wdeadline = Instant::now() + self.timeouts.write;
         loop {
             match nix::unistd::write(&server, &frame) {
                 Ok(n) if n == frame.len() => break,
                 Ok(n) => return Err(Error::Malformed(format!("short write of {n} bytes"))),
-                Err(Errno::EAGAIN) => wait(&server, PollFlags::POLLOUT, wdeadline, Phase::Write, self.timeouts.write)?,
+                Err(Errno::EAGAIN) => {
+                    wait(&server, PollFlags::POLLOUT, wdeadline, Phase::Write, self.timeouts.write)?
+                }
                 Err(Errno::EINTR) => {}
                 Err(Errno::EPIPE) => return Err(Error::NotRunning(PathBuf::new())),
                 Err(e) => return Err(io("write request", e)),
@@ -174,16 +191,25 @@ impl Client {
         while got < buf.len() {
             match nix::unistd::read(fd, &mut buf[got..]) {
                 Ok(0) if seen_data => {
-                    return Err(Error::Malformed(format!("reply ended after {got} of {} bytes", buf.len())))
+                    return Err(Error::Malformed(format!(
+                        "reply ended after {got} of {} bytes",
+                        buf.len()
+                    )))
                 }
                 // No writer yet: the daemon has not opened our FIFO.
                 Ok(0) | Err(Errno::EAGAIN) => {
                     wait(fd, PollFlags::POLLIN, deadline, Phase::Read, self.timeouts.read)?;
                     if !seen_data {
                         // Poll reports HUP forever once a writer came and went; do not spin.
-                        std::thread::sleep(Duration::from_micros(50).min(deadline.saturating_duration_since(Instant::now())));
+                        std::thread::sleep(
+                            Duration::from_micros(50)
+                                .min(deadline.saturating_duration_since(Instant::now())),
+                        );
                         if Instant::now() >= deadline {
-                            return Err(Error::Timeout { phase: Phase::Read, after: self.timeouts.read });
+                            return Err(Error::Timeout {
+                                phase: Phase::Read,
+                                after: self.timeouts.read,
+                            });
                         }
                     }
                 }
@@ -334,7 +360,11 @@ impl Client {
         }
     }
 
-    fn json<T: serde::de::DeserializeOwned>(&self, kind: QueryKind, payload: &str) -> Result<T, Error> {
+    fn json<T: serde::de::DeserializeOwned>(
+        &self,
+        kind: QueryKind,
+        payload: &str,
+    ) -> Result<T, Error> {
         let (n, body) = self.raw(kind.byte(), payload, "")?;
         if n < 0 {
             return Err(Error::Backend);
@@ -382,7 +412,8 @@ impl Client {
     /// # Errors
     /// [`Error::Backend`] when the daemon refuses the request; otherwise as [`Client::raw`].
     pub fn flush(&self, kind: Option<QueryKind>, key: Option<&str>) -> Result<u64, Error> {
-        let req = FlushRequest { kind: kind.map(|k| k.name().to_string()), key: key.map(str::to_string) };
+        let req =
+            FlushRequest { kind: kind.map(|k| k.name().to_string()), key: key.map(str::to_string) };
         let payload = serde_json::to_string(&req).map_err(|e| Error::BadArgument(e.to_string()))?;
         Ok(self.json::<FlushReply>(QueryKind::Flush, &payload)?.flushed)
     }

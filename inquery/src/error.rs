@@ -35,7 +35,9 @@ pub enum Error {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::NotRunning(p) => write!(f, "inlookup is not running (no reader on {})", p.display()),
+            Error::NotRunning(p) => {
+                write!(f, "inlookup is not running (no reader on {})", p.display())
+            }
             Error::Timeout { phase: Phase::Write, after } => {
                 write!(f, "timed out after {} ms writing the request", after.as_millis())
             }

@@ -23,7 +23,11 @@ impl Target {
     /// IndiMail's rules: INFIFO (default `infifo`) absolute or `./relative` as given;
     /// otherwise inside INFIFODIR (default `/run/indimail/inlookup`; relative: under
     /// INDIMAILDIR).
-    pub fn from_values(infifo: Option<&str>, infifodir: Option<&str>, indimaildir: Option<&str>) -> Target {
+    pub fn from_values(
+        infifo: Option<&str>,
+        infifodir: Option<&str>,
+        indimaildir: Option<&str>,
+    ) -> Target {
         let infifo = infifo.filter(|s| !s.is_empty()).unwrap_or("infifo");
         if infifo.starts_with('/') || infifo.starts_with('.') {
             return Target::Exact(PathBuf::from(infifo));
@@ -32,7 +36,8 @@ impl Target {
         let dir = if dir.starts_with('/') {
             PathBuf::from(dir)
         } else {
-            Path::new(indimaildir.filter(|s| !s.is_empty()).unwrap_or(DEFAULT_INDIMAILDIR)).join(dir)
+            Path::new(indimaildir.filter(|s| !s.is_empty()).unwrap_or(DEFAULT_INDIMAILDIR))
+                .join(dir)
         };
         Target::Instances { dir, name: infifo.to_string() }
     }
@@ -40,7 +45,11 @@ impl Target {
     /// From the process environment.
     pub fn from_env() -> Target {
         let v = |n: &str| std::env::var(n).ok();
-        Target::from_values(v("INFIFO").as_deref(), v("INFIFODIR").as_deref(), v("INDIMAILDIR").as_deref())
+        Target::from_values(
+            v("INFIFO").as_deref(),
+            v("INFIFODIR").as_deref(),
+            v("INDIMAILDIR").as_deref(),
+        )
     }
 
     /// The candidate FIFOs, in the order to try them: one instance chosen uniformly at

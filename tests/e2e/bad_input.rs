@@ -110,16 +110,31 @@ fn reply_paths_outside_fifotmpdir_symlinks_and_non_fifos_are_never_written() {
     // Writable by the daemon's user, so only the FIFO check stands in the way.
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o666)).unwrap();
-    let f2 = inlookup_core::wire::encode_request(1, b"testuser@example.com", file.as_os_str().as_bytes(), b"").unwrap();
+    let f2 = inlookup_core::wire::encode_request(
+        1,
+        b"testuser@example.com",
+        file.as_os_str().as_bytes(),
+        b"",
+    )
+    .unwrap();
     d.write_raw(&f2);
     // 3. A symlink inside FIFOTMPDIR to a FIFO outside: refused.
     let link = d.tmp.join("link");
     std::os::unix::fs::symlink(&outside.path, &link).unwrap();
-    let f3 = inlookup_core::wire::encode_request(1, b"testuser@example.com", link.as_os_str().as_bytes(), b"").unwrap();
+    let f3 = inlookup_core::wire::encode_request(
+        1,
+        b"testuser@example.com",
+        link.as_os_str().as_bytes(),
+        b"",
+    )
+    .unwrap();
     d.write_raw(&f3);
     // 4. A `..` path that leaves FIFOTMPDIR: refused.
     let sneaky = format!("{}/../outside-fifo", d.tmp.display());
-    d.write_raw(&inlookup_core::wire::encode_request(1, b"testuser@example.com", sneaky.as_bytes(), b"").unwrap());
+    d.write_raw(
+        &inlookup_core::wire::encode_request(1, b"testuser@example.com", sneaky.as_bytes(), b"")
+            .unwrap(),
+    );
     // A good request after them all is still answered.
     let ok = d.reply_fifo("ok");
     d.write_raw(&ok.frame(1, "testuser@example.com", ""));
@@ -141,11 +156,29 @@ fn a_client_that_vanished_costs_nothing_but_a_debug_line() {
     // A request whose reply FIFO has no reader any more (the client gave up).
     let gone = d.tmp.join("gone");
     nix::unistd::mkfifo(&gone, nix::sys::stat::Mode::from_bits_truncate(0o660)).unwrap();
-    nix::sys::stat::fchmodat(nix::fcntl::AT_FDCWD, &gone, nix::sys::stat::Mode::from_bits_truncate(0o660), nix::sys::stat::FchmodatFlags::FollowSymlink).unwrap();
-    let f = inlookup_core::wire::encode_request(3, b"alice@example.com", gone.as_os_str().as_bytes(), b"").unwrap();
+    nix::sys::stat::fchmodat(
+        nix::fcntl::AT_FDCWD,
+        &gone,
+        nix::sys::stat::Mode::from_bits_truncate(0o660),
+        nix::sys::stat::FchmodatFlags::FollowSymlink,
+    )
+    .unwrap();
+    let f = inlookup_core::wire::encode_request(
+        3,
+        b"alice@example.com",
+        gone.as_os_str().as_bytes(),
+        b"",
+    )
+    .unwrap();
     d.write_raw(&f);
     // And one whose FIFO was removed.
-    let f = inlookup_core::wire::encode_request(3, b"alice@example.com", d.tmp.join("never-made").as_os_str().as_bytes(), b"").unwrap();
+    let f = inlookup_core::wire::encode_request(
+        3,
+        b"alice@example.com",
+        d.tmp.join("never-made").as_os_str().as_bytes(),
+        b"",
+    )
+    .unwrap();
     d.write_raw(&f);
     let c = d.client();
     assert!(c.passwd("alice@example.com").unwrap().is_some());

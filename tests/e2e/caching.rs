@@ -110,7 +110,10 @@ fn hup_flushes_every_entry() {
     assert_eq!(c.user_status("testuser@example.com").unwrap(), UserStatus::Active);
     db.exec("UPDATE indimail SET pw_passwd='$5$new$hash', scram=NULL WHERE pw_name='alice'");
     db.exec("DELETE FROM indimail WHERE pw_name='testuser'");
-    assert!(c.passwd("alice@example.com").unwrap().unwrap().passwd.ends_with("alicehash"), "cached");
+    assert!(
+        c.passwd("alice@example.com").unwrap().unwrap().passwd.ends_with("alicehash"),
+        "cached"
+    );
     let before = c.stats().unwrap().mysql_connects;
     d.signal(Signal::SIGHUP);
     d.wait_log("HUP: flushed");

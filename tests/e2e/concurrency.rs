@@ -8,7 +8,9 @@ fn two_hundred_concurrent_clients_each_get_their_own_answer() {
     let db = TestDb::new();
     let mut values = Vec::new();
     for i in 0..200 {
-        values.push(format!("('u{i}','example.com','$5$h{i}',{i},0,'User {i}','/home/u{i}','{i}',NULL)"));
+        values.push(format!(
+            "('u{i}','example.com','$5$h{i}',{i},0,'User {i}','/home/u{i}','{i}',NULL)"
+        ));
     }
     db.exec(&format!(
         "INSERT INTO indimail (pw_name,pw_domain,pw_passwd,pw_uid,pw_gid,pw_gecos,pw_dir,pw_shell,scram) VALUES {}",
@@ -25,12 +27,15 @@ fn two_hundred_concurrent_clients_each_get_their_own_answer() {
                 let (c, b) = (client.clone(), barrier.clone());
                 std::thread::spawn(move || {
                     b.wait();
-                    let pw = c.passwd(&format!("u{i}@example.com")).map_err(|e| format!("u{i}: {e}"))?;
+                    let pw =
+                        c.passwd(&format!("u{i}@example.com")).map_err(|e| format!("u{i}: {e}"))?;
                     let pw = pw.ok_or(format!("u{i}: not found"))?;
-                    if pw.name != format!("u{i}") || pw.uid != i || pw.passwd != format!("$5$h{i}") {
+                    if pw.name != format!("u{i}") || pw.uid != i || pw.passwd != format!("$5$h{i}")
+                    {
                         return Err(format!("u{i} got someone else's answer: {pw:?}"));
                     }
-                    let shared = c.passwd(&format!("u{}@example.com", i % 7)).map_err(|e| e.to_string())?;
+                    let shared =
+                        c.passwd(&format!("u{}@example.com", i % 7)).map_err(|e| e.to_string())?;
                     if shared.map(|p| p.uid) != Some(i % 7) {
                         return Err(format!("u{i}: wrong shared answer"));
                     }
@@ -38,8 +43,14 @@ fn two_hundred_concurrent_clients_each_get_their_own_answer() {
                 })
             })
             .collect();
-        let errors: Vec<String> = threads.into_iter().filter_map(|t| t.join().unwrap().err()).collect();
-        assert!(errors.is_empty(), "round {round}: {} failures: {:?}", errors.len(), &errors[..errors.len().min(5)]);
+        let errors: Vec<String> =
+            threads.into_iter().filter_map(|t| t.join().unwrap().err()).collect();
+        assert!(
+            errors.is_empty(),
+            "round {round}: {} failures: {:?}",
+            errors.len(),
+            &errors[..errors.len().min(5)]
+        );
     }
     let s = client.stats().unwrap();
     let pwd = &s.kinds["pwd"];

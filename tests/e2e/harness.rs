@@ -32,7 +32,18 @@ pub fn bin(name: &str) -> PathBuf {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let profile_release = target_dir().ends_with("release");
         let mut cmd = Command::new(cargo);
-        cmd.current_dir(root()).args(["build", "--quiet", "-p", "inlookup", "-p", "inquerytest", "-p", "inquery", "--bins", "--lib"]);
+        cmd.current_dir(root()).args([
+            "build",
+            "--quiet",
+            "-p",
+            "inlookup",
+            "-p",
+            "inquerytest",
+            "-p",
+            "inquery",
+            "--bins",
+            "--lib",
+        ]);
         if profile_release {
             cmd.arg("--release");
         }
@@ -94,7 +105,8 @@ impl TestDb {
     }
 
     pub fn on(host: &str, port: u16) -> TestDb {
-        let name = format!("inl_t_{}_{}", std::process::id(), COUNTER.fetch_add(1, Ordering::SeqCst));
+        let name =
+            format!("inl_t_{}_{}", std::process::id(), COUNTER.fetch_add(1, Ordering::SeqCst));
         let mut c = admin_conn(host, port);
         c.query_drop(format!("DROP DATABASE IF EXISTS {name}")).unwrap();
         c.query_drop(format!("CREATE DATABASE {name}")).unwrap();
@@ -146,12 +158,21 @@ impl OwnMariadb {
         let _g = STARTING.lock().unwrap_or_else(|e| e.into_inner());
         let mut last = String::new();
         for _ in 0..2 {
-            let dir = std::env::temp_dir().join(format!("inl-own-mdb-{}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::SeqCst)));
+            let dir = std::env::temp_dir().join(format!(
+                "inl-own-mdb-{}-{}",
+                std::process::id(),
+                COUNTER.fetch_add(1, Ordering::SeqCst)
+            ));
             let _ = std::fs::remove_dir_all(&dir);
-            let out = Command::new(root().join("scripts/mariadb.sh")).arg("start").arg(&dir).output().expect("mariadb.sh start");
+            let out = Command::new(root().join("scripts/mariadb.sh"))
+                .arg("start")
+                .arg(&dir)
+                .output()
+                .expect("mariadb.sh start");
             if out.status.success() {
                 let line = String::from_utf8_lossy(&out.stdout).to_string();
-                let port = line.split_whitespace().nth(1).and_then(|p| p.parse().ok()).expect("port");
+                let port =
+                    line.split_whitespace().nth(1).and_then(|p| p.parse().ok()).expect("port");
                 return OwnMariadb { dir, port };
             }
             last = String::from_utf8_lossy(&out.stderr).into_owned();
@@ -163,7 +184,11 @@ impl OwnMariadb {
     }
 
     pub fn stop(&self) {
-        let st = Command::new(root().join("scripts/mariadb.sh")).arg("stop").arg(&self.dir).status().unwrap();
+        let st = Command::new(root().join("scripts/mariadb.sh"))
+            .arg("stop")
+            .arg(&self.dir)
+            .status()
+            .unwrap();
         assert!(st.success());
     }
 
@@ -228,7 +253,11 @@ impl Daemon {
 
     pub fn start_on(host: &str, port: u16, database: &str, opts: Opts) -> Daemon {
         let _g = START.lock().unwrap_or_else(|e| e.into_inner());
-        let dir = std::env::temp_dir().join(format!("inl-e2e-{}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::SeqCst)));
+        let dir = std::env::temp_dir().join(format!(
+            "inl-e2e-{}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::SeqCst)
+        ));
         let _ = std::fs::remove_dir_all(&dir);
         let (fifo_dir, tmp, control) = (dir.join("fifo"), dir.join("tmp"), dir.join("control"));
         for d in [&dir, &fifo_dir, &tmp, &control] {
@@ -269,7 +298,8 @@ impl Daemon {
         cmd.args(&opts.args);
         cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(std::fs::File::create(&log).unwrap());
         let child = cmd.spawn().expect("spawn inlookup");
-        let mut d = Daemon { child: Some(child), dir, fifo_dir, tmp, control, log, fifos: Vec::new() };
+        let mut d =
+            Daemon { child: Some(child), dir, fifo_dir, tmp, control, log, fifos: Vec::new() };
         d.wait_ready();
         d
     }
@@ -340,7 +370,11 @@ impl Daemon {
             if let Some(st) = child.try_wait().unwrap() {
                 return st;
             }
-            assert!(Instant::now() < deadline, "inlookup did not stop on TERM:\n{}", self.log_text());
+            assert!(
+                Instant::now() < deadline,
+                "inlookup did not stop on TERM:\n{}",
+                self.log_text()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -382,7 +416,13 @@ impl RawReply {
         use nix::fcntl::{open, OFlag};
         use nix::sys::stat::Mode;
         nix::unistd::mkfifo(&path, Mode::from_bits_truncate(0o660)).unwrap();
-        nix::sys::stat::fchmodat(nix::fcntl::AT_FDCWD, &path, Mode::from_bits_truncate(0o660), nix::sys::stat::FchmodatFlags::FollowSymlink).unwrap();
+        nix::sys::stat::fchmodat(
+            nix::fcntl::AT_FDCWD,
+            &path,
+            Mode::from_bits_truncate(0o660),
+            nix::sys::stat::FchmodatFlags::FollowSymlink,
+        )
+        .unwrap();
         let fd = open(&path, OFlag::O_RDONLY | OFlag::O_NONBLOCK, Mode::empty()).unwrap();
         RawReply { path, fd }
     }
@@ -390,7 +430,8 @@ impl RawReply {
     /// A whole request frame replying here.
     pub fn frame(&self, kind: u8, email: &str, ip: &str) -> Vec<u8> {
         use std::os::unix::ffi::OsStrExt;
-        encode_request(kind, email.as_bytes(), self.path.as_os_str().as_bytes(), ip.as_bytes()).unwrap()
+        encode_request(kind, email.as_bytes(), self.path.as_os_str().as_bytes(), ip.as_bytes())
+            .unwrap()
     }
 
     /// Whatever arrives within `wait` (empty: nothing came). The daemon writes a small

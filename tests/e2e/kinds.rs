@@ -3,7 +3,6 @@
 use crate::harness::{Daemon, Opts, TestDb};
 use inquery::{Error, QueryKind, UserStatus};
 
-
 #[test]
 fn user_reports_every_status() {
     let db = TestDb::new();
@@ -65,7 +64,10 @@ fn host_gives_domain_host_port_or_nothing() {
     let (n, body) = c.raw(4, "testuser@example.com", "").unwrap();
     assert_eq!((n, body.as_slice()), (25, &b"example.com:127.0.0.1:25\0"[..]));
     let h = c.host("alice@example.com").unwrap().unwrap();
-    assert_eq!((h.domain.as_str(), h.host.as_str(), h.port.as_str()), ("example.com", "10.0.0.5", "25"));
+    assert_eq!(
+        (h.domain.as_str(), h.host.as_str(), h.port.as_str()),
+        ("example.com", "10.0.0.5", "25")
+    );
     assert_eq!(c.raw(4, "nobody@example.com", "").unwrap(), (0, vec![]));
     assert_eq!(c.host("nobody@example.com").unwrap(), None);
 }
@@ -75,7 +77,10 @@ fn alias_lists_lines_or_a_lone_nul() {
     let db = TestDb::new();
     let d = Daemon::start(&db, Opts::default());
     let c = d.client();
-    assert_eq!(c.aliases("sales@example.com").unwrap(), vec!["&alice@example.com", "&testuser@example.com"]);
+    assert_eq!(
+        c.aliases("sales@example.com").unwrap(),
+        vec!["&alice@example.com", "&testuser@example.com"]
+    );
     assert_eq!(c.raw(5, "alice@example.com", "").unwrap(), (1, vec![0]), "none: length 1, a NUL");
     assert!(c.aliases("alice@example.com").unwrap().is_empty());
 }
@@ -89,7 +94,10 @@ fn limit_gives_the_vlimits_record() {
     assert_eq!((n, body.len()), (128, 128), "sizeof(struct vlimits) on x86-64");
     let l = c.limits("example.com").unwrap().expect("row");
     assert_eq!((l.maxpopaccounts, l.maxaliases, l.maxforwards), (100, 50, -1));
-    assert_eq!((l.diskquota, l.defaultquota, l.disable_imap, l.disable_pop, l.perm_quota), (1073741824, 52428800, 1, 0, 3));
+    assert_eq!(
+        (l.diskquota, l.defaultquota, l.disable_imap, l.disable_pop, l.perm_quota),
+        (1073741824, 52428800, 1, 0, 3)
+    );
     assert_eq!(l.limit_type, 1);
     // A user's limits come from their domain; a user of a domain without a row gets defaults.
     assert_eq!(c.limits("alice@example.com").unwrap(), Some(l));

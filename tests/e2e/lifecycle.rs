@@ -8,14 +8,19 @@ use nix::sys::signal::Signal;
 fn three_instances_are_served_by_one_process_and_found_by_clients() {
     let db = TestDb::new();
     let d = Daemon::start(&db, Opts::default().arg("-i").arg("3"));
-    let names: Vec<String> = d.fifos.iter().map(|p| p.file_name().unwrap().to_string_lossy().into_owned()).collect();
+    let names: Vec<String> =
+        d.fifos.iter().map(|p| p.file_name().unwrap().to_string_lossy().into_owned()).collect();
     assert_eq!(names, vec!["infifo.1", "infifo.2", "infifo.3"]);
     for f in &d.fifos {
-        assert_eq!(d.client_for(f).user_status("testuser@example.com").unwrap(), UserStatus::Active);
+        assert_eq!(
+            d.client_for(f).user_status("testuser@example.com").unwrap(),
+            UserStatus::Active
+        );
     }
     // A client resolving INFIFODIR + relative INFIFO finds the instances, as IndiMail's does.
     let mut c = d.client();
-    c.target = inquery::resolve::Target::Instances { dir: d.fifo_dir.clone(), name: "infifo".into() };
+    c.target =
+        inquery::resolve::Target::Instances { dir: d.fifo_dir.clone(), name: "infifo".into() };
     for _ in 0..20 {
         assert_eq!(c.user_status("olduser@example.com").unwrap(), UserStatus::Inactive);
     }
@@ -61,7 +66,13 @@ fn the_daemon_never_serves_as_root() {
     let db = TestDb::new();
     let d = Daemon::start(&db, Opts::default());
     let status = std::fs::read_to_string(format!("/proc/{}/status", d.pid())).unwrap();
-    let uids: Vec<&str> = status.lines().find(|l| l.starts_with("Uid:")).unwrap().split_whitespace().skip(1).collect();
+    let uids: Vec<&str> = status
+        .lines()
+        .find(|l| l.starts_with("Uid:"))
+        .unwrap()
+        .split_whitespace()
+        .skip(1)
+        .collect();
     assert!(uids.iter().all(|u| *u != "0"), "uids {uids:?}");
     if is_root() {
         let out = std::process::Command::new(crate::harness::bin("inlookup"))
@@ -83,7 +94,9 @@ fn usr1_logs_counters_usr2_toggles_debug_and_no_secret_reaches_the_log() {
     c.passwd("alice@example.com").unwrap();
     d.signal(Signal::SIGUSR1);
     d.wait_log("pwd: 2 requests, 1 hits, 0 negative hits, 1 misses");
-    assert!(d.log_text().contains("queries User:Relay:Password:Limit:Alias:Host:Domain = 0:0:2:0:0:0:0"));
+    assert!(d
+        .log_text()
+        .contains("queries User:Relay:Password:Limit:Alias:Host:Domain = 0:0:2:0:0:0:0"));
     assert!(c.stats().unwrap().debug);
     d.signal(Signal::SIGUSR2);
     d.wait_log("debug off");
@@ -97,5 +110,8 @@ fn usr1_logs_counters_usr2_toggles_debug_and_no_secret_reaches_the_log() {
     for secret in ["alicehash", "SCRAM-SHA-256", "Z3k9dEmoHash", "$5$"] {
         assert!(!log.contains(secret), "{secret} reached the log:\n{log}");
     }
-    assert!(log.contains("Query [Password Query], User alice@example.com"), "IndiMail-style debug line");
+    assert!(
+        log.contains("Query [Password Query], User alice@example.com"),
+        "IndiMail-style debug line"
+    );
 }
