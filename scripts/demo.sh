@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# Usage: scripts/demo.sh
+#
+# The main job, from a fresh clone: installs MariaDB if missing, uses the machine's MariaDB
+# on 127.0.0.1:3306 or starts a throwaway one, loads IndiMail's schema and the demo data into
+# a database `inlookup_demo`, builds and starts inlookup (as nobody when run as root), and
+# asks every kind of question twice: first answered from MySQL, then from the cache, with
+# the time each took. On a terminal it then keeps inlookup running for you to try
+# (inquerytest) until Ctrl-C; otherwise it stops at once. It stops what it started.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+state="$root/target/demo"
+mkdir -p "$state"
+
+scripts/deps.sh mariadb cc >&2
+echo "== building (release)" >&2
+cargo build --release --quiet -p inlookup
+cargo build --release --quiet -p inlookup-core --example demo
+
+line=$(scripts/mariadb.sh ensure "$state/mariadb")
+read -r host port <<<"$line"
+echo "== MariaDB at $host:$port; loading sql/schema.sql and sql/demo.sql into inlookup_demo" >&2
+scripts/load-db.sh "$host" "$port" inlookup_demo
+
+run="$state/run"
+rm -rf "$run"
+mkdir -p "$run/fifo" "$run/tmp" "$run/control"
+chmod 755 "$state" "$run"
+user_args=()
+if [ "$(id -u)" = 0 ]; then
+  chown nobody:nogroup "$run/fifo"
+  chgrp nogroup "$run/tmp"
+  user_args=(--user nobody)
+fi
+chmod 2770 "$run/tmp"
+
+inlookup_pid=
+cleanup() {
+  if [ -n "$inlookup_pid" ]; then
+    kill -TERM "$inlookup_pid" 2>/dev/null || true
+    wait "$inlookup_pid" 2>/dev/null || true
+  fi
+  if [ -f "$state/mariadb/mysqld.pid" ]; then
+    scripts/mariadb.sh stop "$state/mariadb" >/dev/null 2>&1 || true
+  fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+export MYSQL_HOST="$host" MYSQL_VPORT="$port" MYSQL_USER=root MYSQL_PASSWD= MYSQL_DATABASE=inlookup_demo
+export INFIFODIR="$run/fifo" FIFOTMPDIR="$run/tmp" CONTROLDIR="$run/control"
+target/release/inlookup "${user_args[@]}" 2>"$run/inlookup.log" &
+inlookup_pid=$!
+for _ in $(seq 100); do
+  [ -p "$run/fifo/infifo" ] && break
+  kill -0 "$inlookup_pid" 2>/dev/null || { cat "$run/inlookup.log" >&2; exit 1; }
+  sleep 0.05
+done
+echo "== inlookup running (pid $inlookup_pid): $(head -c 300 "$run/inlookup.log" | tail -n 1)" >&2
+echo
+target/release/examples/demo "$run/fifo/infifo" "$run/tmp"
+
+if [ -t 0 ]; then
+  cat <<MSG
+
+inlookup keeps running. Try, in another shell:
+  INFIFO=$run/fifo/infifo FIFOTMPDIR=$run/tmp $root/target/release/inquerytest -q 3 -i "" alice@example.com
+  kill -USR1 $inlookup_pid; tail $run/inlookup.log
+Ctrl-C stops inlookup (and the throwaway MariaDB, if this script started one).
+MSG
+  wait "$inlookup_pid"
+fi

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Usage: scripts/test.sh [cargo test args...]
+#
+# Runs the whole test suite, as CI does (.ci/run calls this): installs what is missing
+# (MariaDB, Dovecot, runit, daemontools, a C compiler), makes sure a MariaDB answers (the
+# machine's own on 127.0.0.1:3306, else a throwaway one in target/test-services that this
+# script stops again at the end), then: rustfmt check, clippy with warnings as errors, and
+# every test of the workspace (unit, doc, in-process fault tests, end-to-end tests against
+# the real daemon, MariaDB and Dovecot).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/deps.sh
+
+state="$PWD/target/test-services"
+mkdir -p "$state"
+line=$(scripts/mariadb.sh ensure "$state/mariadb")
+read -r host port <<<"$line"
+if [ -f "$state/mariadb/mysqld.pid" ] && kill -0 "$(cat "$state/mariadb/mysqld.pid")" 2>/dev/null; then
+  # The machine had no usable MariaDB: the throwaway one is ours to stop.
+  trap 'scripts/mariadb.sh stop "$state/mariadb" >/dev/null 2>&1 || true' EXIT
+fi
+export INLOOKUP_TEST_MYSQL="$host:$port"
+echo "test.sh: MariaDB at $INLOOKUP_TEST_MYSQL"
+
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets -- -D warnings
+cargo test --workspace "$@"
