@@ -22,21 +22,11 @@ SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)
 START_TIMEOUT=15
 STOP_TIMEOUT=10
 
-die() {
-  echo "dovecot.sh: $*" >&2
-  exit 1
-}
+PROG=dovecot.sh
+# shellcheck source=scripts/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-usage() {
-  sed -n '2,20s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2
-  exit 2
-}
-
-# abs_dir DIR: creates DIR and prints its absolute path.
-abs_dir() {
-  mkdir -p -- "$1"
-  (cd -- "$1" && pwd -P)
-}
+usage() { usage_from_header 20; }
 
 # Mail, login and internal processes: nobody:nogroup as root, else ourselves.
 mail_user() {
@@ -44,14 +34,6 @@ mail_user() {
 }
 mail_group() {
   if ((EUID == 0)); then id -gn nobody; else id -gn; fi
-}
-
-free_port() {
-  python3 -c 'import socket
-s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-s.bind(("127.0.0.1", 0))
-print(s.getsockname()[1])
-s.close()'
 }
 
 # greeting PORT SECONDS: waits until 127.0.0.1:PORT sends a line starting with "* OK".
@@ -73,26 +55,8 @@ sys.exit(1)
 EOF
 }
 
-# running PID: the process exists and is not a zombie. (Daemons here are reparented to
-# PID 1, which may reap them late; a zombie still passes `kill -0`.)
-running() {
-  local st
-  st=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
-  st=${st##*) }
-  [[ ${st:0:1} != Z ]]
-}
-
 # live_pid STATE_DIR: prints the master pid if that process is a live dovecot.
-live_pid() {
-  local pidfile="$1/run/master.pid" pid comm
-  [[ -s $pidfile ]] || return 1
-  pid=$(<"$pidfile")
-  [[ $pid =~ ^[0-9]+$ ]] || return 1
-  running "$pid" || return 1
-  comm=$(cat "/proc/$pid/comm" 2>/dev/null || true)
-  [[ $comm == dovecot ]] || return 1
-  echo "$pid"
-}
+live_pid() { live_pid_of "$1/run/master.pid" dovecot; }
 
 # The mail processes (nobody) must reach STATE_DIR/home: give "others" search
 # permission on STATE_DIR and every ancestor that lacks it.
@@ -306,24 +270,7 @@ cmd_stop() {
   [[ -d $dir ]] || return 0
   dir=$(cd -- "$dir" && pwd -P)
   pid=$(live_pid "$dir") || return 0
-  kill -TERM "$pid" 2>/dev/null || return 0
-  for ((i = 0; i < STOP_TIMEOUT * 20; i++)); do
-    running "$pid" || return 0
-    sleep 0.05
-  done
-  echo "dovecot.sh: master $pid ignored SIGTERM for ${STOP_TIMEOUT}s, sending SIGKILL" >&2
-  kill -KILL "$pid" 2>/dev/null || true
-  for ((i = 0; i < 50; i++)); do
-    running "$pid" || return 0
-    sleep 0.1
-  done
-  die "master $pid survived SIGKILL"
-}
-
-cmd_port() {
-  (($# == 1)) || usage
-  [[ -s $1/port ]] || die "no port recorded in $1/port"
-  cat -- "$1/port"
+  stop_pid "$pid" "$STOP_TIMEOUT"
 }
 
 cmd_adduser() {

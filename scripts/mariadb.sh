@@ -17,21 +17,11 @@ SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)
 START_TIMEOUT=30
 STOP_TIMEOUT=20
 
-die() {
-  echo "mariadb.sh: $*" >&2
-  exit 1
-}
+PROG=mariadb.sh
+# shellcheck source=scripts/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-usage() {
-  sed -n '2,9s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2
-  exit 2
-}
-
-# abs_dir DIR: creates DIR and prints its absolute path.
-abs_dir() {
-  mkdir -p -- "$1"
-  (cd -- "$1" && pwd -P)
-}
+usage() { usage_from_header 9; }
 
 # ping PORT: the server on 127.0.0.1:PORT answers within about 2 s.
 # (mariadb-admin ping also succeeds on "Access denied": it only proves a server is there.)
@@ -68,34 +58,8 @@ except OSError:
     sys.exit(1)' "$1"
 }
 
-free_port() {
-  python3 -c 'import socket
-s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-s.bind(("127.0.0.1", 0))
-print(s.getsockname()[1])
-s.close()'
-}
-
-# running PID: the process exists and is not a zombie. (Daemons here are reparented to
-# PID 1, which may reap them late; a zombie still passes `kill -0`.)
-running() {
-  local st
-  st=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
-  st=${st##*) }
-  [[ ${st:0:1} != Z ]]
-}
-
 # live_pid STATE_DIR: prints the pid from mysqld.pid if that process is a live mariadbd.
-live_pid() {
-  local pidfile="$1/mysqld.pid" pid comm
-  [[ -s $pidfile ]] || return 1
-  pid=$(<"$pidfile")
-  [[ $pid =~ ^[0-9]+$ ]] || return 1
-  running "$pid" || return 1
-  comm=$(cat "/proc/$pid/comm" 2>/dev/null || true)
-  [[ $comm == mariadbd || $comm == mysqld ]] || return 1
-  echo "$pid"
-}
+live_pid() { live_pid_of "$1/mysqld.pid" mariadbd mysqld; }
 
 ensure_binaries() {
   local c
@@ -194,24 +158,7 @@ cmd_stop() {
   [[ -d $dir ]] || return 0
   dir=$(cd -- "$dir" && pwd -P)
   pid=$(live_pid "$dir") || return 0
-  kill -TERM "$pid" 2>/dev/null || return 0
-  for ((i = 0; i < STOP_TIMEOUT * 10; i++)); do
-    running "$pid" || return 0
-    sleep 0.1
-  done
-  echo "mariadb.sh: pid $pid ignored SIGTERM for ${STOP_TIMEOUT}s, sending SIGKILL" >&2
-  kill -KILL "$pid" 2>/dev/null || true
-  for ((i = 0; i < 50; i++)); do
-    running "$pid" || return 0
-    sleep 0.1
-  done
-  die "pid $pid survived SIGKILL"
-}
-
-cmd_port() {
-  (($# == 1)) || usage
-  [[ -s $1/port ]] || die "no port recorded in $1/port"
-  cat -- "$1/port"
+  stop_pid "$pid" "$STOP_TIMEOUT"
 }
 
 cmd_ensure() {
