@@ -2,14 +2,14 @@
 # Usage: scripts/deps.sh [GROUP...]
 #
 # Installs the tools the tests and benchmarks need, only where missing.
-# Groups: mariadb dovecot runit daemontools nc hyperfine cc  (no argument = all).
+# Groups: mariadb dovecot runit daemontools nc hyperfine cc man  (no argument = all).
 # Checks each command with `command -v`; runs `apt-get update -qq` once, and only
 # if something is missing; then installs the missing Debian packages in one go.
 # Prints one line per package installed and nothing when all is present.
 # Needs root (or sudo) only when something has to be installed.
 set -euo pipefail
 
-ALL_GROUPS=(mariadb dovecot runit daemontools nc hyperfine cc)
+ALL_GROUPS=(mariadb dovecot runit daemontools nc hyperfine cc man)
 
 # group_checks GROUP: prints "command package" pairs, one a line.
 # A command starting with / is checked as an executable path instead.
@@ -36,6 +36,7 @@ group_checks() {
     nc) printf '%s\n' 'nc netcat-openbsd' ;;
     hyperfine) printf '%s\n' 'hyperfine hyperfine' ;;
     cc) printf '%s\n' 'cc gcc' ;;
+    man) printf '%s\n' 'man man-db' 'groff groff-base' ;;
     *)
       echo "deps.sh: unknown group '$1' (known: ${ALL_GROUPS[*]})" >&2
       exit 2

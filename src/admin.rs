@@ -1,5 +1,5 @@
-//! Payloads of inlookup's own kinds (PING, STATS, FLUSH): JSON in the email field of the
-//! request, JSON in the length-prefixed reply.
+//! Payloads of inlookup's own kinds (PING, STATS, FLUSH and the four IMAP kinds): JSON in
+//! the email field of the request, JSON in the length-prefixed reply.
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -74,6 +74,9 @@ pub struct StatsReport {
     pub vanished_clients: u64,
     /// Whether debug logging is on (USR2 toggles it).
     pub debug: bool,
+    /// The IMAP pool's counters.
+    #[serde(default)]
+    pub imap: ImapStats,
 }
 
 impl StatsReport {
@@ -112,4 +115,266 @@ pub struct FlushRequest {
 pub struct FlushReply {
     /// How many entries were dropped.
     pub flushed: u64,
+}
+
+/// The IMAP pool's counters. Exact: they change under the pool's lock. "Now" values are
+/// read at the moment of the STATS request.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ImapStats {
+    /// Connections opened and logged in (for a login or an auth check).
+    pub created: u64,
+    /// Logins answered with a connection already held (logged in) for the same user,
+    /// password, session key and client IP.
+    pub reused: u64,
+    /// Connections reset and parked at logout, for the same identity's next login.
+    pub parked: u64,
+    /// Idle connections closed to make room for a new one when the pool was full.
+    pub reclaimed: u64,
+    /// Connections closed after IMAP_IDLE_TIMEOUT without use.
+    pub closed_idle: u64,
+    /// Connections closed because they were dead, timed out, or out of step.
+    pub closed_broken: u64,
+    /// Connections closed on purpose: at logout (or when another identity takes the
+    /// session key) with parking off, after an auth check, at shutdown.
+    pub closed: u64,
+    /// Connections bound to a session now (between commands or running one).
+    pub in_use: u64,
+    /// Of those, running a command now.
+    pub busy: u64,
+    /// Connections parked now.
+    pub idle: u64,
+    /// Connections being opened now.
+    pub opening: u64,
+    /// The most connections open (or being opened) at once.
+    pub peak_open: u64,
+    /// The most connections bound to sessions at once.
+    pub peak_in_use: u64,
+    /// Logins the IMAP server refused (wrong password, disabled account).
+    pub login_failures: u64,
+    /// Connections that could not be made (connect, greeting or TLS failed).
+    pub connect_failures: u64,
+    /// Requests answered "busy" after the back-off (pool full, nothing reclaimable).
+    pub busy_replies: u64,
+    /// Auth checks answered "valid" from the auth cache.
+    pub auth_hits: u64,
+    /// Auth checks answered "invalid" from the auth cache (the short negative TTL).
+    pub auth_negative_hits: u64,
+    /// Auth checks that had to log in to the IMAP server.
+    pub auth_misses: u64,
+}
+
+/// Why an IMAP request failed. A tagged `NO` or `BAD` from the server is not a failure: it
+/// is the command's answer ([`ImapCommandReply::status`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ImapErrorCode {
+    /// The payload was not the kind's JSON, or the command line was not one IMAP command.
+    BadRequest,
+    /// The command is one inlookup does not pass on (LOGIN, AUTHENTICATE, LOGOUT, STARTTLS,
+    /// COMPRESS, IDLE, NOTIFY, UNAUTHENTICATE): use the IMAP kinds instead.
+    Refused,
+    /// No connection is logged in for this session key (never was, logged out, expired,
+    /// reclaimed, or closed as broken): log in again.
+    NoSession,
+    /// The pool is full of connections running commands: nothing could be reclaimed within
+    /// the back-off (10, 30, 70, 150, 250 ms).
+    Busy,
+    /// The session's connection was running another command for the whole back-off.
+    SessionBusy,
+    /// The IMAP server refused the login; `message` is its text.
+    AuthFailed,
+    /// The IMAP server could not be reached, or did not greet with `* OK`.
+    Connect,
+    /// TLS failed: the handshake, the certificate, or STARTTLS refused.
+    Tls,
+    /// The server answered out of step (a response for another tag, a continuation
+    /// request nobody can answer, bad framing): the connection was closed.
+    Protocol,
+    /// The server did not finish in time: the connection was closed.
+    Timeout,
+    /// The server closed the connection (or sent `* BYE`).
+    Disconnected,
+    /// The response is larger than a reply can carry. When the server's responses could
+    /// be read to the end the session stays usable; otherwise it was closed.
+    TooLarge,
+    /// The daemon is stopping.
+    ShuttingDown,
+    /// A code this version does not know (from a newer daemon).
+    #[serde(other)]
+    Other,
+}
+
+/// An IMAP request's failure: a code to act on and a message for people (never a password).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImapFailure {
+    /// What went wrong.
+    pub code: ImapErrorCode,
+    /// Details for the log or the user.
+    pub message: String,
+}
+
+/// IMAP login's payload.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImapLoginRequest {
+    /// The IMAP user name (also used for the HOST lookup of the user's mail store).
+    pub user: String,
+    /// The password. Sent to the IMAP server only; inlookup keeps a keyed hash of it.
+    pub password: String,
+    /// A key the caller chooses for this session (a web session id, say); later commands
+    /// and the logout name it. A login for the same user, password, session key and IP
+    /// gets the connection held for them.
+    pub session: String,
+    /// The end user's IP address (part of the identity; may be empty).
+    #[serde(default)]
+    pub ip: String,
+}
+
+impl std::fmt::Debug for ImapLoginRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ImapLoginRequest")
+            .field("user", &self.user)
+            .field("password", &"<hidden>")
+            .field("session", &"<hidden>")
+            .field("ip", &self.ip)
+            .finish()
+    }
+}
+
+/// IMAP login's reply.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ImapLoginReply {
+    /// True when the session is logged in.
+    pub ok: bool,
+    /// True when a connection already held for this identity was used (no new login).
+    pub reused: bool,
+    /// The server's capabilities after login, upper case.
+    pub capabilities: Vec<String>,
+    /// Set when `ok` is false.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<ImapFailure>,
+}
+
+/// IMAP command's payload.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImapCommandRequest {
+    /// The session key given at login.
+    pub session: String,
+    /// One IMAP command with the caller's own tag, e.g. `a1 SELECT INBOX`; a final CRLF is
+    /// optional. Literals (`{n}` then CRLF then n bytes) may follow inside it; `{n+}` is
+    /// sent as a synchronizing literal.
+    pub command: String,
+}
+
+impl std::fmt::Debug for ImapCommandRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ImapCommandRequest")
+            .field("session", &"<hidden>")
+            .field("command_bytes", &self.command.len())
+            .finish()
+    }
+}
+
+/// A tagged completion's status.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ImapStatus {
+    /// `OK`.
+    #[default]
+    #[serde(rename = "OK")]
+    Ok,
+    /// `NO`.
+    #[serde(rename = "NO")]
+    No,
+    /// `BAD`.
+    #[serde(rename = "BAD")]
+    Bad,
+}
+
+/// IMAP command's reply.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ImapCommandReply {
+    /// True when the command ran to its tagged completion (whatever its status).
+    pub ok: bool,
+    /// The caller's tag, as given.
+    pub tag: String,
+    /// The tagged completion's status.
+    pub status: ImapStatus,
+    /// The tagged completion's text after the status (e.g. `[READ-WRITE] Select completed`).
+    pub text: String,
+    /// Every response byte the server sent for the command: untagged responses, any
+    /// continuation requests, and the tagged completion with the caller's tag, CRLFs and
+    /// literals included. UTF-8 text unless `base64` is set.
+    pub response: String,
+    /// True when `response` is base64 (standard alphabet, padded) because the server's
+    /// bytes were not UTF-8.
+    pub base64: bool,
+    /// Set when `ok` is false.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<ImapFailure>,
+}
+
+/// IMAP logout's payload.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImapLogoutRequest {
+    /// The session key given at login.
+    pub session: String,
+}
+
+impl std::fmt::Debug for ImapLogoutRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ImapLogoutRequest { session: <hidden> }")
+    }
+}
+
+/// IMAP logout's reply.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ImapLogoutReply {
+    /// True when the session existed and is now logged out.
+    pub ok: bool,
+    /// True when its connection was reset and parked for the same identity's next login;
+    /// false when it was closed (parking off, or the connection was dead).
+    pub parked: bool,
+    /// Set when `ok` is false.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<ImapFailure>,
+}
+
+/// IMAP auth's payload.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImapAuthRequest {
+    /// The IMAP user name.
+    pub user: String,
+    /// The password; inlookup keeps only a keyed hash of it.
+    pub password: String,
+    /// The end user's IP address, for the log (may be empty).
+    #[serde(default)]
+    pub ip: String,
+}
+
+impl std::fmt::Debug for ImapAuthRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ImapAuthRequest")
+            .field("user", &self.user)
+            .field("password", &"<hidden>")
+            .field("ip", &self.ip)
+            .finish()
+    }
+}
+
+/// IMAP auth's reply.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ImapAuthReply {
+    /// True when the check was made (from the cache or the server).
+    pub ok: bool,
+    /// True when the user and password are valid.
+    pub valid: bool,
+    /// True when the answer came from the auth cache.
+    pub cached: bool,
+    /// Set when `ok` is false (the server could not be asked).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<ImapFailure>,
 }

@@ -31,11 +31,19 @@ pub enum QueryKind {
     Stats = 33,
     /// FLUSH: drop cache entries (all, one kind, or one key). JSON payload and reply.
     Flush = 34,
+    /// IMAP login: a logged-in IMAP connection for a session, reused when one is held.
+    ImapLogin = 40,
+    /// IMAP command: one command line (and its literals) on a session's connection.
+    ImapCommand = 41,
+    /// IMAP logout: reset the session's connection and park it (or close it).
+    ImapLogout = 42,
+    /// IMAP auth: only check a user's credentials, from a cache when it knows them.
+    ImapAuth = 43,
 }
 
 impl QueryKind {
     /// Every kind, classic ones first.
-    pub const ALL: [QueryKind; 10] = [
+    pub const ALL: [QueryKind; 14] = [
         QueryKind::User,
         QueryKind::Relay,
         QueryKind::Pwd,
@@ -46,7 +54,15 @@ impl QueryKind {
         QueryKind::Ping,
         QueryKind::Stats,
         QueryKind::Flush,
+        QueryKind::ImapLogin,
+        QueryKind::ImapCommand,
+        QueryKind::ImapLogout,
+        QueryKind::ImapAuth,
     ];
+
+    /// The four IMAP kinds, served by the IMAP pool (never cached by the LRU).
+    pub const IMAP: [QueryKind; 4] =
+        [QueryKind::ImapLogin, QueryKind::ImapCommand, QueryKind::ImapLogout, QueryKind::ImapAuth];
 
     /// The seven kinds answered from MySQL and cached.
     pub const CLASSIC: [QueryKind; 7] = [
@@ -80,6 +96,17 @@ impl QueryKind {
         (self as u8) <= 7
     }
 
+    /// True for the IMAP kinds (bytes 40–43), answered by the IMAP pool.
+    pub fn is_imap(self) -> bool {
+        matches!(
+            self,
+            QueryKind::ImapLogin
+                | QueryKind::ImapCommand
+                | QueryKind::ImapLogout
+                | QueryKind::ImapAuth
+        )
+    }
+
     /// True when the reply is a bare int with no body (USER and RELAY).
     pub fn reply_is_bare_int(self) -> bool {
         matches!(self, QueryKind::User | QueryKind::Relay)
@@ -98,6 +125,10 @@ impl QueryKind {
             QueryKind::Ping => "ping",
             QueryKind::Stats => "stats",
             QueryKind::Flush => "flush",
+            QueryKind::ImapLogin => "imap-login",
+            QueryKind::ImapCommand => "imap-cmd",
+            QueryKind::ImapLogout => "imap-logout",
+            QueryKind::ImapAuth => "imap-auth",
         }
     }
 
@@ -114,6 +145,10 @@ impl QueryKind {
             QueryKind::Ping => "Ping",
             QueryKind::Stats => "Stats",
             QueryKind::Flush => "Flush",
+            QueryKind::ImapLogin => "IMAP Login",
+            QueryKind::ImapCommand => "IMAP Command",
+            QueryKind::ImapLogout => "IMAP Logout",
+            QueryKind::ImapAuth => "IMAP Auth",
         }
     }
 }
@@ -177,11 +212,16 @@ mod tests {
         assert_eq!(classic, vec![1, 2, 3, 4, 5, 6, 7]);
         assert!(QueryKind::CLASSIC.iter().all(|k| k.is_classic()));
         assert!(!QueryKind::Ping.is_classic());
+        for k in QueryKind::IMAP {
+            assert!(k.is_imap() && !k.is_classic(), "{k}");
+        }
+        assert_eq!(QueryKind::ALL.iter().filter(|k| k.is_imap()).count(), 4);
+        assert_eq!("imap-cmd".parse::<QueryKind>().unwrap(), QueryKind::ImapCommand);
     }
 
     #[test]
     fn unused_bytes_are_no_kind() {
-        for b in [0u8, 8, 9, 31, 35, 255] {
+        for b in [0u8, 8, 9, 31, 35, 39, 44, 255] {
             assert_eq!(QueryKind::from_byte(b), None, "byte {b}");
         }
     }

@@ -114,6 +114,62 @@ pub struct Args {
     /// MySQL Unix socket, over MYSQL_SOCKET.
     #[arg(long)]
     pub mysql_socket: Option<String>,
+
+    /// IMAP server for users without a mail store in hostcntrl.
+    #[arg(long, env = "IMAP_HOST", default_value = "127.0.0.1")]
+    pub imap_host: String,
+
+    /// IMAP port, also for mail stores found in hostcntrl.
+    #[arg(long, env = "IMAP_PORT", default_value_t = 143)]
+    pub imap_port: u16,
+
+    /// IMAP transport: plain, starttls or imaps.
+    #[arg(long, env = "IMAP_TLS", default_value = "plain")]
+    pub imap_tls: crate::imap::TlsMode,
+
+    /// Verify the IMAP server's certificate (0 turns verification off).
+    #[arg(long, env = "IMAP_TLS_VERIFY", default_value = "1", value_parser = parse_flag, action = clap::ArgAction::Set)]
+    pub imap_tls_verify: bool,
+
+    /// Do not verify the IMAP server's certificate (as IMAP_TLS_VERIFY=0).
+    #[arg(long)]
+    pub imap_insecure_skip_verify: bool,
+
+    /// Trust exactly the CA certificates in this PEM file for IMAP TLS, not the system's.
+    #[arg(long, env = "IMAP_CA_FILE")]
+    pub imap_ca_file: Option<PathBuf>,
+
+    /// IMAP connections open at most.
+    #[arg(long, env = "IMAP_MAX_CONNECTIONS", default_value_t = 15)]
+    pub imap_max_connections: usize,
+
+    /// Seconds an IMAP connection may stay unused before it is closed.
+    #[arg(long, env = "IMAP_IDLE_TIMEOUT", default_value_t = 420)]
+    pub imap_idle_timeout: u64,
+
+    /// Park IMAP connections at logout for the same user's next login (0: close them).
+    #[arg(long, env = "IMAP_PARK", default_value = "1", value_parser = parse_flag, action = clap::ArgAction::Set)]
+    pub imap_park: bool,
+
+    /// Seconds a valid password stays in the IMAP auth cache.
+    #[arg(long, env = "IMAP_AUTH_TTL", default_value_t = 60)]
+    pub imap_auth_ttl: u64,
+
+    /// Seconds an invalid password stays in the IMAP auth cache.
+    #[arg(long, env = "IMAP_AUTH_NEG_TTL", default_value_t = 10)]
+    pub imap_auth_neg_ttl: u64,
+
+    /// IMAP worker threads (default: IMAP_MAX_CONNECTIONS + 2).
+    #[arg(long, env = "IMAP_WORKERS")]
+    pub imap_workers: Option<usize>,
+
+    /// Seconds for an IMAP connect, greeting and TLS handshake.
+    #[arg(long, env = "IMAP_CONNECT_TIMEOUT", default_value_t = 5)]
+    pub imap_connect_timeout: u64,
+
+    /// Seconds for one IMAP command to complete; past it the connection is closed.
+    #[arg(long, env = "IMAP_COMMAND_TIMEOUT", default_value_t = 60)]
+    pub imap_command_timeout: u64,
 }
 
 fn parse_octal(s: &str) -> Result<u32, String> {
@@ -170,6 +226,8 @@ pub struct Config {
     pub user: Option<String>,
     /// Syslog facility.
     pub syslog: Option<String>,
+    /// The IMAP session pool.
+    pub imap: crate::imap::ImapConfig,
 }
 
 impl Config {
@@ -201,6 +259,28 @@ impl Config {
             log::warn!("-c (preload of active users) is not supported; the cache fills on demand");
         }
         let default_domain = control::default_domain(&controldir);
+        let max_connections = a.imap_max_connections.max(1);
+        let imap = crate::imap::ImapConfig {
+            host: a.imap_host,
+            port: a.imap_port,
+            tls: a.imap_tls,
+            verify: a.imap_tls_verify && !a.imap_insecure_skip_verify,
+            ca_file: a.imap_ca_file.filter(|p| !p.as_os_str().is_empty()),
+            max_connections,
+            idle_timeout: Duration::from_secs(a.imap_idle_timeout.max(1)),
+            park: a.imap_park,
+            auth_ttl: Duration::from_secs(a.imap_auth_ttl),
+            auth_negative_ttl: Duration::from_secs(a.imap_auth_neg_ttl),
+            workers: a.imap_workers.filter(|n| *n > 0).unwrap_or(max_connections + 2),
+            connect_timeout: Duration::from_secs(a.imap_connect_timeout.max(1)),
+            command_timeout: Duration::from_secs(a.imap_command_timeout.max(1)),
+            keepalive: crate::imap::conn::Keepalive {
+                idle: mysql.keepalive_idle,
+                interval: mysql.keepalive_interval,
+                count: mysql.keepalive_count,
+            },
+            ..crate::imap::ImapConfig::default()
+        };
         Ok(Config {
             fifos: crate::fifo::request_paths(&a.fifo_dir, &a.infifo, a.instances),
             fifo_tmpdir: a.fifo_tmpdir,
@@ -220,6 +300,7 @@ impl Config {
             lookup: LookupConfig::from_env(default_domain),
             user: a.user.filter(|u| !u.is_empty()),
             syslog: a.syslog.filter(|s| !s.is_empty()),
+            imap,
         })
     }
 

@@ -16,6 +16,7 @@
 //! - [`pool`]: the bounded job queue and worker threads.
 //! - [`backend`]: what answers a miss ([`backend::MysqlBackend`]).
 //! - [`fifo`]: request FIFOs and the confined reply writer.
+//! - [`imap`]: persistent, reusable IMAP sessions (the four IMAP kinds).
 //! - [`signals`]: signals into [`signals::Control`] messages.
 //! - [`stats`]: counters and their USR1 text.
 //! - [`logging`], [`privs`], [`wake`]: stderr/syslog logging, dropping root, the self-pipe.
@@ -24,6 +25,7 @@ pub mod backend;
 pub mod cache;
 pub mod config;
 pub mod fifo;
+pub mod imap;
 pub mod logging;
 pub mod pool;
 pub mod privs;

@@ -14,7 +14,24 @@ fn fail(msg: impl std::fmt::Display) -> ExitCode {
     ExitCode::from(111)
 }
 
+/// `inlookup --generate-man` (hidden, first argument only): the man page in roff on stdout,
+/// from the clap definitions; `scripts/gen-man.sh` writes it to `docs/man/inlookup.8`.
+fn generate_man() -> ExitCode {
+    let cmd = <Args as clap::CommandFactory>::command();
+    let man = clap_mangen::Man::new(cmd).section("8").manual("System Manager's Manual");
+    match man.render(&mut std::io::stdout().lock()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("inlookup: --generate-man: {e}");
+            ExitCode::from(111)
+        }
+    }
+}
+
 fn main() -> ExitCode {
+    if std::env::args_os().nth(1).is_some_and(|a| a == "--generate-man") {
+        return generate_man();
+    }
     let args = Args::parse();
     let cfg = match Config::from_args(args) {
         Ok(c) => c,

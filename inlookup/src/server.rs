@@ -6,6 +6,7 @@ use crate::backend::BackendFactory;
 use crate::cache::{Cache, Found};
 use crate::config::Config;
 use crate::fifo::{write_reply, FifoError, ReplyDir, ReplyFailure, RequestFifo};
+use crate::imap::ImapService;
 use crate::pool::{Done, Job, Pool, Refused};
 use crate::signals::{Control, Controls};
 use crate::stats::{self, Stats};
@@ -149,6 +150,8 @@ struct Server {
     stats: Stats,
     inflight: HashMap<Box<str>, Vec<Waiter>>,
     pool: Pool,
+    /// The IMAP kinds' own workers and connection pool.
+    imap: ImapService,
     controls: Controls,
     /// Cache generation: bumped by every flush, so results queued before it are not stored.
     epoch: u64,
@@ -171,6 +174,7 @@ pub fn run(
     mysql_connects: Arc<AtomicU64>,
     controls: Controls,
 ) -> Result<(), ServeError> {
+    let imap = ImapService::start(cfg.imap.clone(), controls.waker.clone(), backends.clone())?;
     let pool = Pool::start(cfg.workers, cfg.queue, backends, controls.waker.clone())?;
     let (slow_tx, slow_rx) = crossbeam_channel::bounded::<(OwnedFd, Vec<u8>)>(64);
     let write_timeout = cfg.timeouts.write;
@@ -196,6 +200,7 @@ pub fn run(
         stats: Stats::default(),
         inflight: HashMap::new(),
         pool,
+        imap,
         controls,
         epoch: 0,
         started: Instant::now(),
@@ -234,6 +239,9 @@ impl Server {
             }
             while let Some(done) = self.pool.try_done() {
                 self.finished(done);
+            }
+            while let Some((path, bytes)) = self.imap.try_done() {
+                self.reply(&path, &bytes);
             }
             for i in ready {
                 self.read_input(i);
@@ -372,6 +380,25 @@ impl Server {
         let Ok(ip) = std::str::from_utf8(f.ip) else {
             return self.refuse(f.reply_path, format_args!("{kind} query: the IP is not UTF-8"));
         };
+        if kind.is_imap() {
+            // The payload holds a password or a session key: never logged.
+            log::debug!(
+                "{}->{}, Query [{}], {} bytes",
+                self.inputs[i].fifo.path.display(),
+                String::from_utf8_lossy(f.reply_path),
+                kind.label(),
+                f.email.len()
+            );
+            if let Err(why) = self.imap.submit(kind, email, f.reply_path.into()) {
+                self.stats.kind(kind).queue_full += u64::from(why == Refused::Full);
+                log::warn!(
+                    "{kind} request refused: the IMAP queue is {}",
+                    if why == Refused::Full { "full" } else { "closed" }
+                );
+                self.reply(f.reply_path, &ERROR_REPLY);
+            }
+            return;
+        }
         log::debug!(
             "{}->{}, Bytes {}, Query [{}], User {email}, RemoteIp {ip}",
             self.inputs[i].fifo.path.display(),
@@ -529,6 +556,7 @@ impl Server {
             in_flight: self.inflight.len() as u64,
             mysql_connects: self.mysql_connects.load(Ordering::Relaxed),
             debug: crate::logging::debug_enabled(),
+            imap: self.imap.stats(),
             ..StatsReport::default()
         };
         self.stats.fill(&mut r);
@@ -604,6 +632,7 @@ impl Server {
             log::warn!("{left} clients left without a reply after the shutdown grace");
         }
         self.pool.close();
+        self.imap.shutdown();
         let deadline = Instant::now() + Duration::from_millis(500);
         while self.pool.reap() > 0 && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(10));

@@ -2,6 +2,9 @@
 //! when the backend errors, hangs, or is flooded. (The real MariaDB stopped and restarted
 //! is covered by the end-to-end tests.)
 
+// Helpers outside #[test] fns are test code too.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use inlookup::backend::{Backend, BackendFactory};
 use inlookup::signals::{self, Control, ControlHandle};
 use inlookup::{Args, Config, Listener};

@@ -188,6 +188,7 @@ impl Client {
     fn read_exact(&self, fd: &OwnedFd, buf: &mut [u8], deadline: Instant) -> Result<(), Error> {
         let mut got = 0;
         let mut seen_data = false;
+        let mut polled = false;
         while got < buf.len() {
             match nix::unistd::read(fd, &mut buf[got..]) {
                 Ok(0) if seen_data => {
@@ -198,9 +199,10 @@ impl Client {
                 }
                 // No writer yet: the daemon has not opened our FIFO.
                 Ok(0) | Err(Errno::EAGAIN) => {
-                    wait(fd, PollFlags::POLLIN, deadline, Phase::Read, self.timeouts.read)?;
-                    if !seen_data {
-                        // Poll reports HUP forever once a writer came and went; do not spin.
+                    if polled && !seen_data {
+                        // Poll said ready and there was nothing: it reports HUP forever once
+                        // a writer came and went. Do not spin (but do not sleep when poll
+                        // woke us for data, the normal case).
                         std::thread::sleep(
                             Duration::from_micros(50)
                                 .min(deadline.saturating_duration_since(Instant::now())),
@@ -212,6 +214,8 @@ impl Client {
                             });
                         }
                     }
+                    wait(fd, PollFlags::POLLIN, deadline, Phase::Read, self.timeouts.read)?;
+                    polled = true;
                 }
                 Ok(n) => {
                     got += n;

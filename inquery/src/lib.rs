@@ -1,9 +1,12 @@
 //! # inquery
 //!
-//! How a program asks inlookup: [`Client`] sends one query over the daemon's request FIFO
+//! How a program asks inlookup. [`Client`] sends one query over the daemon's request FIFO
 //! and reads the answer from a private reply FIFO, exactly as IndiMail's `inquery()` does
 //! (same wire format, FIFO resolution, FIFO_MODE and timeouts), with typed results and
-//! typed errors.
+//! typed errors. [`Direct`] answers the same calls from MySQL with the daemon's own SQL, and
+//! [`Querier`] picks one of the two as IndiMail's callers do (QUERY_CACHE), optionally
+//! falling back to MySQL when the daemon is down. C programs link `libinquery` and include
+//! `inquery.h` for a drop-in `inquery()` and a re-entrant `inquery_r()`.
 //!
 //! ```no_run
 //! use inquery::{Client, UserStatus};
@@ -20,21 +23,32 @@
 //! - [`client`]: the FIFO client and its typed calls.
 //! - [`resolve`]: which request FIFO (INFIFO, INFIFODIR, instances).
 //! - [`error`]: what can go wrong, and in which phase.
+//! - [`direct`]: direct mode, the same calls over MySQL.
+//! - [`querier`]: daemon or direct (QUERY_CACHE), and the fallback.
+//! - [`ffi`]: the C ABI behind `include/inquery.h`.
+//! - [`imap`]: IMAP sessions kept by the daemon (login, command, logout, auth).
 
 pub mod client;
+pub mod direct;
 pub mod error;
+pub mod ffi;
+pub mod imap;
+pub mod querier;
 pub mod resolve;
 
 pub use client::Client;
+pub use direct::Direct;
 pub use error::{Error, Phase};
 pub use inlookup_core::{Answer, Limits, MailHost, Passwd, QueryKind, UserStatus};
+pub use querier::{Mode, Querier};
 
 /// A random number from the OS, for reply FIFO names and instance choice.
 pub(crate) fn random_u64() -> u64 {
     let mut b = [0u8; 8];
     if getrandom::fill(&mut b).is_err() {
         // No entropy source: fall back to time and pid, still unique per process.
-        let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        let t =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
         return t.as_nanos() as u64 ^ (u64::from(std::process::id()) << 32);
     }
     u64::from_ne_bytes(b)

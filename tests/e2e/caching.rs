@@ -106,7 +106,7 @@ fn hup_flushes_every_entry() {
     let db = TestDb::new();
     let mut d = Daemon::start(&db, Opts::default());
     let c = d.client();
-    assert_eq!(c.passwd("alice@example.com").unwrap().unwrap().passwd.ends_with("alicehash"), true);
+    assert!(c.passwd("alice@example.com").unwrap().unwrap().passwd.ends_with("alicehash"));
     assert_eq!(c.user_status("testuser@example.com").unwrap(), UserStatus::Active);
     db.exec("UPDATE indimail SET pw_passwd='$5$new$hash', scram=NULL WHERE pw_name='alice'");
     db.exec("DELETE FROM indimail WHERE pw_name='testuser'");

@@ -463,3 +463,76 @@ impl Drop for RawReply {
         let _ = std::fs::remove_file(&self.path);
     }
 }
+
+// ---- Helpers for the client tests (cabi, cli, direct, leaks) ----
+
+impl TestDb {
+    /// Connection settings for this database, as a direct-mode client has them.
+    pub fn mysql_settings(&self) -> inlookup_core::MysqlSettings {
+        inlookup_core::MysqlSettings {
+            host: self.host.clone(),
+            port: self.port,
+            user: "root".into(),
+            password: String::new(),
+            database: self.name.clone(),
+            ..inlookup_core::MysqlSettings::default()
+        }
+    }
+
+    /// The MYSQL_* variables that point a program (inquerytest, a C program's fallback, a
+    /// private inlookup) at this database.
+    pub fn mysql_env(&self) -> Vec<(String, String)> {
+        [
+            ("MYSQL_HOST", self.host.clone()),
+            ("MYSQL_VPORT", self.port.to_string()),
+            ("MYSQL_USER", "root".to_string()),
+            ("MYSQL_PASSWD", String::new()),
+            ("MYSQL_DATABASE", self.name.clone()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
+    }
+}
+
+/// Where the workspace's binaries and libinquery.so/.a are built (building them first).
+pub fn build_dir() -> PathBuf {
+    bin("inquerytest").parent().expect("target dir").to_path_buf()
+}
+
+/// A temporary directory of the test's own, removed when dropped.
+pub struct TempDir {
+    pub path: PathBuf,
+}
+
+impl TempDir {
+    pub fn new(what: &str) -> TempDir {
+        let path = std::env::temp_dir().join(format!(
+            "inl-{what}-{}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::SeqCst)
+        ));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).expect("create a temporary directory");
+        TempDir { path }
+    }
+
+    pub fn join(&self, p: &str) -> PathBuf {
+        self.path.join(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+/// The names left in a directory (reply FIFOs in a FIFOTMPDIR, say).
+pub fn entries(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .map(|r| {
+            r.filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned())).collect()
+        })
+        .unwrap_or_default()
+}

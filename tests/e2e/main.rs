@@ -1,10 +1,19 @@
 //! End-to-end tests: the real `inlookup` binary against a real MariaDB, asked through the
 //! real client and through raw FIFO writes. One binary, one harness (`harness.rs`).
 
+// The harness's helpers are test code too; a failed setup step should panic with its cause.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod harness;
 
 mod bad_input;
+mod cabi;
 mod caching;
+mod cli;
 mod concurrency;
+mod direct;
+mod imap;
 mod kinds;
+mod leaks;
 mod lifecycle;
+mod service;

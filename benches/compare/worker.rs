@@ -1,0 +1,231 @@
+//! A client process. It sets up (a FIFO client, an open MySQL connection, or nothing),
+//! prints `ready`, waits for one byte on stdin, then times requests for a while (or for a
+//! number of requests) and writes what it measured to stdout:
+//!
+//! ```text
+//! OK ERRORS ELAPSED_NS N<TAB>FIRST_ERROR\n   then N little-endian u32 latencies in ns
+//! ```
+//!
+//! Keys: the worker owns lane `lane` of `lanes` over the user indices `first..end`: it asks
+//! `first + (lane + j * lanes) mod (end - first)` for j = 0, 1, 2, … So concurrent workers
+//! never ask the same key at once (no coalescing in the daemon), and with `end - first` a
+//! multiple of `lanes` every key of the lane comes round equally often.
+
+use crate::case::{Case, IMAP_NOT_MEASURED};
+use crate::cli::Args;
+use crate::setup::email;
+use crate::Res;
+use inlookup_core::{Answer, LookupConfig, Lookups, MysqlSettings, QueryKind};
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// What a worker measured.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    /// Requests answered as expected.
+    pub ok: u64,
+    /// Requests that failed or got an unexpected answer.
+    pub errors: u64,
+    /// From the start signal to the last completion.
+    pub elapsed: Duration,
+    /// Latency of every successful request, in ns.
+    pub latencies: Vec<u32>,
+    /// The first error, for the report.
+    pub first_error: String,
+}
+
+/// How one request is made.
+enum Asker {
+    Fifo(inquery::Client),
+    Lean(crate::lean::Lean),
+    Raw { conn: Box<mysql::Conn>, lookups: Lookups },
+    Direct { opts: mysql::Opts, lookups: Lookups },
+}
+
+impl Asker {
+    fn new(case: Case, a: &Args) -> Res<Asker> {
+        let lookups = || Lookups::new(LookupConfig::default());
+        Ok(match case {
+            Case::Floor | Case::Hit | Case::Miss if a.get("client") == Some("lean") => {
+                Asker::Lean(crate::lean::Lean {
+                    fifo: PathBuf::from(a.need("fifo")?),
+                    tmpdir: PathBuf::from(a.need("tmpdir")?),
+                    mode: 0o660,
+                    timeout: Duration::from_secs(2),
+                })
+            }
+            Case::Floor | Case::Hit | Case::Miss => {
+                let mut c = inquery::Client::for_fifo(a.need("fifo")?);
+                c.tmpdir = PathBuf::from(a.need("tmpdir")?);
+                c.fifo_mode = 0o660;
+                c.timeouts.read = Duration::from_secs(2);
+                c.timeouts.write = Duration::from_secs(2);
+                Asker::Fifo(c)
+            }
+            Case::Raw => {
+                let conn = mysql::Conn::new(tuned(a)?)?;
+                Asker::Raw { conn: Box::new(conn), lookups: lookups()? }
+            }
+            Case::DirectTuned => Asker::Direct { opts: tuned(a)?, lookups: lookups()? },
+            Case::DirectDefault => {
+                let (host, port) = mysql_addr(a)?;
+                // Only what a program must say; everything else is the crate's default.
+                let opts = mysql::OptsBuilder::new()
+                    .ip_or_hostname(Some(host))
+                    .tcp_port(port)
+                    .user(Some("root"))
+                    .pass(Some(""))
+                    .db_name(Some(a.need("db")?));
+                Asker::Direct { opts: opts.into(), lookups: lookups()? }
+            }
+            // The slot: when the IMAP pooling is merged, its two askers go here.
+            Case::Imap => return Err(IMAP_NOT_MEASURED.into()),
+        })
+    }
+
+    fn ask(&mut self, email: &str) -> Result<(), String> {
+        match self {
+            Asker::Fifo(c) => match c.raw(QueryKind::Pwd.byte(), email, "") {
+                Ok((n, body)) if n > 0 && body.starts_with(b"PWSTRUCT=u") => Ok(()),
+                Ok((n, body)) => Err(format!("reply {n}: {:?}", String::from_utf8_lossy(&body))),
+                Err(e) => Err(e.to_string()),
+            },
+            Asker::Lean(c) => match c.raw(QueryKind::Pwd, email, "") {
+                Ok((n, body)) if n > 0 && body.starts_with(b"PWSTRUCT=u") => Ok(()),
+                Ok((n, body)) => Err(format!("reply {n}: {:?}", String::from_utf8_lossy(&body))),
+                Err(e) => Err(e),
+            },
+            Asker::Raw { conn, lookups } => {
+                found(lookups.answer(&mut **conn, QueryKind::Pwd, email, ""))
+            }
+            Asker::Direct { opts, lookups } => {
+                let mut conn = mysql::Conn::new(opts.clone()).map_err(|e| e.to_string())?;
+                let r = found(lookups.answer(&mut conn, QueryKind::Pwd, email, ""));
+                drop(conn);
+                r
+            }
+        }
+    }
+}
+
+fn found(r: Result<Answer, inlookup_core::LookupError>) -> Result<(), String> {
+    match r {
+        Ok(Answer::Pwd { passwd: Some(_), .. }) => Ok(()),
+        Ok(other) => Err(format!("unexpected answer {other:?}")),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+fn mysql_addr(a: &Args) -> Res<(String, u16)> {
+    let v = a.need("mysql")?;
+    let (h, p) = v.rsplit_once(':').ok_or("mysql=HOST:PORT")?;
+    Ok((h.to_string(), p.parse()?))
+}
+
+/// inlookup's own connection options, for the bench database.
+pub fn tuned_settings(host: &str, port: u16, db: &str) -> MysqlSettings {
+    MysqlSettings {
+        host: host.to_string(),
+        port,
+        user: "root".into(),
+        password: String::new(),
+        database: db.to_string(),
+        ..MysqlSettings::default()
+    }
+}
+
+fn tuned(a: &Args) -> Res<mysql::Opts> {
+    let (host, port) = mysql_addr(a)?;
+    Ok(tuned_settings(&host, port, a.need("db")?).opts())
+}
+
+/// `worker case=… fifo=… tmpdir=… mysql=… db=… first=… end=… lane=… lanes=…
+/// (secs=… | requests=…)`.
+pub fn main(args: &[String]) -> Res<()> {
+    let a = Args::parse(args)?;
+    let case: Case = a.need("case")?.parse()?;
+    let (first, end): (u64, u64) = (a.or("first", 1)?, a.or("end", 2)?);
+    let (lane, lanes): (u64, u64) = (a.or("lane", 0)?, a.or("lanes", 1)?);
+    let span = end.checked_sub(first).filter(|s| *s > 0).ok_or("need first < end")?;
+    let secs: f64 = a.or("secs", 0.0)?;
+    let requests: u64 = a.or("requests", 0)?;
+    let mut asker = Asker::new(case, &a)?;
+
+    let mut out = std::io::stdout().lock();
+    out.write_all(b"ready\n")?;
+    out.flush()?;
+    let mut go = [0u8; 1];
+    if std::io::stdin().read(&mut go)? == 0 {
+        return Ok(()); // the run was abandoned
+    }
+
+    let mut o = Outcome { latencies: Vec::with_capacity(1 << 16), ..Outcome::default() };
+    let start = Instant::now();
+    let deadline = start + Duration::from_secs_f64(secs);
+    let mut j = 0u64;
+    let mut last = start;
+    loop {
+        if (requests > 0 && j >= requests) || (requests == 0 && last >= deadline) {
+            break;
+        }
+        let key = email(first + (lane + j * lanes) % span);
+        j += 1;
+        let t = Instant::now();
+        let r = asker.ask(&key);
+        last = Instant::now();
+        match r {
+            Ok(()) => {
+                o.ok += 1;
+                o.latencies.push(u32::try_from((last - t).as_nanos()).unwrap_or(u32::MAX));
+            }
+            Err(e) => {
+                o.errors += 1;
+                if o.first_error.is_empty() {
+                    o.first_error = e.replace(['\n', '\t'], " ");
+                }
+            }
+        }
+    }
+    o.elapsed = last - start;
+    write_outcome(&mut out, &o)?;
+    out.flush()?;
+    Ok(())
+}
+
+fn write_outcome(w: &mut impl Write, o: &Outcome) -> std::io::Result<()> {
+    writeln!(
+        w,
+        "{} {} {} {}\t{}",
+        o.ok,
+        o.errors,
+        o.elapsed.as_nanos(),
+        o.latencies.len(),
+        o.first_error
+    )?;
+    let mut bytes = Vec::with_capacity(o.latencies.len() * 4);
+    for l in &o.latencies {
+        bytes.extend_from_slice(&l.to_le_bytes());
+    }
+    w.write_all(&bytes)
+}
+
+/// Reads what [`write_outcome`] wrote.
+pub fn read_outcome(r: &mut impl std::io::BufRead) -> Res<Outcome> {
+    let mut line = String::new();
+    r.read_line(&mut line)?;
+    let (nums, err) = line.trim_end_matches('\n').split_once('\t').ok_or("bad worker header")?;
+    let n: Vec<u64> = nums.split(' ').map(str::parse).collect::<Result<_, _>>()?;
+    let [ok, errors, elapsed, count] = n[..] else { return Err("bad worker header".into()) };
+    let mut bytes = vec![0u8; count as usize * 4];
+    r.read_exact(&mut bytes)?;
+    let latencies =
+        bytes.chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+    Ok(Outcome {
+        ok,
+        errors,
+        elapsed: Duration::from_nanos(elapsed),
+        latencies,
+        first_error: err.to_string(),
+    })
+}

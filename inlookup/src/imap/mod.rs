@@ -1,0 +1,265 @@
+//! # IMAP sessions behind the FIFO
+//!
+//! Stateless programs (webmail) log in to IMAP on every page; inlookup keeps those logged-in
+//! connections for them. The four IMAP kinds (login, command, logout, auth) arrive on the
+//! I/O thread, which hands them to [`ImapService::submit`] without blocking; the service's
+//! own worker threads talk to the IMAP servers and push finished replies back, waking the
+//! I/O thread through the wake pipe.
+//!
+//! One bounded [`pool::Pool`] holds every connection: at most `max_connections`; a login
+//! reuses a connection held for the same user, password, session key and client IP; when
+//! the pool is full the connection idle longest is reclaimed (never a busy one), and when
+//! nothing can be reclaimed the request backs off (10, 30, 70, 150, 250 ms) and then gets
+//! a "busy" reply. Connections idle past `idle_timeout` are closed by a reaper thread. A
+//! connection that failed or fell out of step in any way is closed, never reused.
+//!
+//! # Layout
+//!
+//! - [`frame`]: the server's responses, framed exactly (literals, continuations).
+//! - [`command`]: a caller's command checked and cut at its literals; LOGIN quoting.
+//! - [`conn`]: one connection: TCP keepalive, TLS, greeting, login, commands, liveness.
+//! - [`tls`]: rustls configuration (roots, or verification off by name).
+//! - [`pool`]: the connection table and its rules.
+//! - [`auth`]: the keyed password hash, identities and the auth cache.
+//! - [`worker`]: what each request kind does, with the back-off.
+
+pub mod auth;
+pub mod command;
+pub mod conn;
+pub mod frame;
+pub mod pool;
+pub mod tls;
+pub mod worker;
+
+pub use tls::TlsMode;
+
+use crate::backend::BackendFactory;
+use crate::pool::Refused;
+use crate::wake::Waker;
+use crossbeam_channel::{bounded, unbounded, Receiver, Sender, TrySendError};
+use inlookup_core::admin::ImapStats;
+use inlookup_core::QueryKind;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+use worker::Shared;
+
+/// The IMAP side's settings (flags and environment names in [`crate::config`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImapConfig {
+    /// The IMAP server for users without a mail store in `hostcntrl` (IMAP_HOST).
+    pub host: String,
+    /// Its port, also used for mail stores from `hostcntrl` (IMAP_PORT).
+    pub port: u16,
+    /// Plain, STARTTLS or IMAPS (IMAP_TLS).
+    pub tls: TlsMode,
+    /// Verify the server's certificate (IMAP_TLS_VERIFY; off only by name).
+    pub verify: bool,
+    /// Trust exactly the CA certificates in this PEM file instead of the system's
+    /// (IMAP_CA_FILE).
+    pub ca_file: Option<PathBuf>,
+    /// Connections open at most (IMAP_MAX_CONNECTIONS).
+    pub max_connections: usize,
+    /// A connection unused this long is closed (IMAP_IDLE_TIMEOUT).
+    pub idle_timeout: Duration,
+    /// Park a connection at logout for the same identity's next login, instead of
+    /// closing it (IMAP_PARK).
+    pub park: bool,
+    /// How long a valid password stays in the auth cache (IMAP_AUTH_TTL).
+    pub auth_ttl: Duration,
+    /// How long an invalid one does (IMAP_AUTH_NEG_TTL).
+    pub auth_negative_ttl: Duration,
+    /// Worker threads (IMAP_WORKERS).
+    pub workers: usize,
+    /// Requests that may wait for a worker; more are refused at once.
+    pub queue: usize,
+    /// For the TCP connect, greeting and TLS handshake (IMAP_CONNECT_TIMEOUT).
+    pub connect_timeout: Duration,
+    /// For one command, first byte sent to completion (IMAP_COMMAND_TIMEOUT).
+    pub command_timeout: Duration,
+    /// TCP keepalive on every IMAP socket (TCP_KEEPALIVE_IDLE/INTVL/CNT).
+    pub keepalive: conn::Keepalive,
+    /// The most response bytes one command's reply may carry.
+    pub max_response: usize,
+    /// Entries in the auth cache.
+    pub auth_cache_entries: usize,
+}
+
+impl Default for ImapConfig {
+    fn default() -> Self {
+        ImapConfig {
+            host: "127.0.0.1".into(),
+            port: 143,
+            tls: TlsMode::Plain,
+            verify: true,
+            ca_file: None,
+            max_connections: 15,
+            idle_timeout: Duration::from_secs(420),
+            park: true,
+            auth_ttl: Duration::from_secs(60),
+            auth_negative_ttl: Duration::from_secs(10),
+            workers: 17,
+            queue: 256,
+            connect_timeout: Duration::from_secs(5),
+            command_timeout: Duration::from_secs(60),
+            keepalive: conn::Keepalive {
+                idle: Duration::from_secs(30),
+                interval: Duration::from_secs(10),
+                count: 3,
+            },
+            max_response: 512 * 1024,
+            auth_cache_entries: 10_000,
+        }
+    }
+}
+
+impl ImapConfig {
+    /// One line for the start-up log.
+    pub fn describe(&self) -> String {
+        format!(
+            "IMAP {}:{} {}{}; at most {} connections, idle timeout {} s, parking {}; {} workers; auth cache {}/{} s",
+            self.host,
+            self.port,
+            self.tls,
+            match (self.tls, self.verify) {
+                (TlsMode::Plain, _) => String::new(),
+                (_, false) => " (certificate NOT verified)".into(),
+                (_, true) => match &self.ca_file {
+                    Some(f) => format!(" (CA {})", f.display()),
+                    None => " (system roots)".into(),
+                },
+            },
+            self.max_connections,
+            self.idle_timeout.as_secs(),
+            if self.park { "on" } else { "off" },
+            self.workers,
+            self.auth_ttl.as_secs(),
+            self.auth_negative_ttl.as_secs(),
+        )
+    }
+}
+
+/// A request for a worker.
+#[derive(Debug)]
+struct Job {
+    kind: QueryKind,
+    payload: String,
+    reply_path: Box<[u8]>,
+}
+
+/// The IMAP service: its queue, workers and reaper.
+#[derive(Debug)]
+pub struct ImapService {
+    /// Where requests go; `None` once shut down.
+    jobs: Option<Sender<Job>>,
+    /// Finished replies: reply path and bytes.
+    done: Receiver<(Box<[u8]>, Vec<u8>)>,
+    /// The state the threads share.
+    shared: Arc<Shared>,
+    /// Workers and the reaper.
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl ImapService {
+    /// Starts the workers and the idle reaper. No connection is made until a request
+    /// needs one.
+    ///
+    /// # Errors
+    /// A thread could not be spawned, or the random key could not be made. (TLS settings
+    /// that cannot be used are logged and fail each IMAP login instead.)
+    pub fn start(
+        cfg: ImapConfig,
+        waker: Waker,
+        hosts: BackendFactory,
+    ) -> std::io::Result<ImapService> {
+        let workers = cfg.workers.max(1);
+        let (jobs_tx, jobs_rx) = bounded::<Job>(cfg.queue.max(1));
+        let (done_tx, done_rx) = unbounded();
+        log::info!("{}", cfg.describe());
+        let shared = Arc::new(Shared::new(cfg, hosts)?);
+        let mut threads = Vec::with_capacity(workers + 1);
+        for n in 0..workers {
+            let (rx, tx, waker, shared) =
+                (jobs_rx.clone(), done_tx.clone(), waker.clone(), shared.clone());
+            threads.push(std::thread::Builder::new().name(format!("imap-{n}")).spawn(
+                move || {
+                    for job in rx {
+                        let bytes = shared.serve(job.kind, &job.payload);
+                        if tx.send((job.reply_path, bytes)).is_err() {
+                            break;
+                        }
+                        waker.wake();
+                    }
+                },
+            )?);
+        }
+        let s = shared.clone();
+        threads
+            .push(std::thread::Builder::new().name("imap-reaper".into()).spawn(move || s.reap())?);
+        Ok(ImapService { jobs: Some(jobs_tx), done: done_rx, shared, threads })
+    }
+
+    /// Queues a request without waiting.
+    ///
+    /// # Errors
+    /// [`Refused::Full`] when the queue is full, [`Refused::Closed`] after shutdown.
+    pub fn submit(
+        &self,
+        kind: QueryKind,
+        payload: &str,
+        reply_path: Box<[u8]>,
+    ) -> Result<(), Refused> {
+        let job = Job { kind, payload: payload.to_string(), reply_path };
+        match self.jobs.as_ref().map(|j| j.try_send(job)) {
+            Some(Ok(())) => {
+                self.shared.pending.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                Ok(())
+            }
+            Some(Err(TrySendError::Full(_))) => Err(Refused::Full),
+            Some(Err(TrySendError::Disconnected(_))) | None => Err(Refused::Closed),
+        }
+    }
+
+    /// A finished reply, if one is ready: the reply path and the whole reply (length and
+    /// JSON, or the error reply).
+    pub fn try_done(&self) -> Option<(Box<[u8]>, Vec<u8>)> {
+        self.done.try_recv().ok()
+    }
+
+    /// Requests queued or running now.
+    pub fn in_flight(&self) -> usize {
+        self.shared.in_flight()
+    }
+
+    /// Empties the IMAP auth cache (for HUP or FLUSH); returns how many entries went.
+    pub fn clear_auth_cache(&self) -> usize {
+        self.shared.clear_auth_cache()
+    }
+
+    /// The pool's counters.
+    pub fn stats(&self) -> ImapStats {
+        self.shared.stats()
+    }
+
+    /// Stops taking requests, logs out of every connection not running a command, and
+    /// waits a little (at most about two seconds) for the threads. Threads stuck in a
+    /// server call are left to end with the process.
+    pub fn shutdown(&mut self) {
+        self.jobs = None;
+        let deadline = Instant::now() + Duration::from_secs(2);
+        self.shared.close_all(deadline);
+        loop {
+            let (done, running): (Vec<_>, Vec<_>) =
+                std::mem::take(&mut self.threads).into_iter().partition(|t| t.is_finished());
+            for t in done {
+                let _ = t.join();
+            }
+            self.threads = running;
+            if self.threads.is_empty() || Instant::now() >= deadline {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}

@@ -1,0 +1,449 @@
+//! The one bounded table of IMAP connections, shared by the IMAP workers under a mutex
+//! that is never held across I/O.
+//!
+//! A connection is in one of three states:
+//!
+//! - **busy**: a worker holds it (its `conn` is out of the table) for a command, a login
+//!   check, a reset. Never reclaimed, never given to anyone else.
+//! - **in use**: bound to a session key, between commands.
+//! - **parked**: logged out by its session, kept for the same identity's next login.
+//!
+//! When the table is full, a new connection takes the place of the one idle longest (in
+//! use or parked, never busy). Connections idle past the timeout are handed to the reaper.
+
+use super::auth::Digest;
+use inlookup_core::admin::ImapStats;
+use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+/// A connection taken out of the table by a worker, who must give it back
+/// ([`Pool::put_back`]) or drop it ([`Pool::discard`]).
+#[derive(Debug)]
+pub struct Lease<C> {
+    /// The slot it belongs to.
+    pub id: u64,
+    /// The connection.
+    pub conn: C,
+}
+
+/// Leave to open one connection: a place in the table is kept for it until
+/// [`Pool::opened`] or [`Pool::cancel`].
+#[derive(Debug)]
+#[must_use = "a ticket holds a place in the pool until opened() or cancel()"]
+pub struct Ticket(());
+
+/// What a login should do next.
+#[derive(Debug)]
+pub enum LoginStep<C> {
+    /// A connection logged in for this identity (the session's own, or a parked one now
+    /// bound to the session): check it is alive, then [`Pool::put_back`] it in use.
+    Reuse(Lease<C>),
+    /// The session key is bound to a connection of another identity: reset and park it
+    /// (or close it), then ask again.
+    Detach(Lease<C>),
+    /// Open a connection; quit `evicted` (reclaimed to make room) first.
+    Open {
+        /// The kept place.
+        ticket: Ticket,
+        /// The idle connection reclaimed for it, if the table was full.
+        evicted: Option<C>,
+    },
+    /// Nothing free: back off and ask again. `session_busy` when it is this session's
+    /// own connection that is running a command.
+    Wait {
+        /// The session's connection is busy (not the whole pool).
+        session_busy: bool,
+    },
+    /// The pool is shutting down.
+    Closing,
+}
+
+/// What a command or logout finds for its session key.
+#[derive(Debug)]
+pub enum SessionStep<C> {
+    /// The session's connection, now busy.
+    Held(Lease<C>),
+    /// No connection is bound to this session key.
+    Unknown,
+    /// Its connection is running another command.
+    Busy,
+    /// The pool is shutting down.
+    Closing,
+}
+
+/// Where a connection goes back to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Back {
+    /// In use by its session.
+    InUse,
+    /// Parked for its identity's next login (the session key is released).
+    Parked,
+}
+
+/// Why a connection left the table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Gone {
+    /// Dead or out of step.
+    Broken,
+    /// On purpose (logout without parking, a session taken over).
+    Closed,
+}
+
+#[derive(Debug)]
+struct Slot<C> {
+    id: u64,
+    /// user + password + session key + IP, hashed.
+    identity: Digest,
+    /// The session key while in use; `None` when parked.
+    session: Option<String>,
+    /// `None` while busy (a worker holds it).
+    conn: Option<C>,
+    last_used: Instant,
+}
+
+#[derive(Debug)]
+struct State<C> {
+    slots: Vec<Slot<C>>,
+    /// Places kept for connections being opened.
+    opening: usize,
+    next_id: u64,
+    counters: ImapStats,
+    closing: bool,
+}
+
+impl<C> State<C> {
+    fn note_peaks(&mut self) {
+        let open = (self.slots.len() + self.opening) as u64;
+        let in_use = self.slots.iter().filter(|s| s.session.is_some()).count() as u64;
+        let c = &mut self.counters;
+        c.peak_open = c.peak_open.max(open);
+        c.peak_in_use = c.peak_in_use.max(in_use);
+    }
+
+    fn take(&mut self, i: usize) -> Lease<C> {
+        let s = &mut self.slots[i];
+        let conn = s.conn.take().expect("taken only when held");
+        Lease { id: s.id, conn }
+    }
+
+    fn position(&self, id: u64) -> Option<usize> {
+        self.slots.iter().position(|s| s.id == id)
+    }
+}
+
+/// The table, generic over the connection so its rules are tested without a server.
+#[derive(Debug)]
+pub struct Pool<C> {
+    state: Mutex<State<C>>,
+    /// Wakes the reaper (shutdown).
+    reaper: Condvar,
+    max: usize,
+    idle_timeout: Duration,
+}
+
+impl<C> Pool<C> {
+    /// A table of at most `max` connections (at least 1), each closed after
+    /// `idle_timeout` without use.
+    pub fn new(max: usize, idle_timeout: Duration) -> Pool<C> {
+        let state = State {
+            slots: Vec::new(),
+            opening: 0,
+            next_id: 0,
+            counters: ImapStats::default(),
+            closing: false,
+        };
+        Pool { state: Mutex::new(state), reaper: Condvar::new(), max: max.max(1), idle_timeout }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State<C>> {
+        // A worker that panicked left the table consistent (no I/O under the lock).
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The next step of a login for `identity` on `session`.
+    pub fn login(&self, identity: Digest, session: &str) -> LoginStep<C> {
+        let mut st = self.lock();
+        if st.closing {
+            return LoginStep::Closing;
+        }
+        if let Some(i) = st.slots.iter().position(|s| s.session.as_deref() == Some(session)) {
+            if st.slots[i].conn.is_none() {
+                return LoginStep::Wait { session_busy: true };
+            }
+            let same = st.slots[i].identity == identity;
+            let lease = st.take(i);
+            return if same { LoginStep::Reuse(lease) } else { LoginStep::Detach(lease) };
+        }
+        let parked = st
+            .slots
+            .iter()
+            .position(|s| s.session.is_none() && s.conn.is_some() && s.identity == identity);
+        if let Some(i) = parked {
+            st.slots[i].session = Some(session.to_string());
+            let lease = st.take(i);
+            st.note_peaks();
+            return LoginStep::Reuse(lease);
+        }
+        self.place(&mut st).map_or(LoginStep::Wait { session_busy: false }, |(ticket, evicted)| {
+            LoginStep::Open { ticket, evicted }
+        })
+    }
+
+    /// A place for a new connection: free, or taken from the connection idle longest.
+    fn place(&self, st: &mut State<C>) -> Option<(Ticket, Option<C>)> {
+        if st.slots.len() + st.opening < self.max {
+            st.opening += 1;
+            st.note_peaks();
+            return Some((Ticket(()), None));
+        }
+        let (i, _) = st
+            .slots
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.conn.is_some())
+            .min_by_key(|(_, s)| s.last_used)?;
+        let evicted = st.slots.swap_remove(i).conn;
+        st.counters.reclaimed += 1;
+        st.opening += 1;
+        Some((Ticket(()), evicted))
+    }
+
+    /// A place for a connection that is not for a session (an auth check).
+    pub fn open_only(&self) -> LoginStep<C> {
+        let mut st = self.lock();
+        if st.closing {
+            return LoginStep::Closing;
+        }
+        self.place(&mut st).map_or(LoginStep::Wait { session_busy: false }, |(ticket, evicted)| {
+            LoginStep::Open { ticket, evicted }
+        })
+    }
+
+    /// A freshly logged-in connection takes its kept place, in use by `session`.
+    pub fn opened(&self, ticket: Ticket, identity: Digest, session: &str, conn: C) {
+        let _ = ticket;
+        let mut st = self.lock();
+        st.opening -= 1;
+        st.counters.created += 1;
+        st.next_id += 1;
+        let id = st.next_id;
+        st.slots.push(Slot {
+            id,
+            identity,
+            session: Some(session.to_string()),
+            conn: Some(conn),
+            last_used: Instant::now(),
+        });
+        st.note_peaks();
+    }
+
+    /// Gives up a kept place (the connection failed, or was only for an auth check).
+    pub fn cancel(&self, ticket: Ticket) {
+        let _ = ticket;
+        self.lock().opening -= 1;
+    }
+
+    /// The connection bound to `session`, for a command or a logout.
+    pub fn session(&self, session: &str) -> SessionStep<C> {
+        let mut st = self.lock();
+        if st.closing {
+            return SessionStep::Closing;
+        }
+        match st.slots.iter().position(|s| s.session.as_deref() == Some(session)) {
+            None => SessionStep::Unknown,
+            Some(i) if st.slots[i].conn.is_none() => SessionStep::Busy,
+            Some(i) => SessionStep::Held(st.take(i)),
+        }
+    }
+
+    /// Returns a leased connection, in use or parked.
+    pub fn put_back(&self, lease: Lease<C>, back: Back) {
+        let mut st = self.lock();
+        let Some(i) = st.position(lease.id) else {
+            // Cannot happen (a leased slot is never removed by others); the socket closes
+            // as the connection drops.
+            return;
+        };
+        let slot = &mut st.slots[i];
+        slot.conn = Some(lease.conn);
+        slot.last_used = Instant::now();
+        if back == Back::Parked {
+            slot.session = None;
+            st.counters.parked += 1;
+        }
+    }
+
+    /// Removes a leased connection's slot; the caller closes the connection.
+    pub fn discard(&self, id: u64, why: Gone) {
+        let mut st = self.lock();
+        if let Some(i) = st.position(id) {
+            st.slots.swap_remove(i);
+        }
+        match why {
+            Gone::Broken => st.counters.closed_broken += 1,
+            Gone::Closed => st.counters.closed += 1,
+        }
+    }
+
+    /// Counts something (failures, auth cache results, connections closed by a worker).
+    pub fn note(&self, f: impl FnOnce(&mut ImapStats)) {
+        f(&mut self.lock().counters);
+    }
+
+    /// Takes out every connection idle past the timeout (counted as closed for
+    /// idleness), and says how long until the next one may expire.
+    pub fn expired(&self, now: Instant) -> (Vec<C>, Duration) {
+        let mut st = self.lock();
+        let mut out = Vec::new();
+        let mut next = self.idle_timeout;
+        let mut i = 0;
+        while i < st.slots.len() {
+            let s = &st.slots[i];
+            let idle = now.saturating_duration_since(s.last_used);
+            if s.conn.is_some() && idle >= self.idle_timeout {
+                if let Some(c) = st.slots.swap_remove(i).conn {
+                    out.push(c);
+                }
+                st.counters.closed_idle += 1;
+                continue;
+            }
+            if s.conn.is_some() {
+                next = next.min(self.idle_timeout - idle);
+            }
+            i += 1;
+        }
+        (out, next)
+    }
+
+    /// Stops handing out connections and takes out every one not busy.
+    pub fn close_all(&self) -> Vec<C> {
+        let mut st = self.lock();
+        st.closing = true;
+        let mut out = Vec::new();
+        st.slots.retain_mut(|s| match s.conn.take() {
+            Some(c) => {
+                out.push(c);
+                false
+            }
+            None => true,
+        });
+        st.counters.closed += out.len() as u64;
+        self.reaper.notify_all();
+        out
+    }
+
+    /// True once [`Pool::close_all`] ran.
+    pub fn closing(&self) -> bool {
+        self.lock().closing
+    }
+
+    /// Sleeps the reaper until `timeout` passes or the pool starts closing.
+    pub fn wait(&self, timeout: Duration) {
+        let st = self.lock();
+        if !st.closing {
+            let _ = self.reaper.wait_timeout(st, timeout);
+        }
+    }
+
+    /// The counters, with the "now" values filled in.
+    pub fn stats(&self) -> ImapStats {
+        let st = self.lock();
+        let mut s = st.counters.clone();
+        s.in_use = st.slots.iter().filter(|s| s.session.is_some()).count() as u64;
+        s.busy = st.slots.iter().filter(|s| s.conn.is_none()).count() as u64;
+        s.idle = st.slots.iter().filter(|s| s.session.is_none() && s.conn.is_some()).count() as u64;
+        s.opening = st.opening as u64;
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::imap::auth::Hasher;
+
+    /// A stand-in connection: just a name.
+    type P = Pool<&'static str>;
+
+    fn open(p: &P, id: Digest, session: &str, conn: &'static str) {
+        match p.login(id, session) {
+            LoginStep::Open { ticket, evicted: None } => p.opened(ticket, id, session, conn),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_parked_connection_is_reused_only_for_the_same_identity() {
+        let h = Hasher::random().unwrap();
+        let p = P::new(4, Duration::from_secs(60));
+        let alice = h.identity("alice", "secret", "s1", "");
+        open(&p, alice, "s1", "c1");
+        let SessionStep::Held(l) = p.session("s1") else { panic!() };
+        p.put_back(l, Back::Parked);
+        assert!(matches!(p.session("s1"), SessionStep::Unknown), "logged out");
+        let other_pw = h.identity("alice", "other", "s1", "");
+        assert!(matches!(p.login(other_pw, "s1"), LoginStep::Open { evicted: None, .. }));
+        let other_session = h.identity("alice", "secret", "s2", "");
+        assert!(matches!(p.login(other_session, "s2"), LoginStep::Open { evicted: None, .. }));
+        match p.login(alice, "s1") {
+            LoginStep::Reuse(l) => assert_eq!(l.conn, "c1"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_full_pool_reclaims_the_longest_idle_and_never_a_busy_one() {
+        let h = Hasher::random().unwrap();
+        let p = P::new(3, Duration::from_secs(60));
+        let ids: Vec<Digest> = (0..5).map(|i| h.identity("u", "p", &format!("s{i}"), "")).collect();
+        for (i, c) in ["c0", "c1", "c2"].into_iter().enumerate() {
+            open(&p, ids[i], &format!("s{i}"), c);
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        // c0 is the longest idle, but busy: c1 goes.
+        let SessionStep::Held(busy) = p.session("s0") else { panic!() };
+        match p.login(ids[3], "s3") {
+            LoginStep::Open { ticket, evicted: Some(c) } => {
+                assert_eq!(c, "c1");
+                p.opened(ticket, ids[3], "s3", "c3");
+            }
+            other => panic!("{other:?}"),
+        }
+        // Busy: c0 and (taken now) c2 and c3: nothing to reclaim.
+        let SessionStep::Held(_b2) = p.session("s2") else { panic!() };
+        let SessionStep::Held(_b3) = p.session("s3") else { panic!() };
+        assert!(matches!(p.login(ids[4], "s4"), LoginStep::Wait { session_busy: false }));
+        assert!(matches!(p.login(ids[0], "s0"), LoginStep::Wait { session_busy: true }));
+        assert!(matches!(p.session("s0"), SessionStep::Busy));
+        p.put_back(busy, Back::InUse);
+        let s = p.stats();
+        assert_eq!((s.reclaimed, s.busy, s.in_use, s.peak_open), (1, 2, 3, 3));
+    }
+
+    #[test]
+    fn another_identity_on_a_session_detaches_the_old_connection() {
+        let h = Hasher::random().unwrap();
+        let p = P::new(2, Duration::from_secs(60));
+        let (a, b) = (h.identity("alice", "x", "s", ""), h.identity("bob", "y", "s", ""));
+        open(&p, a, "s", "ca");
+        let LoginStep::Detach(l) = p.login(b, "s") else { panic!() };
+        p.put_back(l, Back::Parked);
+        assert!(matches!(p.login(b, "s"), LoginStep::Open { evicted: None, .. }));
+    }
+
+    #[test]
+    fn idle_connections_expire_busy_ones_do_not() {
+        let h = Hasher::random().unwrap();
+        let p = P::new(4, Duration::from_millis(1));
+        open(&p, h.identity("a", "", "s1", ""), "s1", "c1");
+        open(&p, h.identity("b", "", "s2", ""), "s2", "c2");
+        let SessionStep::Held(_busy) = p.session("s2") else { panic!() };
+        std::thread::sleep(Duration::from_millis(5));
+        let (gone, _) = p.expired(Instant::now());
+        assert_eq!(gone, vec!["c1"]);
+        let s = p.stats();
+        assert_eq!((s.closed_idle, s.busy, s.created), (1, 1, 2));
+        assert_eq!(p.close_all(), Vec::<&str>::new(), "the busy one stays with its worker");
+        assert!(matches!(p.login(h.identity("c", "", "s3", ""), "s3"), LoginStep::Closing));
+    }
+}

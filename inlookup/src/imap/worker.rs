@@ -1,0 +1,660 @@
+//! What each IMAP request does, on a worker thread: parse the JSON, find or open a
+//! connection through the pool (backing off when it is full), talk to the server, and
+//! build the JSON reply. Nothing here logs a password, a command's arguments, a literal
+//! or a response: only user names, hashed session labels, command names and sizes.
+
+use super::auth::{AuthCache, Hasher};
+use super::command::{self, CommandError};
+use super::conn::{Conn, ConnError, Dial};
+use super::pool::{Back, Gone, Lease, LoginStep, Pool};
+use super::ImapConfig;
+use crate::backend::{Backend, BackendFactory};
+use base64::Engine as _;
+use inlookup_core::admin::{
+    ImapAuthReply, ImapAuthRequest, ImapCommandReply, ImapCommandRequest, ImapErrorCode,
+    ImapFailure, ImapLoginReply, ImapLoginRequest, ImapLogoutReply, ImapLogoutRequest, ImapStats,
+    MAX_JSON_REPLY,
+};
+use inlookup_core::wire::{body_reply, ERROR_REPLY};
+use inlookup_core::{Answer, QueryKind};
+use rustls::ClientConfig;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::num::NonZeroUsize;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// The back-off while the pool (or a session) is busy, then "busy".
+const BACKOFF_MS: [u64; 5] = [10, 30, 70, 150, 250];
+/// Time allowed for a polite LOGOUT before closing.
+const QUIT_WITHIN: Duration = Duration::from_millis(500);
+/// Host lookup backends kept between logins.
+const SPARE_HOST_BACKENDS: usize = 4;
+
+/// The back-off steps of one request.
+#[derive(Debug, Default)]
+struct Backoff(usize);
+
+impl Backoff {
+    /// Sleeps the next step; false when the steps are used up.
+    fn wait(&mut self) -> bool {
+        let Some(ms) = BACKOFF_MS.get(self.0) else { return false };
+        self.0 += 1;
+        std::thread::sleep(Duration::from_millis(*ms));
+        true
+    }
+}
+
+/// A failure reply's body.
+fn failure(code: ImapErrorCode, message: impl Into<String>) -> Option<ImapFailure> {
+    Some(ImapFailure { code, message: message.into() })
+}
+
+/// The payload as the kind's JSON. The error names the place, never the content (a
+/// serde message can quote a value, and values include passwords).
+fn parse<T: DeserializeOwned>(payload: &str) -> Result<T, String> {
+    serde_json::from_str(payload).map_err(|e| {
+        format!(
+            "bad JSON payload ({:?} error at line {} column {})",
+            e.classify(),
+            e.line(),
+            e.column()
+        )
+    })
+}
+
+/// Warns at most once per 10 s, so an outage gives a few lines, not one per request.
+#[derive(Debug, Default)]
+struct Throttle(AtomicU64);
+
+impl Throttle {
+    fn allow(&self, epoch: Instant) -> bool {
+        let now = epoch.elapsed().as_secs() + 10;
+        let last = self.0.load(Ordering::Relaxed);
+        now >= last + 10
+            && self.0.compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed).is_ok()
+    }
+}
+
+/// Why opening a connection for a user did not give a logged-in one.
+enum OpenError {
+    /// The server said no to LOGIN (its text).
+    Refused(String),
+    /// The connection failed.
+    Failed(ConnError),
+}
+
+/// Finds each user's mail store: the HOST lookup when it gives one, else the default.
+struct Hosts {
+    factory: BackendFactory,
+    spare: Mutex<Vec<Box<dyn Backend>>>,
+}
+
+impl Hosts {
+    fn lookup(&self, user: &str) -> Result<Option<String>, String> {
+        let spare = self.spare.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let mut b = spare.unwrap_or_else(|| (self.factory)());
+        let r = b.answer(QueryKind::Host, user, "");
+        let mut spare = self.spare.lock().unwrap_or_else(|e| e.into_inner());
+        if spare.len() < SPARE_HOST_BACKENDS {
+            spare.push(b);
+        }
+        match r? {
+            Answer::Host { host: Some(h) } if !h.host.trim().is_empty() => {
+                Ok(Some(h.host.trim().to_string()))
+            }
+            _ => Ok(None),
+        }
+    }
+}
+
+/// What the workers and the reaper share.
+pub struct Shared {
+    cfg: ImapConfig,
+    pool: Pool<Conn>,
+    hasher: Hasher,
+    auth: Mutex<AuthCache>,
+    /// The TLS configuration, or why it could not be made (then every connection fails
+    /// with that message, and the classic lookups go on).
+    tls: Option<Result<Arc<ClientConfig>, String>>,
+    hosts: Hosts,
+    /// Requests queued or running.
+    pub(super) pending: AtomicUsize,
+    started: Instant,
+    warned: Throttle,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Shared({})", self.cfg.describe())
+    }
+}
+
+impl Shared {
+    /// The shared state for a configuration.
+    ///
+    /// # Errors
+    /// No randomness for the hash key. TLS settings that cannot be used (an unreadable
+    /// CA file, no roots) are logged as errors and fail each IMAP connection instead, so
+    /// an IMAP mistake never stops the classic lookups.
+    pub fn new(cfg: ImapConfig, hosts: BackendFactory) -> std::io::Result<Shared> {
+        let tls = match cfg.tls {
+            super::TlsMode::Plain => None,
+            _ => Some(super::tls::client_config(cfg.verify, cfg.ca_file.as_deref()).map_err(|e| {
+                log::error!("IMAP TLS cannot be used: {e}; every IMAP login will fail");
+                e.to_string()
+            })),
+        };
+        let entries = NonZeroUsize::new(cfg.auth_cache_entries).unwrap_or(NonZeroUsize::MIN);
+        Ok(Shared {
+            pool: Pool::new(cfg.max_connections, cfg.idle_timeout),
+            hasher: Hasher::random()?,
+            auth: Mutex::new(AuthCache::new(entries, cfg.auth_ttl, cfg.auth_negative_ttl)),
+            tls,
+            hosts: Hosts { factory: hosts, spare: Mutex::new(Vec::new()) },
+            pending: AtomicUsize::new(0),
+            started: Instant::now(),
+            warned: Throttle::default(),
+            cfg,
+        })
+    }
+
+    /// Requests queued or running.
+    pub fn in_flight(&self) -> usize {
+        self.pending.load(Ordering::Relaxed)
+    }
+
+    /// Empties the auth cache; returns how many entries went.
+    pub fn clear_auth_cache(&self) -> usize {
+        self.auth.lock().unwrap_or_else(|e| e.into_inner()).clear()
+    }
+
+    /// The pool's counters.
+    pub fn stats(&self) -> ImapStats {
+        self.pool.stats()
+    }
+
+    /// Serves one request: the whole reply bytes.
+    pub fn serve(&self, kind: QueryKind, payload: &str) -> Vec<u8> {
+        let reply = match kind {
+            QueryKind::ImapLogin => json(&self.login(payload)),
+            QueryKind::ImapCommand => self.command_reply(payload),
+            QueryKind::ImapLogout => json(&self.logout(payload)),
+            QueryKind::ImapAuth => json(&self.auth(payload)),
+            _ => ERROR_REPLY.to_vec(),
+        };
+        self.pending.fetch_sub(1, Ordering::Relaxed);
+        reply
+    }
+
+    /// The reaper: closes idle connections until the pool closes.
+    pub fn reap(&self) {
+        while !self.pool.closing() {
+            let (gone, next) = self.pool.expired(Instant::now());
+            for c in gone {
+                log::debug!(
+                    "IMAP: closing a connection to {} idle for {} s",
+                    c.peer(),
+                    self.cfg.idle_timeout.as_secs()
+                );
+                c.quit(QUIT_WITHIN);
+            }
+            self.pool.wait(next.clamp(Duration::from_millis(20), Duration::from_secs(1)));
+        }
+    }
+
+    /// Logs out of every connection not running a command, by `deadline`.
+    pub fn close_all(&self, deadline: Instant) {
+        for c in self.pool.close_all() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                c.abort();
+            } else {
+                c.quit(left.min(QUIT_WITHIN));
+            }
+        }
+    }
+
+    fn dial(&self, host: String) -> Result<Dial, ConnError> {
+        let tls_config = match &self.tls {
+            None => None,
+            Some(Ok(c)) => Some(c.clone()),
+            Some(Err(why)) => return Err(ConnError::Tls(why.clone())),
+        };
+        Ok(Dial {
+            host,
+            port: self.cfg.port,
+            tls: self.cfg.tls,
+            tls_config,
+            connect_timeout: self.cfg.connect_timeout,
+            command_timeout: self.cfg.command_timeout,
+            keepalive: self.cfg.keepalive,
+            max_response: self.cfg.max_response,
+        })
+    }
+
+    fn warn(&self, msg: std::fmt::Arguments<'_>) {
+        if self.warned.allow(self.started) {
+            log::warn!("{msg}");
+        } else {
+            log::debug!("{msg}");
+        }
+    }
+
+    /// Opens a connection to the user's mail store and logs in.
+    fn open(&self, user: &str, password: &str) -> Result<Conn, OpenError> {
+        let host = match self.hosts.lookup(user) {
+            Ok(Some(h)) => h,
+            Ok(None) => self.cfg.host.clone(),
+            Err(e) => {
+                self.warn(format_args!(
+                    "IMAP: host lookup for {user} failed ({e}); using {}",
+                    self.cfg.host
+                ));
+                self.cfg.host.clone()
+            }
+        };
+        let mut conn = self.dial(host).and_then(|d| Conn::connect(&d)).map_err(|e| {
+            self.pool.note(|s| s.connect_failures += 1);
+            self.warn(format_args!("IMAP: {e}"));
+            OpenError::Failed(e)
+        })?;
+        match conn.login(user, password) {
+            Ok(Ok(())) => Ok(conn),
+            Ok(Err(text)) => {
+                self.pool.note(|s| s.login_failures += 1);
+                log::debug!("IMAP: {} refused the login of {user}: {text}", conn.peer());
+                conn.quit(QUIT_WITHIN);
+                Err(OpenError::Refused(text))
+            }
+            Err(e) => {
+                self.warn(format_args!("IMAP: login of {user} at {}: {e}", conn.peer()));
+                conn.abort();
+                Err(OpenError::Failed(e))
+            }
+        }
+    }
+
+    fn remember(&self, user: &str, password: &str, valid: bool) {
+        let key = self.hasher.credentials(user, password);
+        self.auth.lock().unwrap_or_else(|e| e.into_inner()).put(key, valid, Instant::now());
+    }
+
+    /// Drops a connection that failed: never back in the pool.
+    fn broken(&self, lease: Lease<Conn>) {
+        self.pool.discard(lease.id, Gone::Broken);
+        lease.conn.abort();
+    }
+
+    /// Ends a session on its connection: reset and park, or LOGOUT and close. True when
+    /// parked.
+    fn release(&self, mut lease: Lease<Conn>) -> bool {
+        if !lease.conn.alive() {
+            self.broken(lease);
+            return false;
+        }
+        if !self.cfg.park {
+            self.pool.discard(lease.id, Gone::Closed);
+            lease.conn.quit(QUIT_WITHIN);
+            return false;
+        }
+        match lease.conn.reset() {
+            Ok(()) => {
+                self.pool.put_back(lease, Back::Parked);
+                true
+            }
+            Err(e) => {
+                log::debug!("IMAP: reset before parking failed: {e}");
+                self.broken(lease);
+                false
+            }
+        }
+    }
+
+    fn login(&self, payload: &str) -> ImapLoginReply {
+        let fail =
+            |code, msg: String| ImapLoginReply { error: failure(code, msg), ..Default::default() };
+        let req: ImapLoginRequest = match parse(payload) {
+            Ok(r) => r,
+            Err(e) => return fail(ImapErrorCode::BadRequest, e),
+        };
+        if req.user.is_empty() || req.session.is_empty() {
+            return fail(ImapErrorCode::BadRequest, "user and session must not be empty".into());
+        }
+        let identity = self.hasher.identity(&req.user, &req.password, &req.session, &req.ip);
+        let label = self.hasher.session_label(&req.session);
+        let mut backoff = Backoff::default();
+        loop {
+            match self.pool.login(identity, &req.session) {
+                LoginStep::Reuse(mut lease) => {
+                    if !lease.conn.alive() {
+                        log::debug!(
+                            "IMAP: held connection of {} (session {label}) is dead",
+                            req.user
+                        );
+                        self.broken(lease);
+                        continue;
+                    }
+                    let capabilities = lease.conn.capabilities().to_vec();
+                    self.pool.put_back(lease, Back::InUse);
+                    self.pool.note(|s| s.reused += 1);
+                    log::debug!("IMAP login {} (session {label}): reused", req.user);
+                    return ImapLoginReply { ok: true, reused: true, capabilities, error: None };
+                }
+                LoginStep::Detach(lease) => {
+                    log::debug!(
+                        "IMAP: session {label} changes identity; its connection is released"
+                    );
+                    self.release(lease);
+                }
+                LoginStep::Open { ticket, evicted } => {
+                    if let Some(old) = evicted {
+                        log::debug!("IMAP: reclaimed an idle connection to {}", old.peer());
+                        old.quit(QUIT_WITHIN);
+                    }
+                    return match self.open(&req.user, &req.password) {
+                        Ok(conn) => {
+                            let capabilities = conn.capabilities().to_vec();
+                            self.pool.opened(ticket, identity, &req.session, conn);
+                            self.remember(&req.user, &req.password, true);
+                            log::debug!(
+                                "IMAP login {} (session {label}): new connection",
+                                req.user
+                            );
+                            ImapLoginReply { ok: true, reused: false, capabilities, error: None }
+                        }
+                        Err(OpenError::Refused(text)) => {
+                            self.pool.cancel(ticket);
+                            self.remember(&req.user, &req.password, false);
+                            fail(ImapErrorCode::AuthFailed, text)
+                        }
+                        Err(OpenError::Failed(e)) => {
+                            self.pool.cancel(ticket);
+                            fail(e.code(), e.to_string())
+                        }
+                    };
+                }
+                LoginStep::Wait { session_busy } => {
+                    if !backoff.wait() {
+                        self.pool.note(|s| s.busy_replies += 1);
+                        return if session_busy {
+                            fail(
+                                ImapErrorCode::SessionBusy,
+                                "the session's connection is running another command".into(),
+                            )
+                        } else {
+                            fail(
+                                ImapErrorCode::Busy,
+                                format!(
+                                    "all {} IMAP connections are busy",
+                                    self.cfg.max_connections
+                                ),
+                            )
+                        };
+                    }
+                }
+                LoginStep::Closing => {
+                    return fail(ImapErrorCode::ShuttingDown, "inlookup is stopping".into())
+                }
+            }
+        }
+    }
+
+    /// The session's connection, waiting out a command already running on it.
+    fn held(&self, session: &str) -> Result<Lease<Conn>, Option<ImapFailure>> {
+        let mut backoff = Backoff::default();
+        loop {
+            match self.pool.session(session) {
+                super::pool::SessionStep::Held(lease) => return Ok(lease),
+                super::pool::SessionStep::Unknown => {
+                    return Err(failure(
+                        ImapErrorCode::NoSession,
+                        "no IMAP connection is logged in for this session",
+                    ))
+                }
+                super::pool::SessionStep::Busy => {
+                    if !backoff.wait() {
+                        self.pool.note(|s| s.busy_replies += 1);
+                        return Err(failure(
+                            ImapErrorCode::SessionBusy,
+                            "the session's connection is running another command",
+                        ));
+                    }
+                }
+                super::pool::SessionStep::Closing => {
+                    return Err(failure(ImapErrorCode::ShuttingDown, "inlookup is stopping"))
+                }
+            }
+        }
+    }
+
+    fn command(&self, payload: &str) -> ImapCommandReply {
+        let fail = |error: Option<ImapFailure>, tag: String| ImapCommandReply {
+            error,
+            tag,
+            ..Default::default()
+        };
+        let req: ImapCommandRequest = match parse(payload) {
+            Ok(r) => r,
+            Err(e) => return fail(failure(ImapErrorCode::BadRequest, e), String::new()),
+        };
+        let cmd = match command::parse(&req.command) {
+            Ok(c) => c,
+            Err(e @ CommandError::Refused(_)) => {
+                return fail(failure(ImapErrorCode::Refused, e.to_string()), String::new())
+            }
+            Err(e) => {
+                return fail(failure(ImapErrorCode::BadRequest, e.to_string()), String::new())
+            }
+        };
+        let label = self.hasher.session_label(&req.session);
+        let mut lease = match self.held(&req.session) {
+            Ok(l) => l,
+            Err(e) => return fail(e, cmd.tag),
+        };
+        if !lease.conn.alive() {
+            self.broken(lease);
+            log::debug!("IMAP {} (session {label}): connection gone", cmd.name);
+            return fail(
+                failure(
+                    ImapErrorCode::Disconnected,
+                    "the server closed this session's connection; log in again",
+                ),
+                cmd.tag,
+            );
+        }
+        let started = Instant::now();
+        match lease.conn.run(&cmd) {
+            Ok(ran) => {
+                self.pool.put_back(lease, Back::InUse);
+                log::debug!(
+                    "IMAP {} (session {label}): {:?}, {} bytes in {} ms",
+                    cmd.name,
+                    ran.status,
+                    ran.response.len(),
+                    started.elapsed().as_millis()
+                );
+                if ran.overflow {
+                    return fail(
+                        failure(
+                            ImapErrorCode::TooLarge,
+                            format!(
+                                "the responses passed {} bytes; the session is still logged in (fetch in parts)",
+                                self.cfg.max_response
+                            ),
+                        ),
+                        cmd.tag,
+                    );
+                }
+                let (response, base64) = match String::from_utf8(ran.response) {
+                    Ok(s) => (s, false),
+                    Err(e) => {
+                        (base64::engine::general_purpose::STANDARD.encode(e.as_bytes()), true)
+                    }
+                };
+                ImapCommandReply {
+                    ok: true,
+                    tag: cmd.tag,
+                    status: ran.status,
+                    text: ran.text,
+                    response,
+                    base64,
+                    error: None,
+                }
+            }
+            Err(e) => {
+                log::debug!("IMAP {} (session {label}): {e}; connection closed", cmd.name);
+                self.broken(lease);
+                let msg = format!("{e}; the session's connection was closed (log in again)");
+                fail(failure(e.code(), msg), cmd.tag)
+            }
+        }
+    }
+
+    /// The command's reply bytes; a reply whose JSON would be too large for the client
+    /// (escaped control bytes can take six bytes each) goes as base64, or fails.
+    fn command_reply(&self, payload: &str) -> Vec<u8> {
+        let mut reply = self.command(payload);
+        if let Some(bytes) = json_within(&reply) {
+            return bytes;
+        }
+        if !reply.base64 {
+            reply.response =
+                base64::engine::general_purpose::STANDARD.encode(reply.response.as_bytes());
+            reply.base64 = true;
+            if let Some(bytes) = json_within(&reply) {
+                return bytes;
+            }
+        }
+        let msg = "the response is larger than a reply can carry; the session is still logged in";
+        json(&ImapCommandReply {
+            tag: reply.tag,
+            error: failure(ImapErrorCode::TooLarge, msg),
+            ..Default::default()
+        })
+    }
+
+    fn logout(&self, payload: &str) -> ImapLogoutReply {
+        let req: ImapLogoutRequest = match parse(payload) {
+            Ok(r) => r,
+            Err(e) => {
+                return ImapLogoutReply {
+                    error: failure(ImapErrorCode::BadRequest, e),
+                    ..Default::default()
+                }
+            }
+        };
+        let label = self.hasher.session_label(&req.session);
+        match self.held(&req.session) {
+            Ok(lease) => {
+                let parked = self.release(lease);
+                log::debug!(
+                    "IMAP logout (session {label}): {}",
+                    if parked { "parked" } else { "closed" }
+                );
+                ImapLogoutReply { ok: true, parked, error: None }
+            }
+            Err(error) => ImapLogoutReply { error, ..Default::default() },
+        }
+    }
+
+    fn auth(&self, payload: &str) -> ImapAuthReply {
+        let fail = |error| ImapAuthReply { error, ..Default::default() };
+        let req: ImapAuthRequest = match parse(payload) {
+            Ok(r) => r,
+            Err(e) => return fail(failure(ImapErrorCode::BadRequest, e)),
+        };
+        if req.user.is_empty() {
+            return fail(failure(ImapErrorCode::BadRequest, "user must not be empty"));
+        }
+        let key = self.hasher.credentials(&req.user, &req.password);
+        let cached = self.auth.lock().unwrap_or_else(|e| e.into_inner()).get(&key, Instant::now());
+        if let Some(valid) = cached {
+            self.pool.note(|s| if valid { s.auth_hits += 1 } else { s.auth_negative_hits += 1 });
+            log::debug!(
+                "IMAP auth {}: {} (cached)",
+                req.user,
+                if valid { "valid" } else { "invalid" }
+            );
+            return ImapAuthReply { ok: true, valid, cached: true, error: None };
+        }
+        self.pool.note(|s| s.auth_misses += 1);
+        let mut backoff = Backoff::default();
+        loop {
+            match self.pool.open_only() {
+                LoginStep::Open { ticket, evicted } => {
+                    if let Some(old) = evicted {
+                        old.quit(QUIT_WITHIN);
+                    }
+                    let r = self.open(&req.user, &req.password);
+                    self.pool.cancel(ticket);
+                    return match r {
+                        Ok(conn) => {
+                            self.pool.note(|s| {
+                                s.created += 1;
+                                s.closed += 1;
+                            });
+                            conn.quit(QUIT_WITHIN);
+                            self.remember(&req.user, &req.password, true);
+                            log::debug!("IMAP auth {}: valid", req.user);
+                            ImapAuthReply { ok: true, valid: true, cached: false, error: None }
+                        }
+                        Err(OpenError::Refused(_)) => {
+                            self.remember(&req.user, &req.password, false);
+                            log::debug!("IMAP auth {}: invalid", req.user);
+                            ImapAuthReply { ok: true, valid: false, cached: false, error: None }
+                        }
+                        Err(OpenError::Failed(e)) => fail(failure(e.code(), e.to_string())),
+                    };
+                }
+                LoginStep::Closing => {
+                    return fail(failure(ImapErrorCode::ShuttingDown, "inlookup is stopping"))
+                }
+                LoginStep::Reuse(lease) | LoginStep::Detach(lease) => {
+                    // open_only never returns these; give it back untouched.
+                    self.pool.put_back(lease, Back::InUse);
+                }
+                LoginStep::Wait { .. } => {
+                    if !backoff.wait() {
+                        self.pool.note(|s| s.busy_replies += 1);
+                        let msg =
+                            format!("all {} IMAP connections are busy", self.cfg.max_connections);
+                        return fail(failure(ImapErrorCode::Busy, msg));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The reply bytes of a JSON body, if it fits a reply.
+fn json_within<T: Serialize>(body: &T) -> Option<Vec<u8>> {
+    serde_json::to_vec(body).ok().filter(|j| j.len() <= MAX_JSON_REPLY).map(|j| body_reply(&j))
+}
+
+/// The reply bytes of a JSON body, or the error reply when it cannot be one.
+fn json<T: Serialize>(body: &T) -> Vec<u8> {
+    json_within(body).unwrap_or_else(|| ERROR_REPLY.to_vec())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_json_errors_never_quote_the_payload() {
+        let e = parse::<ImapLoginRequest>(r#"{"user":"a","password":7,"session":"hunter2"}"#)
+            .unwrap_err();
+        assert!(!e.contains("hunter2"), "{e}");
+        let e = parse::<ImapLoginRequest>(r#"{"user":"a","password":["hunter2"]}"#).unwrap_err();
+        assert!(!e.contains("hunter2"), "{e}");
+    }
+
+    #[test]
+    fn backoff_has_five_steps() {
+        let mut b = Backoff(BACKOFF_MS.len() - 1);
+        assert!(b.wait());
+        assert!(!b.wait());
+    }
+}

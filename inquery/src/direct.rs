@@ -1,0 +1,381 @@
+//! Direct mode: the same questions answered straight from MySQL, without the daemon, as
+//! IndiMail's callers do when QUERY_CACHE is not set.
+//!
+//! The SQL is the root package's [`Lookups`], the daemon's own, and every answer goes through
+//! the same reply codec the daemon's replies do ([`Answer::encode`] then [`Answer::decode`]),
+//! so for the same data direct mode and the daemon give identical answers, IndiMail's limit
+//! of one `PIPE_BUF` per reply included.
+
+use crate::error::Error;
+use inlookup_core::control;
+use inlookup_core::wire::{encode_request, reply_int, HEADER_LEN};
+use inlookup_core::{
+    Answer, Limits, LookupConfig, LookupError, Lookups, MailHost, MysqlSettings, Passwd, QueryKind,
+    UserStatus,
+};
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock};
+
+/// Idle connections kept for reuse; more are closed after their query.
+const MAX_IDLE: usize = 4;
+
+/// Answers classic queries over MySQL connections of its own. Share one per process (it is
+/// `Sync`): connections are opened on first use, kept, and reopened once when lost.
+pub struct Direct {
+    /// Where MySQL is and as whom (MYSQL_* variables and `host.mysql`), read once.
+    settings: MysqlSettings,
+    /// Table names, DEFAULT_DOMAIN, RELAY_CLEAR_MINUTES: what the daemon would use.
+    config: LookupConfig,
+    /// The statements, built on first use so that a bad table name fails the call (with
+    /// the reason) rather than the construction.
+    lookups: OnceLock<Lookups>,
+    /// Connections between calls; a call takes one or opens one, and puts it back.
+    idle: Mutex<Vec<mysql::Conn>>,
+    /// Connections opened so far, reconnects included (for tests and diagnostics).
+    connects: AtomicU64,
+}
+
+impl std::fmt::Debug for Direct {
+    /// Where and as whom, never the password (a `mysql::Conn` would print its options).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let idle = self.idle.lock().map_or(0, |v| v.len());
+        f.debug_struct("Direct")
+            .field("mysql", &self.settings)
+            .field("idle", &idle)
+            .field("connects", &self.connects())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Direct {
+    /// Direct mode with explicit settings.
+    ///
+    /// ```no_run
+    /// use inquery::direct::Direct;
+    /// use inlookup_core::{LookupConfig, MysqlSettings};
+    /// let s = MysqlSettings { host: "127.0.0.1".into(), ..MysqlSettings::default() };
+    /// let d = Direct::new(s, LookupConfig::default());
+    /// let status = d.user_status("alice@example.com")?;
+    /// # Ok::<(), inquery::Error>(())
+    /// ```
+    pub fn new(settings: MysqlSettings, config: LookupConfig) -> Direct {
+        Direct {
+            settings,
+            config,
+            lookups: OnceLock::new(),
+            idle: Mutex::new(Vec::new()),
+            connects: AtomicU64::new(0),
+        }
+    }
+
+    /// Direct mode configured as the daemon would be from the same environment:
+    /// [`MysqlSettings::from_env`] with CONTROLDIR's `host.mysql`, and
+    /// [`LookupConfig::from_env`] with DEFAULT_DOMAIN (or `control/defaultdomain`).
+    /// Nothing is connected yet.
+    ///
+    /// ```no_run
+    /// let d = inquery::direct::Direct::from_env();
+    /// let pw = d.passwd("alice@example.com")?;
+    /// # Ok::<(), inquery::Error>(())
+    /// ```
+    pub fn from_env() -> Direct {
+        let dir = control::controldir(control::env_var("CONTROLDIR").as_deref());
+        Direct::from_controldir(&dir)
+    }
+
+    /// As [`Direct::from_env`], with the control directory given.
+    pub fn from_controldir(dir: &Path) -> Direct {
+        let config = LookupConfig::from_env(control::default_domain(dir));
+        Direct::new(MysqlSettings::from_env(dir), config)
+    }
+
+    /// The connection settings in use (`{:?}` never shows the password).
+    pub fn settings(&self) -> &MysqlSettings {
+        &self.settings
+    }
+
+    /// MySQL connections opened so far.
+    pub fn connects(&self) -> u64 {
+        self.connects.load(Ordering::Relaxed)
+    }
+
+    fn lookups(&self) -> Result<&Lookups, Error> {
+        if let Some(l) = self.lookups.get() {
+            return Ok(l);
+        }
+        let l = Lookups::new(self.config.clone()).map_err(Error::Mysql)?;
+        Ok(self.lookups.get_or_init(|| l))
+    }
+
+    fn connect(&self) -> Result<mysql::Conn, Error> {
+        self.connects.fetch_add(1, Ordering::Relaxed);
+        mysql::Conn::new(self.settings.opts()).map_err(|e| Error::Mysql(LookupError::Mysql(e)))
+    }
+
+    fn put_back(&self, conn: mysql::Conn) {
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        if idle.len() < MAX_IDLE {
+            idle.push(conn);
+        }
+    }
+
+    /// Runs `f` on a connection: an idle one, or a new one. A kept connection that turns
+    /// out to be lost (MySQL restarted, idle timeout) is replaced once and `f` retried.
+    fn with_conn<T>(
+        &self,
+        f: impl Fn(&mut mysql::Conn) -> Result<T, LookupError>,
+    ) -> Result<T, Error> {
+        let kept = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let (mut conn, reused) = match kept {
+            Some(c) => (c, true),
+            None => (self.connect()?, false),
+        };
+        match f(&mut conn) {
+            Ok(v) => {
+                self.put_back(conn);
+                Ok(v)
+            }
+            Err(e) if reused && e.is_connection_lost() => {
+                drop(conn);
+                let mut conn = self.connect()?;
+                let v = f(&mut conn).map_err(Error::Mysql)?;
+                self.put_back(conn);
+                Ok(v)
+            }
+            Err(e) => {
+                if !e.is_connection_lost() {
+                    self.put_back(conn);
+                }
+                Err(Error::Mysql(e))
+            }
+        }
+    }
+
+    /// Asks a classic kind, as [`crate::Client::ask`] does the daemon.
+    ///
+    /// ```no_run
+    /// use inquery::{direct::Direct, Answer, QueryKind};
+    /// let a = Direct::from_env().ask(QueryKind::Domain, "example.org", "")?;
+    /// # Ok::<(), inquery::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::BadArgument`] for what the daemon would never be sent (not a classic kind,
+    /// RELAY without an IP, a NUL byte, too long); [`Error::Mysql`] when MySQL fails or a
+    /// configured table name is not an identifier; [`Error::Backend`] for an answer longer
+    /// than IndiMail's reply limit (the daemon replies -1 to those).
+    pub fn ask(&self, kind: QueryKind, email: &str, ip: &str) -> Result<Answer, Error> {
+        check_request(kind, email, ip)?;
+        let lookups = self.lookups()?;
+        let answer = self.with_conn(|c| lookups.answer(c, kind, email, ip))?;
+        // Through the reply codec, exactly as the daemon's answer reaches its client.
+        let reply = answer.encode();
+        let mut header = [0u8; HEADER_LEN];
+        header.copy_from_slice(&reply[..HEADER_LEN]);
+        Ok(Answer::decode(kind, reply_int(header), &reply[HEADER_LEN..], email)?)
+    }
+
+    /// USER, from MySQL. See [`crate::Client::user_status`].
+    ///
+    /// ```no_run
+    /// let s = inquery::direct::Direct::from_env().user_status("alice@example.com")?;
+    /// # Ok::<(), inquery::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Direct::ask`].
+    pub fn user_status(&self, email: &str) -> Result<UserStatus, Error> {
+        typed::user(self.ask(QueryKind::User, email, "")?)
+    }
+
+    /// RELAY, from MySQL. See [`crate::Client::relay_allowed`].
+    ///
+    /// ```no_run
+    /// let ok = inquery::direct::Direct::from_env().relay_allowed("alice@example.com", "192.0.2.10")?;
+    /// # Ok::<(), inquery::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Direct::ask`].
+    pub fn relay_allowed(&self, email: &str, ip: &str) -> Result<bool, Error> {
+        typed::relay(self.ask(QueryKind::Relay, email, ip)?)
+    }
+
+    /// PWD, from MySQL. See [`crate::Client::passwd`].
+    ///
+    /// ```no_run
+    /// let pw = inquery::direct::Direct::from_env().passwd("alice@example.com")?;
+    /// # Ok::<(), inquery::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Direct::ask`].
+    pub fn passwd(&self, email: &str) -> Result<Option<Passwd>, Error> {
+        typed::passwd(self.ask(QueryKind::Pwd, email, "")?)
+    }
+
+    /// HOST, from MySQL. See [`crate::Client::host`].
+    ///
+    /// ```no_run
+    /// let h = inquery::direct::Direct::from_env().host("alice@example.com")?;
+    /// # Ok::<(), inquery::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Direct::ask`].
+    pub fn host(&self, email: &str) -> Result<Option<MailHost>, Error> {
+        typed::host(self.ask(QueryKind::Host, email, "")?)
+    }
+
+    /// ALIAS, from MySQL. See [`crate::Client::aliases`].
+    ///
+    /// ```no_run
+    /// let lines = inquery::direct::Direct::from_env().aliases("sales@example.com")?;
+    /// # Ok::<(), inquery::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Direct::ask`].
+    pub fn aliases(&self, email: &str) -> Result<Vec<String>, Error> {
+        typed::aliases(self.ask(QueryKind::Alias, email, "")?)
+    }
+
+    /// LIMIT, from MySQL. See [`crate::Client::limits`].
+    ///
+    /// ```no_run
+    /// let l = inquery::direct::Direct::from_env().limits("example.com")?;
+    /// # Ok::<(), inquery::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Direct::ask`].
+    pub fn limits(&self, email_or_domain: &str) -> Result<Option<Limits>, Error> {
+        typed::limits(self.ask(QueryKind::Limit, email_or_domain, "")?)
+    }
+
+    /// DOMAIN, from MySQL. See [`crate::Client::real_domain`].
+    ///
+    /// ```no_run
+    /// let d = inquery::direct::Direct::from_env().real_domain("example.org")?;
+    /// # Ok::<(), inquery::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Direct::ask`].
+    pub fn real_domain(&self, domain: &str) -> Result<String, Error> {
+        typed::domain(self.ask(QueryKind::Domain, domain, "")?)
+    }
+}
+
+/// Refuses what the FIFO client would refuse before sending, so both modes fail alike.
+pub(crate) fn check_request(kind: QueryKind, email: &str, ip: &str) -> Result<(), Error> {
+    if !kind.is_classic() {
+        return Err(Error::BadArgument(format!("{kind} is not a lookup")));
+    }
+    if kind == QueryKind::Relay && ip.trim().is_empty() {
+        return Err(Error::BadArgument("a relay query needs an IP address".into()));
+    }
+    // The shortest reply path possible: what does not fit with it never fits.
+    encode_request(kind.byte(), email.as_bytes(), b"/", ip.as_bytes())
+        .map(drop)
+        .map_err(|e| Error::BadArgument(e.to_string()))
+}
+
+/// Answers into typed results, shared by [`Direct`] and [`crate::Querier`].
+pub(crate) mod typed {
+    use super::*;
+
+    fn wrong(a: Answer) -> Error {
+        Error::Malformed(format!("unexpected answer {:?}", a.kind()))
+    }
+
+    pub fn user(a: Answer) -> Result<UserStatus, Error> {
+        match a {
+            Answer::User { status } => Ok(status),
+            other => Err(wrong(other)),
+        }
+    }
+
+    pub fn relay(a: Answer) -> Result<bool, Error> {
+        match a {
+            Answer::Relay { allowed } => Ok(allowed),
+            other => Err(wrong(other)),
+        }
+    }
+
+    pub fn passwd(a: Answer) -> Result<Option<Passwd>, Error> {
+        match a {
+            Answer::Pwd { passwd, .. } => Ok(passwd),
+            other => Err(wrong(other)),
+        }
+    }
+
+    pub fn host(a: Answer) -> Result<Option<MailHost>, Error> {
+        match a {
+            Answer::Host { host } => Ok(host),
+            other => Err(wrong(other)),
+        }
+    }
+
+    pub fn aliases(a: Answer) -> Result<Vec<String>, Error> {
+        match a {
+            Answer::Alias { lines } => Ok(lines),
+            other => Err(wrong(other)),
+        }
+    }
+
+    pub fn limits(a: Answer) -> Result<Option<Limits>, Error> {
+        match a {
+            Answer::Limit { limits } => Ok(limits),
+            other => Err(wrong(other)),
+        }
+    }
+
+    pub fn domain(a: Answer) -> Result<String, Error> {
+        match a {
+            Answer::Domain { domain, .. } => Ok(domain),
+            other => Err(wrong(other)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_the_daemon_would_never_get_are_refused_before_mysql() {
+        // No MySQL anywhere near: each of these must fail before connecting.
+        let d = Direct::new(
+            MysqlSettings { host: "192.0.2.1".into(), ..MysqlSettings::default() },
+            LookupConfig::default(),
+        );
+        for (kind, email, ip) in [
+            (QueryKind::Ping, "", ""),
+            (QueryKind::Relay, "a@x", " "),
+            (QueryKind::User, "a\0b@x", ""),
+            (QueryKind::Pwd, &"x".repeat(5000), ""),
+        ] {
+            assert!(matches!(d.ask(kind, email, ip), Err(Error::BadArgument(_))), "{kind} {ip:?}");
+        }
+        assert_eq!(d.connects(), 0);
+    }
+
+    #[test]
+    fn debug_never_shows_the_password() {
+        let s = MysqlSettings { password: "hunter2".into(), ..MysqlSettings::default() };
+        let d = Direct::new(s, LookupConfig::default());
+        assert!(!format!("{d:?}").contains("hunter2"), "{d:?}");
+    }
+
+    #[test]
+    fn a_bad_table_name_fails_the_call_not_the_construction() {
+        let mut config = LookupConfig::default();
+        config.tables.users = "x; DROP TABLE y".into();
+        let d = Direct::new(MysqlSettings::default(), config);
+        let e = d.user_status("a@x").unwrap_err();
+        assert!(e.to_string().contains("bad table name"), "{e}");
+        assert_eq!(d.connects(), 0);
+    }
+}

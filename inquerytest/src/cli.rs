@@ -1,0 +1,226 @@
+//! The command line: IndiMail's `inquerytest [-v] -q type -i infifo email [ipaddr]` first,
+//! then inlookup's own subcommands and flags.
+
+use clap::{CommandFactory, Parser, Subcommand};
+use inlookup_core::QueryKind;
+
+const AFTER_HELP: &str = "\
+Query types (-q): 1 user, 2 relay, 3 pwd, 4 host, 5 alias, 6 limit, 7 domain.
+
+-i: an existing FIFO is asked (absolute or ./relative as given, else a name in INFIFODIR,
+with no .N suffix). A FIFO that does not exist gets a private inlookup for this one query
+(the `inlookup` next to this program, with this environment's MYSQL_* settings; as root it
+runs as INLOOKUP_USER or nobody), stopped and removed afterwards. Without -i (or -i \"\"),
+INFIFO and INFIFODIR decide, and instances INFIFO.1..N are spread over at random.
+
+Exit codes: 0 answered; 1 not found (PWD, HOST, LIMIT) or the query failed (daemon not
+running, timed out, error reply); 100 usage; 111 system error (reply FIFO, private server).
+
+An email that is also a subcommand's name (stats, flush, ping) goes after `--`.";
+
+/// Ask inlookup (or IndiMail's inlookup) one question and show the answer.
+#[derive(Debug, Parser)]
+#[command(
+    name = "inquerytest",
+    version,
+    override_usage = "inquerytest [-v] [--json] [-t SECS] [-i INFIFO | --direct] -q TYPE EMAIL [IPADDR]\n       \
+        inquerytest [-v] [--json] [-t SECS] [-i INFIFO] ping | stats | flush [KIND [KEY]]",
+    after_help = AFTER_HELP,
+    subcommand_negates_reqs = true,
+    disable_help_subcommand = true
+)]
+pub struct Cli {
+    /// Say on stderr which FIFO is asked, and how long the answer took.
+    #[arg(short = 'v', long, global = true)]
+    pub verbose: bool,
+
+    /// Query type: 1-7 (IndiMail's digits; only the first is read) or a name
+    /// (user, relay, pwd, host, alias, limit, domain).
+    #[arg(
+        short = 'q',
+        long = "query",
+        value_name = "TYPE",
+        value_parser = parse_query_type,
+        required_unless_present = "generate_man"
+    )]
+    pub query: Option<QueryKind>,
+
+    /// Request FIFO to ask; one that does not exist gets a private server for this query.
+    #[arg(short = 'i', long = "infifo", value_name = "INFIFO", global = true)]
+    pub infifo: Option<String>,
+
+    /// Print the answer as JSON.
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    /// Ask MySQL directly with the daemon's SQL (MYSQL_*, CONTROLDIR/host.mysql), not the
+    /// daemon: compare its answer with the daemon's.
+    #[arg(long, global = true, conflicts_with = "infifo")]
+    pub direct: bool,
+
+    /// Wait at most SECS for the daemon (both timeoutwrite and timeoutread; default: the
+    /// control files, else 4).
+    #[arg(short = 't', long, value_name = "SECS", global = true, value_parser = clap::value_parser!(u64).range(1..))]
+    pub timeout: Option<u64>,
+
+    /// Print the man page (roff) and exit.
+    #[arg(long, hide = true)]
+    pub generate_man: bool,
+
+    /// The email (or, for limit and domain, a domain) to ask about.
+    #[arg(value_name = "EMAIL", required_unless_present = "generate_man")]
+    pub email: Option<String>,
+
+    /// The client's IP address (relay queries need it).
+    #[arg(value_name = "IPADDR")]
+    pub ipaddr: Option<String>,
+
+    /// inlookup's own requests.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// inlookup's own requests, beyond IndiMail's seven queries.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Is the daemon alive: its version, pid and uptime.
+    Ping,
+    /// The daemon's counters: per query kind and overall.
+    Stats,
+    /// Drop cache entries: all, one kind's, or one key of one kind.
+    Flush {
+        /// A query type (as -q), or `all`.
+        #[arg(value_name = "KIND", value_parser = parse_flush_kind)]
+        kind: Option<FlushKind>,
+        /// An email or domain, as a client would ask it.
+        #[arg(value_name = "KEY", requires = "kind")]
+        key: Option<String>,
+    },
+}
+
+/// FLUSH's scope: every kind, or one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlushKind {
+    /// Every kind.
+    All,
+    /// One classic kind.
+    Kind(QueryKind),
+}
+
+/// `-q`: IndiMail reads only the first character of a digit; a name is read whole.
+fn parse_query_type(s: &str) -> Result<QueryKind, String> {
+    let t = s.trim();
+    let parsed = match t.chars().next() {
+        Some(c) if c.is_ascii_digit() => c.to_string().parse::<QueryKind>(),
+        _ => t.parse::<QueryKind>(),
+    };
+    parsed.ok().filter(|k| k.is_classic()).ok_or_else(|| {
+        format!("invalid query type {s:?}: use 1-7 or user, relay, pwd, host, alias, limit, domain")
+    })
+}
+
+fn parse_flush_kind(s: &str) -> Result<FlushKind, String> {
+    if s.trim().eq_ignore_ascii_case("all") {
+        return Ok(FlushKind::All);
+    }
+    parse_query_type(s).map(FlushKind::Kind)
+}
+
+/// The command-line definition, for the man page and for tests.
+pub fn command() -> clap::Command {
+    Cli::command()
+}
+
+/// Parses arguments (the first is the program name).
+///
+/// # Errors
+/// clap's error for a usage mistake, `--help` and `--version` (print it; its `exit_code`
+/// is 0 for the latter two).
+pub fn parse<I, T>(args: I) -> Result<Cli, clap::Error>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    Cli::try_parse_from(args)
+}
+
+/// The man page, in roff.
+///
+/// # Errors
+/// Writing to `out` failed.
+pub fn write_man(out: &mut dyn std::io::Write) -> std::io::Result<()> {
+    clap_mangen::Man::new(command()).render(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_definition_is_consistent() {
+        command().debug_assert();
+    }
+
+    #[test]
+    fn indimails_form_parses() {
+        let c = parse(["inquerytest", "-v", "-q", "3", "-i", "/run/x/infifo", "alice@example.com"])
+            .unwrap();
+        assert_eq!((c.query, c.verbose), (Some(QueryKind::Pwd), true));
+        assert_eq!(
+            (c.infifo.as_deref(), c.email.as_deref()),
+            (Some("/run/x/infifo"), Some("alice@example.com"))
+        );
+        let c = parse(["inquerytest", "-q", "2", "a@x", "192.0.2.1"]).unwrap();
+        assert_eq!((c.query, c.ipaddr.as_deref()), (Some(QueryKind::Relay), Some("192.0.2.1")));
+        let c = parse(["inquerytest", "-q", "7x", "-i", "", "example.org"]).unwrap();
+        assert_eq!(
+            (c.query, c.infifo.as_deref()),
+            (Some(QueryKind::Domain), Some("")),
+            "first digit only"
+        );
+        assert_eq!(
+            parse(["inquerytest", "-q", "alias", "s@x"]).unwrap().query,
+            Some(QueryKind::Alias)
+        );
+    }
+
+    #[test]
+    fn usage_mistakes_are_errors() {
+        for args in [
+            &["inquerytest", "a@x"][..],
+            &["inquerytest", "-q", "1"],
+            &["inquerytest", "-q", "8", "a@x"],
+            &["inquerytest", "-q", "ping", "a@x"],
+            &["inquerytest", "-q", "1", "--direct", "-i", "/f", "a@x"],
+            &["inquerytest", "flush", "bogus"],
+        ] {
+            assert!(parse(args.iter().copied()).is_err(), "{args:?}");
+        }
+    }
+
+    #[test]
+    fn subcommands_take_global_flags_anywhere() {
+        let c = parse(["inquerytest", "--json", "stats", "-i", "/f"]).unwrap();
+        assert!(matches!(c.command, Some(Command::Stats)));
+        assert!(c.json && c.infifo.as_deref() == Some("/f"));
+        let c = parse(["inquerytest", "flush", "pwd", "alice@example.com"]).unwrap();
+        match c.command {
+            Some(Command::Flush { kind, key }) => {
+                assert_eq!(kind, Some(FlushKind::Kind(QueryKind::Pwd)));
+                assert_eq!(key.as_deref(), Some("alice@example.com"));
+            }
+            other => panic!("{other:?}"),
+        }
+        let c = parse(["inquerytest", "-q", "1", "--", "stats"]).unwrap();
+        assert_eq!(c.email.as_deref(), Some("stats"), "after --, a name is an email");
+    }
+
+    #[test]
+    fn the_man_page_renders() {
+        let mut out = Vec::new();
+        write_man(&mut out).unwrap();
+        let man = String::from_utf8(out).unwrap();
+        assert!(man.contains(".TH inquerytest"), "{man}");
+        assert!(man.contains("infifo"));
+    }
+}

@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Usage: scripts/bench.sh [--shared] [BENCH ARGS...]
+#
+# inlookup's benchmarks in one rerunnable command (issue 6). Writes docs/bench/results.md,
+# docs/bench/results.json and docs/bench/results.svg; takes about 8 minutes on 2 vCPUs.
+#
+#   1. builds target/release/inlookup and the bench program (benches/compare.rs);
+#   2. starts the bench's own MariaDB with scripts/mariadb.sh start target/bench-mariadb,
+#      so its CPU time is ours alone and its pid is known (the datadir, with the million
+#      generated users of the bench database, is kept for the next run); with --shared it
+#      uses whatever scripts/mariadb.sh ensure finds instead;
+#   3. runs `cargo bench --bench compare -- run --mysql HOST:PORT …`, which starts its own
+#      inlookup daemons (as nobody when root, each with its own INFIFODIR, FIFOTMPDIR and
+#      CONTROLDIR in a temp dir) and echo server, runs every case side by side with the case
+#      order rotating, measures CPU and memory from /proc, and writes the results;
+#   4. stops the MariaDB it started.
+#
+# BENCH ARGS go to the program: --quick (a 1-minute development run, results in
+# target/bench-quick), --rounds N, --secs S, --clients 1,4,16,64, --rss 10000,100000,1000000,
+# --only matrix,cpu,mariadb,whatif,rss, --out DIR. `cargo bench --bench compare -- help`
+# lists them all. What the cases are: docs/bench/README.md.
+set -euo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)
+cd "$root"
+
+usage() {
+  sed -n '2,24s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2
+  exit 2
+}
+
+shared=0
+args=()
+for a in "$@"; do
+  case "$a" in
+    --shared) shared=1 ;;
+    -h | --help) usage ;;
+    *) args+=("$a") ;;
+  esac
+done
+
+echo "bench.sh: building (release)" >&2
+cargo build --release --quiet -p inlookup
+cargo bench --quiet --bench compare --no-run
+
+state="$root/target/bench-mariadb"
+started=0
+if ((shared)); then
+  read -r host port < <(scripts/mariadb.sh ensure "$root/target/bench-mariadb-ensure")
+  own=()
+else
+  if ! pid=$(cat "$state/mysqld.pid" 2>/dev/null) || ! kill -0 "$pid" 2>/dev/null; then
+    started=1
+  fi
+  read -r host port < <(scripts/mariadb.sh start "$state")
+  own=(--own-mariadb --mariadb-pid "$(cat "$state/mysqld.pid")")
+fi
+stop_mariadb() {
+  if ((started)); then
+    scripts/mariadb.sh stop "$state" || true
+  fi
+}
+trap stop_mariadb EXIT
+
+echo "bench.sh: MariaDB on $host:$port; running the benchmarks" >&2
+cargo bench --quiet --bench compare -- run --mysql "$host:$port" "${own[@]}" \
+  --command "scripts/bench.sh $*" "${args[@]}"
