@@ -2,6 +2,9 @@
 //! from the cache — and prints each answer with the time it took. `scripts/demo.sh` starts
 //! the services and the daemon and runs this.
 //!
+//! With IMAP_DEMO=user:password set (and inlookup pointed at an IMAP server), it then logs
+//! in to IMAP through inlookup twice, to show the second login reusing the connection.
+//!
 //! Usage: demo FIFO FIFOTMPDIR
 
 use inquery::{Answer, Client, QueryKind};
@@ -87,6 +90,26 @@ fn main() {
             }
         }
     }
+    let t = Instant::now();
+    match c.ping() {
+        Ok(p) => println!(
+            "{:<7} {:<34} {:>10} {}  version {} pid {} up {} s",
+            "ping",
+            "(inlookup's own kind)",
+            "",
+            us(t.elapsed()),
+            p.version,
+            p.pid,
+            p.uptime_secs
+        ),
+        Err(e) => {
+            failed = true;
+            println!("ping    FAILED: {e}");
+        }
+    }
+    if let Ok(spec) = std::env::var("IMAP_DEMO") {
+        failed |= !imap(&c, &spec);
+    }
     match c.stats() {
         Ok(s) => {
             let t = s.totals();
@@ -94,6 +117,13 @@ fn main() {
                 "\ninlookup {}: {} requests, {} hits, {} negative hits, {} misses; {} MySQL connections for all of it",
                 s.version, t.requests, t.hits, t.negative_hits, t.misses, s.mysql_connects
             );
+            if std::env::var_os("IMAP_DEMO").is_some() {
+                let i = &s.imap;
+                println!(
+                    "IMAP: {} connections opened, {} logins reused, {} parked, {} auth checks from the cache",
+                    i.created, i.reused, i.parked, i.auth_hits
+                );
+            }
         }
         Err(e) => {
             failed = true;
@@ -101,4 +131,68 @@ fn main() {
         }
     }
     std::process::exit(i32::from(failed));
+}
+
+/// Two web "page views" of one user: log in, SELECT INBOX, log out; the second login gets
+/// the connection parked at the first logout. Then a password check, twice. True when all
+/// went as expected.
+fn imap(c: &Client, spec: &str) -> bool {
+    let Some((user, password)) = spec.split_once(':') else {
+        eprintln!("IMAP_DEMO must be user:password");
+        return false;
+    };
+    println!("\n{:<7} {:<34} {:>10}  answer", "IMAP", "request", "time");
+    let mut ok = true;
+    let mut step = |what: &str, r: Result<String, String>, t: Duration| match r {
+        Ok(a) => println!("{:<7} {:<34} {}  {}", "imap", what, us(t), a),
+        Err(e) => {
+            ok = false;
+            println!("{:<7} {:<34} FAILED: {e}", "imap", what);
+        }
+    };
+    for page in 1..=2 {
+        let t = Instant::now();
+        let r = c.imap_login(user, password, "demo-web-session", "192.0.2.7");
+        let r = r.map(|l| {
+            if l.reused {
+                "ok, reused a parked connection".into()
+            } else {
+                "ok, new connection and login".into()
+            }
+        });
+        step(&format!("login {user} (page {page})"), r.map_err(|e| e.to_string()), t.elapsed());
+        let t = Instant::now();
+        let r = c.imap_command("demo-web-session", "p1 SELECT INBOX");
+        let r = r.map(|x| {
+            let exists = String::from_utf8_lossy(&x.response)
+                .lines()
+                .find(|l| l.ends_with(" EXISTS"))
+                .map(|l| l.trim_start_matches("* ").to_string())
+                .unwrap_or_default();
+            format!("{:?} {} ({exists})", x.status, x.text)
+        });
+        step("SELECT INBOX", r.map_err(|e| e.to_string()), t.elapsed());
+        let t = Instant::now();
+        let r = c.imap_logout("demo-web-session");
+        let r = r.map(|parked| {
+            if parked {
+                "ok, parked for the next login".into()
+            } else {
+                "ok, closed".into()
+            }
+        });
+        step("logout", r.map_err(|e| e.to_string()), t.elapsed());
+    }
+    for _ in 0..2 {
+        let t = Instant::now();
+        let r = c.imap_auth(user, password, "192.0.2.7").map(|a| {
+            format!(
+                "{}{}",
+                if a.valid { "valid" } else { "invalid" },
+                if a.cached { " (auth cache)" } else { " (IMAP login)" }
+            )
+        });
+        step(&format!("auth {user}"), r.map_err(|e| e.to_string()), t.elapsed());
+    }
+    ok
 }

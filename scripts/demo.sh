@@ -1,27 +1,34 @@
 #!/usr/bin/env bash
 # Usage: scripts/demo.sh
 #
-# The main job, from a fresh clone: installs MariaDB if missing, uses the machine's MariaDB
-# on 127.0.0.1:3306 or starts a throwaway one, loads IndiMail's schema and the demo data into
-# a database `inlookup_demo`, builds and starts inlookup (as nobody when run as root), and
+# The main job, from a fresh clone: installs MariaDB and Dovecot if missing, uses the
+# machine's MariaDB on 127.0.0.1:3306 or starts a throwaway one, starts a throwaway Dovecot
+# (users alice/secret, bob/hunter2), loads IndiMail's schema and the demo data into a
+# database `inlookup_demo`, builds and starts inlookup (as nobody when run as root), and
 # asks every kind of question twice: first answered from MySQL, then from the cache, with
-# the time each took. On a terminal it then keeps inlookup running for you to try
-# (inquerytest) until Ctrl-C; otherwise it stops at once. It stops what it started.
+# the time each took; then PING, two IMAP "page views" through inlookup (the second reuses
+# the connection) and an IMAP password check, and the same questions through inquerytest.
+# On a terminal it then keeps inlookup running for you to try until Ctrl-C; otherwise it
+# stops at once. It stops what it started.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 state="$root/target/demo"
 mkdir -p "$state"
 
-scripts/deps.sh mariadb cc >&2
+scripts/deps.sh mariadb dovecot cc >&2
 echo "== building (release)" >&2
-cargo build --release --quiet -p inlookup
+cargo build --release --quiet -p inlookup -p inquerytest
 cargo build --release --quiet -p inlookup-core --example demo
 
 line=$(scripts/mariadb.sh ensure "$state/mariadb")
 read -r host port <<<"$line"
 echo "== MariaDB at $host:$port; loading sql/schema.sql and sql/demo.sql into inlookup_demo" >&2
 scripts/load-db.sh "$host" "$port" inlookup_demo
+
+line=$(scripts/dovecot.sh start "$state/dovecot")
+read -r imap_host imap_port <<<"$line"
+echo "== Dovecot (throwaway) at $imap_host:$imap_port" >&2
 
 run="$state/run"
 rm -rf "$run"
@@ -41,6 +48,7 @@ cleanup() {
     kill -TERM "$inlookup_pid" 2>/dev/null || true
     wait "$inlookup_pid" 2>/dev/null || true
   fi
+  scripts/dovecot.sh stop "$state/dovecot" >/dev/null 2>&1 || true
   if [ -f "$state/mariadb/mysqld.pid" ]; then
     scripts/mariadb.sh stop "$state/mariadb" >/dev/null 2>&1 || true
   fi
@@ -50,6 +58,7 @@ trap 'exit 130' INT TERM
 
 export MYSQL_HOST="$host" MYSQL_VPORT="$port" MYSQL_USER=root MYSQL_PASSWD= MYSQL_DATABASE=inlookup_demo
 export INFIFODIR="$run/fifo" FIFOTMPDIR="$run/tmp" CONTROLDIR="$run/control"
+export IMAP_HOST="$imap_host" IMAP_PORT="$imap_port"
 target/release/inlookup "${user_args[@]}" 2>"$run/inlookup.log" &
 inlookup_pid=$!
 for _ in $(seq 100); do
@@ -59,7 +68,28 @@ for _ in $(seq 100); do
 done
 echo "== inlookup running (pid $inlookup_pid): $(head -c 300 "$run/inlookup.log" | tail -n 1)" >&2
 echo
-target/release/examples/demo "$run/fifo/infifo" "$run/tmp"
+IMAP_DEMO=alice:secret target/release/examples/demo "$run/fifo/infifo" "$run/tmp"
+
+echo
+echo "== the same daemon through inquerytest (IndiMail's options; exit code in brackets)"
+export INFIFO="$run/fifo/infifo"
+for args in "-q 1 testuser@example.com" "-q 3 alice@example.com" "-q 4 testuser@example.com" "-q 2 alice@example.com 192.0.2.10"; do
+  echo "\$ inquerytest $args"
+  # shellcheck disable=SC2086 # the options are meant to split
+  target/release/inquerytest -i "$INFIFO" $args && rc=0 || rc=$?
+  echo "[$rc]"
+done
+echo "\$ echo secret | inquerytest imap login alice cli-session"
+echo secret | target/release/inquerytest -i "$INFIFO" imap login alice cli-session && rc=0 || rc=$?
+echo "[$rc]"
+echo "\$ inquerytest imap cmd cli-session 'c1 STATUS INBOX (MESSAGES UNSEEN)'"
+target/release/inquerytest -i "$INFIFO" imap cmd cli-session 'c1 STATUS INBOX (MESSAGES UNSEEN)' && rc=0 || rc=$?
+echo "[$rc]"
+echo "\$ inquerytest imap logout cli-session"
+target/release/inquerytest -i "$INFIFO" imap logout cli-session && rc=0 || rc=$?
+echo "[$rc]"
+echo "\$ inquerytest stats"
+target/release/inquerytest -i "$INFIFO" stats
 
 if [ -t 0 ]; then
   cat <<MSG

@@ -254,7 +254,9 @@ impl Config {
             mysql.socket = Some(s);
         }
         let ttls: Ttls = a.ttl.parse().map_err(|e| format!("CACHE_TTL: {e}"))?;
-        let debug = a.verbose || control::env_var("DEBUG").is_some_and(|v| !v.is_empty());
+        // IndiMail turns debug on for any DEBUG that is set; "0" (or empty) means off here,
+        // which is what an envdir file holding 0 is meant to say.
+        let debug = a.verbose || control::env_var("DEBUG").is_some_and(|v| debug_on(&v));
         if a.preload_secs.is_some() {
             log::warn!("-c (preload of active users) is not supported; the cache fills on demand");
         }
@@ -325,9 +327,24 @@ impl Config {
     }
 }
 
+/// DEBUG's value: on unless empty, `0`, `no`, `off` or `false`.
+fn debug_on(v: &str) -> bool {
+    !matches!(v.trim().to_ascii_lowercase().as_str(), "" | "0" | "no" | "off" | "false")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn debug_values() {
+        for on in ["1", "yes", "y", "on", "DEBUG"] {
+            assert!(debug_on(on), "{on}");
+        }
+        for off in ["", " ", "0", "no", "off", "False"] {
+            assert!(!debug_on(off), "{off:?}");
+        }
+    }
 
     #[test]
     fn modes_and_flags_parse() {

@@ -52,13 +52,27 @@ fn main() -> ExitCode {
         Ok(t) => t,
         Err(e) => return fail(e),
     };
+    // FIFO directories that bind is about to create: the unprivileged user must own them to
+    // remove its FIFOs at exit (and a supervisor's restart must find them writable).
+    let new_dirs: Vec<std::path::PathBuf> = if target.is_some() {
+        let mut v: Vec<std::path::PathBuf> = cfg
+            .fifos
+            .iter()
+            .filter_map(|p| p.parent().map(std::path::Path::to_path_buf))
+            .filter(|d| !d.as_os_str().is_empty() && !d.exists())
+            .collect();
+        v.dedup();
+        v
+    } else {
+        Vec::new()
+    };
     let listener = match Listener::bind(&cfg) {
         Ok(l) => l,
         Err(e) => return fail(e),
     };
     if let Some(t) = &target {
-        for p in listener.paths() {
-            t.chown(&p);
+        for p in new_dirs.iter().chain(listener.paths().iter()) {
+            t.chown(p);
         }
         if let Err(e) = t.drop_root() {
             return fail(e);

@@ -3,6 +3,7 @@
  *
  * A drop-in for IndiMail's inquery(3): the same call, the same return conventions and the
  * same globals, against inlookup or IndiMail's own daemon (the wire protocol is the same).
+ * Beyond it, inquery_imap_*() use the IMAP sessions inlookup keeps (inlookup only).
  * Link with `pkg-config --cflags --libs inquery` (or -linquery).
  *
  * Where the daemon is, and how long to wait, come from the environment on every call, as
@@ -150,6 +151,115 @@ unsigned long inquery_fallbacks(void);
 
 /* sizeof(struct inquery_result) as the library was built: compare to catch a stale header. */
 size_t inquery_result_size(void);
+
+/*
+ * IMAP sessions kept by inlookup (docs/imap.md): log in once per session key, run commands
+ * on the connection the daemon holds, log out (the daemon parks the connection for the
+ * same user's next login), or only check a password. Every call is re-entrant and
+ * thread-safe: results go to the caller's storage, errno, inquery_error() and
+ * inquery_imap_errcode() are the calling thread's. Passwords are read in place, sent to the
+ * daemon, and never logged or kept by the library.
+ *
+ * On failure each call returns -1 with errno set and inquery_imap_errcode() giving the
+ * daemon's reason (INQUERY_IMAP_E_*, 0 when the request got no IMAP answer):
+ *
+ *   errno         inquery_imap_errcode()        meaning
+ *   EINVAL        0                             a NULL argument, a string not UTF-8
+ *   EINVAL        INQUERY_IMAP_E_BAD_REQUEST    the command is not exactly one command
+ *   EPERM         INQUERY_IMAP_E_REFUSED        LOGIN, LOGOUT, STARTTLS, IDLE... are not passed on
+ *   ENOENT        INQUERY_IMAP_E_NO_SESSION     nothing logged in for the session key: log in
+ *   EBUSY         INQUERY_IMAP_E_BUSY           every connection is running a command
+ *   EBUSY         INQUERY_IMAP_E_SESSION_BUSY   the session's connection is running one
+ *   EACCES        INQUERY_IMAP_E_AUTH_FAILED    the IMAP server refused the login
+ *   ECONNREFUSED  INQUERY_IMAP_E_CONNECT        the IMAP server cannot be reached
+ *   EPROTO        INQUERY_IMAP_E_TLS            TLS failed (certificate, handshake, STARTTLS)
+ *   EPROTO        INQUERY_IMAP_E_PROTOCOL       the server was out of step (session closed)
+ *   ETIMEDOUT     INQUERY_IMAP_E_TIMEOUT        the server did not finish (session closed)
+ *   ECONNRESET    INQUERY_IMAP_E_DISCONNECTED   the server closed the connection
+ *   EMSGSIZE      INQUERY_IMAP_E_TOO_LARGE      the responses do not fit a reply (fetch in parts)
+ *   ESHUTDOWN     INQUERY_IMAP_E_SHUTTING_DOWN  the daemon is stopping
+ *   EIO           INQUERY_IMAP_E_OTHER          a reason this library does not know
+ *   ENXIO, ETIMEDOUT, EIO, EPROTO  0            as for inquery(): no daemon, no reply in
+ *                                               timeoutread, error reply (the daemon's IMAP
+ *                                               queue is full), a malformed reply
+ *   ERANGE        0                             inquery_imap_command(): buf too small
+ *
+ * inquery_error() has the message (for AUTH_FAILED, the server's text; never a password).
+ * An IMAP login can take seconds (Dovecot delays a failed one by 2 s): give IMAP callers a
+ * CONTROLDIR whose timeoutread allows for it.
+ */
+#define INQUERY_IMAP_E_BAD_REQUEST   1
+#define INQUERY_IMAP_E_REFUSED       2
+#define INQUERY_IMAP_E_NO_SESSION    3
+#define INQUERY_IMAP_E_BUSY          4
+#define INQUERY_IMAP_E_SESSION_BUSY  5
+#define INQUERY_IMAP_E_AUTH_FAILED   6
+#define INQUERY_IMAP_E_CONNECT       7
+#define INQUERY_IMAP_E_TLS           8
+#define INQUERY_IMAP_E_PROTOCOL      9
+#define INQUERY_IMAP_E_TIMEOUT       10
+#define INQUERY_IMAP_E_DISCONNECTED  11
+#define INQUERY_IMAP_E_TOO_LARGE     12
+#define INQUERY_IMAP_E_SHUTTING_DOWN 13
+#define INQUERY_IMAP_E_OTHER         99
+
+/* The tagged status of a command, as inquery_imap_command() returns it. */
+#define INQUERY_IMAP_OK  0
+#define INQUERY_IMAP_NO  1
+#define INQUERY_IMAP_BAD 2
+
+/* A buffer of this size holds any command's responses and the NUL (the daemon carries at
+ * most 512 KiB of responses, and the caller's tag came in a request of at most 4096 bytes). */
+#define INQUERY_IMAP_BUFSIZE (512 * 1024 + 4096)
+
+/*
+ * inquery_imap_login: a logged-in IMAP connection for session, a key the caller chooses
+ * (a web session id, say; treat it as a secret). The daemon reuses the connection it holds
+ * for exactly the same user, password, session and ip (NULL: ""), or connects to the user's
+ * mail store and logs in. Returns 0, with *reused (when reused is not NULL) 1 when no new
+ * IMAP login was needed; -1 on failure (EACCES: wrong user or password).
+ */
+int inquery_imap_login(const char *user, const char *password, const char *session,
+		const char *ip, int *reused);
+
+/*
+ * inquery_imap_command: runs one IMAP command with the caller's own tag ("a1 SELECT INBOX";
+ * literals inline: "a2 APPEND INBOX {5}\r\nhello") on the session's connection. The
+ * command must fit one request (about 4 KB).
+ *
+ * Writes every byte the server sent for it into buf, as the server sent it (untagged
+ * responses with their literals, continuation requests, and the tagged completion carrying
+ * the caller's tag), then a NUL; *outlen (when outlen is not NULL) gets the number of bytes
+ * before the NUL (the responses may hold NUL bytes of their own).
+ *
+ * Returns the tagged status: INQUERY_IMAP_OK, INQUERY_IMAP_NO or INQUERY_IMAP_BAD (a NO or
+ * BAD is the server's answer, not a failure); -1 on failure.
+ *
+ * buf too small (buflen < the responses + 1): returns -1 with errno ERANGE; buf holds the
+ * first buflen - 1 bytes and a NUL, *outlen the full length. The command did run and the
+ * session is still logged in, but the rest of its responses is lost: do not repeat a
+ * command that changes state. INQUERY_IMAP_BUFSIZE always suffices.
+ */
+int inquery_imap_command(const char *session, const char *command, char *buf, size_t buflen,
+		size_t *outlen);
+
+/*
+ * inquery_imap_logout: ends the session. Its connection is reset and parked for the same
+ * identity's next login (*parked = 1 when parked is not NULL), or closed (*parked = 0).
+ * Returns 0, or -1 (ENOENT: no such session).
+ */
+int inquery_imap_logout(const char *session, int *parked);
+
+/*
+ * inquery_imap_auth: checks user and password (ip may be NULL), from the daemon's auth
+ * cache or by a login at the user's mail store. Returns 1 valid, 0 invalid, -1 when the
+ * check could not be made.
+ */
+int inquery_imap_auth(const char *user, const char *password, const char *ip);
+
+/* The calling thread's last inquery_imap_* outcome: INQUERY_IMAP_E_*, or 0 after a success
+ * or a failure that got no IMAP answer (then see errno). */
+int inquery_imap_errcode(void);
 
 #ifdef __cplusplus
 }

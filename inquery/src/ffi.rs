@@ -1,5 +1,6 @@
 //! The C ABI (`libinquery`, declared in `include/inquery.h`): IndiMail's `inquery()` with
-//! its return conventions, and a re-entrant `inquery_r()` for threaded programs.
+//! its return conventions, a re-entrant `inquery_r()` for threaded programs, and the IMAP
+//! session calls `inquery_imap_login()`, `_command()`, `_logout()` and `_auth()`.
 //!
 //! `inquery()` returns a pointer into storage of the calling thread, valid until that
 //! thread's next call: an `int` for USER and RELAY, a `struct passwd` for PWD (`pw_name` the
@@ -9,18 +10,23 @@
 //! `errno` set on failure. IndiMail kept that storage in statics; keeping it per thread
 //! changes nothing for single-threaded callers and makes concurrent callers safe.
 //!
+//! The IMAP calls return -1 on failure with `errno` set, the daemon's failure code for
+//! `inquery_imap_errcode()` and a message for `inquery_error()`, all of the calling thread.
+//! They read passwords in place and keep no copy.
+//!
 //! Nothing panics across the boundary: every entry point runs inside `catch_unwind`, and a
 //! panic becomes an `EIO` failure.
 
 use crate::direct::Direct;
 use crate::error::Error;
+use crate::imap::{ImapError, ImapErrorCode, ImapStatus};
 use crate::querier::{fallback_from_env, Mode, Querier};
 use crate::Client;
 use inlookup_core::limits::VLIMITS_SIZE;
 use inlookup_core::wire::PIPE_BUF;
 use inlookup_core::{Answer, QueryKind};
 use nix::errno::Errno;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::ffi::{c_char, c_int, c_ulong, c_void, CStr, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr::null_mut;
@@ -370,10 +376,275 @@ pub extern "C" fn inquery_result_size() -> usize {
     std::mem::size_of::<InqueryResult>()
 }
 
+// ---- IMAP sessions (kinds 40-43): `inquery_imap_*` ----
+
+/// `INQUERY_IMAP_BUFSIZE` (inquery.h): a buffer of this size holds any command's responses.
+/// The daemon carries at most 512 KiB of them, plus the caller's tag in place of its own
+/// (the whole request, tag included, is at most `PIPE_BUF`), plus the NUL.
+pub const INQUERY_IMAP_BUFSIZE: usize = 512 * 1024 + PIPE_BUF;
+
+/// The daemon's IMAP failure code as `INQUERY_IMAP_E_*` (inquery.h). The numbers are ABI:
+/// never renumber, only add.
+fn imap_code_number(code: ImapErrorCode) -> c_int {
+    match code {
+        ImapErrorCode::BadRequest => 1,
+        ImapErrorCode::Refused => 2,
+        ImapErrorCode::NoSession => 3,
+        ImapErrorCode::Busy => 4,
+        ImapErrorCode::SessionBusy => 5,
+        ImapErrorCode::AuthFailed => 6,
+        ImapErrorCode::Connect => 7,
+        ImapErrorCode::Tls => 8,
+        ImapErrorCode::Protocol => 9,
+        ImapErrorCode::Timeout => 10,
+        ImapErrorCode::Disconnected => 11,
+        ImapErrorCode::TooLarge => 12,
+        ImapErrorCode::ShuttingDown => 13,
+        ImapErrorCode::Other => 99,
+    }
+}
+
+/// The errno that stands for a daemon IMAP failure (the table in inquery.h).
+fn imap_code_errno(code: ImapErrorCode) -> c_int {
+    match code {
+        ImapErrorCode::BadRequest => libc::EINVAL,
+        ImapErrorCode::Refused => libc::EPERM,
+        ImapErrorCode::NoSession => libc::ENOENT,
+        ImapErrorCode::Busy | ImapErrorCode::SessionBusy => libc::EBUSY,
+        ImapErrorCode::AuthFailed => libc::EACCES,
+        ImapErrorCode::Connect => libc::ECONNREFUSED,
+        ImapErrorCode::Tls | ImapErrorCode::Protocol => libc::EPROTO,
+        ImapErrorCode::Timeout => libc::ETIMEDOUT,
+        ImapErrorCode::Disconnected => libc::ECONNRESET,
+        ImapErrorCode::TooLarge => libc::EMSGSIZE,
+        ImapErrorCode::ShuttingDown => libc::ESHUTDOWN,
+        ImapErrorCode::Other => libc::EIO,
+    }
+}
+
+/// A failed IMAP call: errno and message as [`Failure`], and the daemon's code
+/// (`INQUERY_IMAP_E_*`, 0 when the request got no IMAP answer).
+struct ImapFail {
+    failure: Failure,
+    code: c_int,
+}
+
+impl From<Failure> for ImapFail {
+    fn from(failure: Failure) -> ImapFail {
+        ImapFail { failure, code: 0 }
+    }
+}
+
+impl From<ImapError> for ImapFail {
+    fn from(e: ImapError) -> ImapFail {
+        match e {
+            ImapError::Query(e) => Failure::from(e).into(),
+            ImapError::Failed(f) => ImapFail {
+                failure: Failure::new(imap_code_errno(f.code), f.message),
+                code: imap_code_number(f.code),
+            },
+        }
+    }
+}
+
+thread_local! {
+    /// This thread's last `inquery_imap_*` outcome as `INQUERY_IMAP_E_*` (0: success, or a
+    /// failure with no IMAP answer), for `inquery_imap_errcode()`.
+    static LAST_IMAP_CODE: Cell<c_int> = const { Cell::new(0) };
+}
+
+/// Runs an IMAP call: a panic becomes an `EIO` failure; a failure sets errno, the message
+/// for `inquery_error()` and the code for `inquery_imap_errcode()`; `None` then.
+fn imap_call<T>(f: impl FnOnce() -> Result<T, ImapFail>) -> Option<T> {
+    let outcome = catch_unwind(AssertUnwindSafe(f))
+        .unwrap_or_else(|_| Err(Failure::new(libc::EIO, "internal error in libinquery").into()));
+    match outcome {
+        Ok(v) => {
+            LAST_IMAP_CODE.with(|c| c.set(0));
+            Some(v)
+        }
+        Err(e) => {
+            LAST_IMAP_CODE.with(|c| c.set(e.code));
+            set_last_error(&e.failure.message);
+            Errno::set_raw(e.failure.errno);
+            None
+        }
+    }
+}
+
+/// Borrows a C string argument for the call, without copying it (passwords are not copied
+/// here at all). NULL is `EINVAL` when `required`, else empty.
+///
+/// # Safety
+/// `p` is NULL or points to a NUL-terminated string that stays valid during the call.
+unsafe fn c_arg<'a>(p: *const c_char, what: &str, required: bool) -> Result<&'a str, Failure> {
+    if p.is_null() {
+        return if required {
+            Err(Failure::new(libc::EINVAL, format!("the {what} is NULL")))
+        } else {
+            Ok("")
+        };
+    }
+    // SAFETY: not NULL, and the caller promises a NUL-terminated string alive for the call.
+    let s = unsafe { CStr::from_ptr(p) };
+    s.to_str().map_err(|_| Failure::new(libc::EINVAL, format!("the {what} is not UTF-8")))
+}
+
+/// Copies `response` and a NUL into `buf`. Too small: as much as fits (NUL-terminated when
+/// `buf` is not empty) and `ERANGE`.
+fn copy_response(response: &[u8], buf: &mut [u8]) -> Result<(), Failure> {
+    let n = response.len();
+    if n < buf.len() {
+        buf[..n].copy_from_slice(response);
+        buf[n] = 0;
+        return Ok(());
+    }
+    if let Some(room) = buf.len().checked_sub(1) {
+        buf[..room].copy_from_slice(&response[..room]);
+        buf[room] = 0;
+    }
+    Err(Failure::new(
+        libc::ERANGE,
+        format!(
+            "the responses need {} bytes and the buffer holds {}: only their start was kept \
+             (INQUERY_IMAP_BUFSIZE always suffices)",
+            n + 1,
+            buf.len()
+        ),
+    ))
+}
+
+/// `INQUERY_IMAP_OK`, `_NO`, `_BAD`.
+fn status_number(s: ImapStatus) -> c_int {
+    match s {
+        ImapStatus::Ok => 0,
+        ImapStatus::No => 1,
+        ImapStatus::Bad => 2,
+    }
+}
+
+/// IMAP login for `session` (kind 40); see `include/inquery.h`.
+///
+/// # Safety
+/// `user`, `password`, `session` and `ip` are NULL or NUL-terminated strings; `reused` is
+/// NULL or points to a writable `int`.
+#[no_mangle]
+pub unsafe extern "C" fn inquery_imap_login(
+    user: *const c_char,
+    password: *const c_char,
+    session: *const c_char,
+    ip: *const c_char,
+    reused: *mut c_int,
+) -> c_int {
+    let outcome = imap_call(|| {
+        // SAFETY: the caller's promise about the four strings.
+        let (user, password, session, ip) = unsafe {
+            (
+                c_arg(user, "user", true)?,
+                c_arg(password, "password", true)?,
+                c_arg(session, "session", true)?,
+                c_arg(ip, "IP address", false)?,
+            )
+        };
+        let login = Client::from_env().imap_login(user, password, session, ip)?;
+        if !reused.is_null() {
+            // SAFETY: not NULL, and the caller gives us the `int` to write.
+            unsafe { *reused = c_int::from(login.reused) };
+        }
+        Ok(())
+    });
+    outcome.map_or(-1, |()| 0)
+}
+
+/// One IMAP command on `session`'s connection (kind 41); see `include/inquery.h`.
+///
+/// # Safety
+/// `session` and `command` are NULL or NUL-terminated strings; `buf` points to `buflen`
+/// writable bytes; `outlen` is NULL or points to a writable `size_t`.
+#[no_mangle]
+pub unsafe extern "C" fn inquery_imap_command(
+    session: *const c_char,
+    command: *const c_char,
+    buf: *mut c_char,
+    buflen: usize,
+    outlen: *mut usize,
+) -> c_int {
+    let outcome = imap_call(|| {
+        if buf.is_null() {
+            return Err(Failure::new(libc::EINVAL, "buf is NULL").into());
+        }
+        // SAFETY: the caller's promise about the two strings.
+        let (session, command) =
+            unsafe { (c_arg(session, "session", true)?, c_arg(command, "command", true)?) };
+        let r = Client::from_env().imap_command(session, command)?;
+        if !outlen.is_null() {
+            // SAFETY: not NULL, and the caller gives us the `size_t` to write.
+            unsafe { *outlen = r.response.len() };
+        }
+        // SAFETY: `buf` is not NULL and the caller gives us `buflen` writable bytes.
+        let bytes = unsafe { std::slice::from_raw_parts_mut(buf.cast::<u8>(), buflen) };
+        copy_response(&r.response, bytes)?;
+        Ok(status_number(r.status))
+    });
+    outcome.unwrap_or(-1)
+}
+
+/// IMAP logout of `session` (kind 42); see `include/inquery.h`.
+///
+/// # Safety
+/// `session` is NULL or a NUL-terminated string; `parked` is NULL or points to a writable
+/// `int`.
+#[no_mangle]
+pub unsafe extern "C" fn inquery_imap_logout(session: *const c_char, parked: *mut c_int) -> c_int {
+    let outcome = imap_call(|| {
+        // SAFETY: the caller's promise about `session`.
+        let session = unsafe { c_arg(session, "session", true)? };
+        let p = Client::from_env().imap_logout(session)?;
+        if !parked.is_null() {
+            // SAFETY: not NULL, and the caller gives us the `int` to write.
+            unsafe { *parked = c_int::from(p) };
+        }
+        Ok(())
+    });
+    outcome.map_or(-1, |()| 0)
+}
+
+/// IMAP credentials check (kind 43); see `include/inquery.h`.
+///
+/// # Safety
+/// `user`, `password` and `ip` are NULL or NUL-terminated strings.
+#[no_mangle]
+pub unsafe extern "C" fn inquery_imap_auth(
+    user: *const c_char,
+    password: *const c_char,
+    ip: *const c_char,
+) -> c_int {
+    let outcome = imap_call(|| {
+        // SAFETY: the caller's promise about the three strings.
+        let (user, password, ip) = unsafe {
+            (
+                c_arg(user, "user", true)?,
+                c_arg(password, "password", true)?,
+                c_arg(ip, "IP address", false)?,
+            )
+        };
+        Ok(Client::from_env().imap_auth(user, password, ip)?.valid)
+    });
+    outcome.map_or(-1, c_int::from)
+}
+
+/// This thread's last `inquery_imap_*` outcome as `INQUERY_IMAP_E_*` (0 after a success,
+/// or after a failure that got no IMAP answer from the daemon: see errno).
+#[no_mangle]
+pub extern "C" fn inquery_imap_errcode() -> c_int {
+    LAST_IMAP_CODE.with(Cell::get)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use inlookup_core::{Limits, Passwd};
+    use std::ptr::null;
 
     #[test]
     fn the_c_structs_have_the_c_layout() {
@@ -452,5 +723,72 @@ mod tests {
         // SAFETY: the message is a NUL-terminated string of this thread.
         let msg = unsafe { CStr::from_ptr(inquery_error()) }.to_string_lossy().into_owned();
         assert!(msg.contains("NULL"), "{msg}");
+    }
+
+    #[test]
+    fn imap_failures_carry_their_code_and_an_errno() {
+        use inlookup_core::admin::ImapFailure;
+        let all = [
+            ImapErrorCode::BadRequest,
+            ImapErrorCode::Refused,
+            ImapErrorCode::NoSession,
+            ImapErrorCode::Busy,
+            ImapErrorCode::SessionBusy,
+            ImapErrorCode::AuthFailed,
+            ImapErrorCode::Connect,
+            ImapErrorCode::Tls,
+            ImapErrorCode::Protocol,
+            ImapErrorCode::Timeout,
+            ImapErrorCode::Disconnected,
+            ImapErrorCode::TooLarge,
+            ImapErrorCode::ShuttingDown,
+            ImapErrorCode::Other,
+        ];
+        let mut numbers: Vec<c_int> = all.iter().map(|c| imap_code_number(*c)).collect();
+        numbers.sort_unstable();
+        numbers.dedup();
+        assert_eq!(numbers.len(), all.len(), "each code its own number");
+        assert!(numbers.iter().all(|n| *n > 0), "0 means no IMAP answer");
+        let f = ImapFail::from(ImapError::Failed(ImapFailure {
+            code: ImapErrorCode::AuthFailed,
+            message: "[AUTHENTICATIONFAILED] Authentication failed.".into(),
+        }));
+        assert_eq!((f.failure.errno, f.code), (libc::EACCES, 6));
+        let f = ImapFail::from(ImapError::Query(Error::Backend));
+        assert_eq!((f.failure.errno, f.code), (libc::EIO, 0));
+    }
+
+    #[test]
+    fn responses_are_copied_with_a_nul_and_a_short_buffer_is_erange() {
+        let mut buf = [b'#'; 8];
+        assert!(copy_response(b"a OK\r\n", &mut buf).is_ok());
+        assert_eq!(&buf[..7], b"a OK\r\n\0");
+        let mut buf = [b'#'; 6];
+        let e = copy_response(b"a OK\r\n", &mut buf).err().map(|f| f.errno);
+        assert_eq!(e, Some(libc::ERANGE), "no room for the NUL");
+        assert_eq!(&buf, b"a OK\r\0", "the start, NUL-terminated");
+        assert_eq!(copy_response(b"x", &mut []).err().map(|f| f.errno), Some(libc::ERANGE));
+    }
+
+    #[test]
+    fn imap_calls_refuse_null_arguments_with_einval() {
+        let s = CString::new("s1").unwrap();
+        let mut buf = [0 as c_char; 16];
+        // SAFETY: NULL strings and buffers are refused before anything is read or sent.
+        unsafe {
+            let rc =
+                inquery_imap_login(std::ptr::null(), s.as_ptr(), s.as_ptr(), null(), null_mut());
+            assert_eq!((rc, Errno::last_raw(), inquery_imap_errcode()), (-1, libc::EINVAL, 0));
+            let rc = inquery_imap_auth(s.as_ptr(), std::ptr::null(), null());
+            assert_eq!((rc, Errno::last_raw()), (-1, libc::EINVAL));
+            let rc = inquery_imap_command(s.as_ptr(), s.as_ptr(), null_mut(), 16, null_mut());
+            assert_eq!((rc, Errno::last_raw()), (-1, libc::EINVAL));
+            let rc = inquery_imap_command(s.as_ptr(), null(), buf.as_mut_ptr(), 16, null_mut());
+            assert_eq!((rc, Errno::last_raw()), (-1, libc::EINVAL));
+            assert_eq!(inquery_imap_logout(null(), null_mut()), -1);
+        }
+        // SAFETY: the message is a NUL-terminated string of this thread.
+        let msg = unsafe { CStr::from_ptr(inquery_error()) }.to_string_lossy().into_owned();
+        assert_eq!(msg, "the session is NULL");
     }
 }

@@ -13,10 +13,21 @@ with no .N suffix). A FIFO that does not exist gets a private inlookup for this 
 runs as INLOOKUP_USER or nobody), stopped and removed afterwards. Without -i (or -i \"\"),
 INFIFO and INFIFODIR decide, and instances INFIFO.1..N are spread over at random.
 
+imap: the IMAP sessions inlookup keeps (docs/imap.md), for diagnosis. `imap login USER
+SESSION` logs in for SESSION, a key of your choosing; the password is the first line of
+--password-file FILE or of standard input (the default; on a terminal it is asked for
+without echo), never an argument. `imap cmd SESSION COMMAND` runs one command with its own
+tag ('a1 SELECT INBOX'; a literal as in bash's $'a2 APPEND INBOX {5}\\r\\nhello') and prints
+the responses as the server sent them. `imap logout SESSION` parks the connection for the
+same login, or closes it. `imap auth USER` checks a password. Without -t they wait 30 s for
+the reply (an IMAP login can take seconds); with --json each prints the daemon's JSON reply.
+
 Exit codes: 0 answered; 1 not found (PWD, HOST, LIMIT) or the query failed (daemon not
 running, timed out, error reply); 100 usage; 111 system error (reply FIFO, private server).
+imap: 0 done (cmd: tagged OK; auth: valid); 1 failed (wrong password, no session, the
+server unreachable...; cmd: tagged NO or BAD; auth: invalid); 100 usage; 111 system error.
 
-An email that is also a subcommand's name (stats, flush, ping) goes after `--`.";
+An email that is also a subcommand's name (stats, flush, ping, imap) goes after `--`.";
 
 /// Ask inlookup (or IndiMail's inlookup) one question and show the answer.
 #[derive(Debug, Parser)]
@@ -24,7 +35,8 @@ An email that is also a subcommand's name (stats, flush, ping) goes after `--`."
     name = "inquerytest",
     version,
     override_usage = "inquerytest [-v] [--json] [-t SECS] [-i INFIFO | --direct] -q TYPE EMAIL [IPADDR]\n       \
-        inquerytest [-v] [--json] [-t SECS] [-i INFIFO] ping | stats | flush [KIND [KEY]]",
+        inquerytest [-v] [--json] [-t SECS] [-i INFIFO] ping | stats | flush [KIND [KEY]]\n       \
+        inquerytest [-v] [--json] [-t SECS] [-i INFIFO] imap login | cmd | logout | auth ...",
     after_help = AFTER_HELP,
     subcommand_negates_reqs = true,
     disable_help_subcommand = true
@@ -95,6 +107,64 @@ pub enum Command {
         /// An email or domain, as a client would ask it.
         #[arg(value_name = "KEY", requires = "kind")]
         key: Option<String>,
+    },
+    /// IMAP sessions kept by inlookup: log in, run a command, log out, check a password.
+    #[command(subcommand)]
+    Imap(ImapCommand),
+}
+
+/// `inquerytest imap ...`: the four IMAP kinds (40-43).
+#[derive(Debug, Subcommand)]
+pub enum ImapCommand {
+    /// Log in for a session key, or get the connection inlookup keeps for the same user,
+    /// password, session key and IP. The password is read from FILE or standard input.
+    Login {
+        /// The IMAP user name.
+        #[arg(value_name = "USER")]
+        user: String,
+        /// A session key of your choosing; cmd and logout name it.
+        #[arg(value_name = "SESSION")]
+        session: String,
+        /// The end user's IP address (part of the session's identity).
+        #[arg(long, value_name = "IP", default_value = "")]
+        ip: String,
+        /// Read the password from the first line of FILE (`-`: standard input).
+        #[arg(long, value_name = "FILE", default_value = "-")]
+        password_file: String,
+        /// Refused with a clear message: a password on the command line shows in `ps`.
+        #[arg(value_name = "PASSWORD", hide = true)]
+        password_argument: Option<String>,
+    },
+    /// Run one IMAP command with its own tag on the session's connection and print the
+    /// responses as the server sent them.
+    Cmd {
+        /// The session key given at login.
+        #[arg(value_name = "SESSION")]
+        session: String,
+        /// One command with its tag, e.g. 'a1 SELECT INBOX'.
+        #[arg(value_name = "COMMAND")]
+        command: String,
+    },
+    /// Log out: inlookup parks the connection for the next login, or closes it.
+    Logout {
+        /// The session key given at login.
+        #[arg(value_name = "SESSION")]
+        session: String,
+    },
+    /// Check a user's password (inlookup's auth cache, or a login at the IMAP server).
+    Auth {
+        /// The IMAP user name.
+        #[arg(value_name = "USER")]
+        user: String,
+        /// The end user's IP address.
+        #[arg(long, value_name = "IP", default_value = "")]
+        ip: String,
+        /// Read the password from the first line of FILE (`-`: standard input).
+        #[arg(long, value_name = "FILE", default_value = "-")]
+        password_file: String,
+        /// Refused with a clear message: a password on the command line shows in `ps`.
+        #[arg(value_name = "PASSWORD", hide = true)]
+        password_argument: Option<String>,
     },
 }
 
@@ -213,6 +283,30 @@ mod tests {
         }
         let c = parse(["inquerytest", "-q", "1", "--", "stats"]).unwrap();
         assert_eq!(c.email.as_deref(), Some("stats"), "after --, a name is an email");
+    }
+
+    #[test]
+    fn imap_subcommands_parse_and_take_no_password_argument() {
+        let c =
+            parse(["inquerytest", "imap", "login", "alice", "s1", "--ip", "192.0.2.7"]).unwrap();
+        match c.command {
+            Some(Command::Imap(ImapCommand::Login {
+                user,
+                session,
+                ip,
+                password_file,
+                password_argument,
+            })) => {
+                assert_eq!((user.as_str(), session.as_str()), ("alice", "s1"));
+                assert_eq!((ip.as_str(), password_file.as_str()), ("192.0.2.7", "-"));
+                assert_eq!(password_argument, None);
+            }
+            other => panic!("{other:?}"),
+        }
+        let c = parse(["inquerytest", "imap", "cmd", "s1", "a1 SELECT INBOX", "--json"]).unwrap();
+        assert!(c.json && matches!(c.command, Some(Command::Imap(ImapCommand::Cmd { .. }))));
+        assert!(parse(["inquerytest", "imap", "auth"]).is_err());
+        assert!(parse(["inquerytest", "imap", "bogus"]).is_err());
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //!
 //! The diagnostic CLI: asks inlookup (or IndiMail's inlookup, or MySQL directly) one
 //! question and shows the answer, with IndiMail's `inquerytest` flags and exit codes first,
-//! and inlookup's own requests (ping, stats, flush) and JSON output beyond them.
+//! and inlookup's own requests (ping, stats, flush, the IMAP sessions) and JSON output
+//! beyond them.
 //!
 //! The library holds the command-line definition ([`command`], for the man page:
 //! `inquerytest --generate-man > inquerytest.1`) and the program itself ([`main_with`]);
@@ -13,9 +14,11 @@
 //! - [`cli`]: the clap definition and the man page.
 //! - [`run`]: from arguments to a client, an answer, output and an exit code.
 //! - [`output`]: the human-readable and JSON forms of each answer.
+//! - `imap`: `inquerytest imap login|cmd|logout|auth`, passwords from a file or stdin.
 //! - [`private`]: a private inlookup for one query, when `-i` names no FIFO.
 
 pub mod cli;
+mod imap;
 pub mod output;
 pub mod private;
 pub mod run;

@@ -222,6 +222,35 @@ pub fn stats(s: &StatsReport) -> String {
     out
 }
 
+/// An IMAP login for people: new or reused connection, and the capabilities.
+pub fn imap_login(user: &str, login: &inquery::imap::ImapLogin) -> String {
+    let how = if login.reused {
+        "reusing the connection inlookup kept (no new IMAP login)"
+    } else {
+        "on a new IMAP connection"
+    };
+    format!("{user}: logged in, {how}\ncapabilities: {}\n", login.capabilities.join(" "))
+}
+
+/// An IMAP logout for people.
+pub fn imap_logout(parked: bool) -> String {
+    if parked {
+        "logged out; the connection is parked for the same login\n".into()
+    } else {
+        "logged out; the connection was closed\n".into()
+    }
+}
+
+/// An IMAP auth check for people: the line, and whether it is for stderr (invalid).
+pub fn imap_auth(user: &str, auth: &inquery::imap::ImapAuth) -> (String, bool) {
+    let source = if auth.cached { "inlookup's auth cache" } else { "the IMAP server" };
+    if auth.valid {
+        (format!("{user}: valid password (from {source})\n"), false)
+    } else {
+        (format!("{user}: invalid user or password (from {source})"), true)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -266,6 +295,20 @@ mod tests {
         let out = human(&Answer::Limit { limits: Some(l) }, "x", "").stdout;
         assert!(out.contains("deny create, deny modify, allow delete"), "{out}");
         assert!(out.contains("Services disabled     : IMAP"), "{out}");
+    }
+
+    #[test]
+    fn imap_answers_read_well() {
+        let l = inquery::imap::ImapLogin { reused: true, capabilities: vec!["IMAP4REV1".into()] };
+        assert_eq!(
+            imap_login("bob", &l),
+            "bob: logged in, reusing the connection inlookup kept (no new IMAP login)\n\
+             capabilities: IMAP4REV1\n"
+        );
+        assert!(imap_logout(true).contains("parked"));
+        let (line, to_stderr) =
+            imap_auth("bob", &inquery::imap::ImapAuth { valid: false, cached: true });
+        assert!(to_stderr && line.contains("invalid") && line.contains("cache"), "{line}");
     }
 
     #[test]

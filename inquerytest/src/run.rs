@@ -1,6 +1,7 @@
 //! From parsed arguments to output and an exit code.
 
 use crate::cli::{self, Cli, Command, FlushKind};
+use crate::imap;
 use crate::output;
 use crate::private::PrivateServer;
 use inquery::resolve::Target;
@@ -18,18 +19,21 @@ pub const EXIT_USAGE: i32 = 100;
 /// A system error of our own: the reply FIFO, the private server.
 pub const EXIT_SYSTEM: i32 = 111;
 
+/// How long the `imap` subcommands wait for a reply at least, without `-t`.
+const IMAP_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Why the program stops early: one line for stderr and an exit code.
 #[derive(Debug)]
-struct Fail {
-    code: i32,
-    msg: String,
+pub(crate) struct Fail {
+    pub(crate) code: i32,
+    pub(crate) msg: String,
 }
 
-fn fail(code: i32, msg: impl Into<String>) -> Fail {
+pub(crate) fn fail(code: i32, msg: impl Into<String>) -> Fail {
     Fail { code, msg: msg.into() }
 }
 
-fn query_failed(what: &str, e: &Error) -> Fail {
+pub(crate) fn query_failed(what: &str, e: &Error) -> Fail {
     let code = match e {
         Error::BadArgument(_) => EXIT_USAGE,
         Error::Io { .. } => EXIT_SYSTEM,
@@ -91,7 +95,7 @@ fn run(cli: &Cli) -> Result<i32, Fail> {
     }
 }
 
-fn print(s: &str) -> Result<(), Fail> {
+pub(crate) fn print(s: &str) -> Result<(), Fail> {
     let mut out = std::io::stdout().lock();
     out.write_all(s.as_bytes())
         .and_then(|()| out.flush())
@@ -126,7 +130,7 @@ fn describe(target: &Target) -> String {
 
 /// The client for `-i` (or the environment), and a private server when `-i` names a FIFO
 /// that does not exist and `private` allows one.
-fn client(cli: &Cli, private: bool) -> Result<(Client, Option<PrivateServer>), Fail> {
+pub(crate) fn client(cli: &Cli, private: bool) -> Result<(Client, Option<PrivateServer>), Fail> {
     let (mut client, server) = match cli.infifo.as_deref().filter(|s| !s.is_empty()) {
         None => (Client::from_env(), None),
         Some(name) => {
@@ -150,6 +154,9 @@ fn client(cli: &Cli, private: bool) -> Result<(Client, Option<PrivateServer>), F
     if let Some(t) = cli.timeout {
         client.timeouts.read = Duration::from_secs(t);
         client.timeouts.write = Duration::from_secs(t);
+    } else if matches!(cli.command, Some(Command::Imap(_))) {
+        // An IMAP login or command can take seconds (Dovecot delays a failed login by 2 s).
+        client.timeouts.read = client.timeouts.read.max(IMAP_READ_TIMEOUT);
     }
     if cli.verbose {
         eprintln!(
@@ -199,7 +206,7 @@ fn query(cli: &Cli) -> Result<i32, Fail> {
     Ok(if shown.not_found { EXIT_FAILURE } else { EXIT_OK })
 }
 
-fn to_json<T: serde::Serialize>(v: &T) -> Result<String, Fail> {
+pub(crate) fn to_json<T: serde::Serialize>(v: &T) -> Result<String, Fail> {
     serde_json::to_string(v).map(|s| s + "\n").map_err(|e| fail(EXIT_SYSTEM, format!("json: {e}")))
 }
 
@@ -208,6 +215,7 @@ fn admin(cli: &Cli, cmd: &Command) -> Result<i32, Fail> {
         Command::Ping => "ping",
         Command::Stats => "stats",
         Command::Flush { .. } => "flush",
+        Command::Imap(_) => "imap",
     };
     if cli.direct {
         return Err(fail(EXIT_USAGE, format!("{name} asks the daemon; --direct has no daemon")));
@@ -218,6 +226,7 @@ fn admin(cli: &Cli, cmd: &Command) -> Result<i32, Fail> {
     }
     let (client, _) = client(cli, false)?;
     let out = match cmd {
+        Command::Imap(imap) => return imap::run(cli, &client, imap),
         Command::Ping => {
             let p = client.ping().map_err(|e| query_failed(name, &e))?;
             if cli.json {

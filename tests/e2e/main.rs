@@ -13,6 +13,7 @@ mod cli;
 mod concurrency;
 mod direct;
 mod imap;
+mod imap_clients;
 mod kinds;
 mod leaks;
 mod lifecycle;
