@@ -6,7 +6,8 @@
 # machine's own on 127.0.0.1:3306, else a throwaway one in target/test-services that this
 # script stops again at the end), then: rustfmt check, clippy with warnings as errors, and
 # every test of the workspace (unit, doc, in-process fault tests, end-to-end tests against
-# the real daemon, MariaDB and Dovecot).
+# the real daemon, MariaDB and Dovecot); then, as root and with no arguments, the .deb:
+# built, installed with dpkg -i, checked and removed (scripts/check-deb.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -26,3 +27,8 @@ echo "test.sh: MariaDB at $INLOOKUP_TEST_MYSQL"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 cargo test --workspace "$@"
+if [ "$#" -eq 0 ] && [ "$(id -u)" = 0 ]; then
+  scripts/check-deb.sh
+else
+  echo "test.sh: .deb check skipped (needs root and no test filter)"
+fi
