@@ -13,8 +13,10 @@
 //! # Layout
 //!
 //! - [`cli`]: `key=value` and `--flag value` arguments.
-//! - [`case`]: the cases, what each measures, and the IMAP slot.
+//! - [`case`]: the cases and what each measures.
 //! - [`worker`]: a client process: one case, one key lane, timed requests.
+//! - [`imap`]: the IMAP rows: a command on an inlookup session against a fresh login, on a
+//!   forking and a process-reusing Dovecot.
 //! - [`lean`]: a what-if client (inquery's `raw` without its 50 µs sleep), for the profile.
 //! - [`echo`]: the floor: a trivial single-threaded FIFO echo server.
 //! - [`setup`]: the bench database, inlookup daemons, the echo process, worker spawning.
@@ -30,6 +32,8 @@ mod case;
 mod cli;
 #[path = "compare/echo.rs"]
 mod echo;
+#[path = "compare/imap.rs"]
+mod imap;
 #[path = "compare/lean.rs"]
 mod lean;
 #[path = "compare/plan.rs"]

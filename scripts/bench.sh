@@ -13,19 +13,20 @@
 #      inlookup daemons (as nobody when root, each with its own INFIFODIR, FIFOTMPDIR and
 #      CONTROLDIR in a temp dir) and echo server, runs every case side by side with the case
 #      order rotating, measures CPU and memory from /proc, and writes the results;
-#   4. stops the MariaDB it started.
+#   4. stops the MariaDB (and the Dovecots) it started.
 #
 # BENCH ARGS go to the program: --quick (a 1-minute development run, results in
 # target/bench-quick), --rounds N, --secs S, --clients 1,4,16,64, --rss 10000,100000,1000000,
-# --only matrix,cpu,mariadb,whatif,rss, --out DIR. `cargo bench --bench compare -- help`
-# lists them all. What the cases are: docs/bench/README.md.
+# --only matrix,cpu,mariadb,whatif,imap,rss, --out DIR. `cargo bench --bench compare -- help`
+# lists them all. The imap part starts two throwaway Dovecots with scripts/dovecot.sh
+# (forking, and DOVECOT_REUSE=1) in the run's temp dir. What the cases are: docs/bench/README.md.
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)
 cd "$root"
 
 usage() {
-  sed -n '2,24s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2
+  sed -n '2,22s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2
   exit 2
 }
 

@@ -49,6 +49,55 @@ impl Address {
 ///            cache_key(QueryKind::Relay, "a@x", "10.0.0.2", None));
 /// ```
 pub fn cache_key(kind: QueryKind, email: &str, ip: &str, default_domain: Option<&str>) -> String {
+    let mut key = String::new();
+    cache_key_into(&mut key, kind, email, ip, default_domain);
+    key
+}
+
+/// [`cache_key`] into a buffer the caller reuses (the daemon builds one key per request).
+///
+/// ```
+/// use inlookup_core::{address::cache_key_into, cache_key, QueryKind};
+/// let mut buf = String::from("left over");
+/// cache_key_into(&mut buf, QueryKind::User, " Bob@X.org", "", None);
+/// assert_eq!(buf, cache_key(QueryKind::User, "bob@x.org", "", None));
+/// ```
+pub fn cache_key_into(
+    key: &mut String,
+    kind: QueryKind,
+    email: &str,
+    ip: &str,
+    default_domain: Option<&str>,
+) {
+    key.clear();
+    if !(email.is_ascii() && default_domain.is_none_or(str::is_ascii)) {
+        return cache_key_unicode(key, kind, email, ip, default_domain);
+    }
+    // ASCII: the same folding as `Address::parse` without its allocations. Splitting at the
+    // first `@` and joining again gives the folded email back, so the subject is the folded
+    // email, plus `@DEFAULT_DOMAIN` when it has no `@` and is an address.
+    let folded = email.trim_start().trim_end_matches(' ');
+    key.reserve(2 + folded.len() + default_domain.map_or(0, str::len) + ip.len());
+    key.push(kind.byte() as char);
+    key.extend(folded.chars().map(|c| c.to_ascii_lowercase()));
+    let domain_kind = matches!(kind, QueryKind::Domain | QueryKind::Limit);
+    if !domain_kind && !folded.is_empty() && !folded.contains('@') {
+        if let Some(d) = default_domain.filter(|d| !d.is_empty()) {
+            key.push('@');
+            key.extend(d.chars().map(|c| c.to_ascii_lowercase()));
+        }
+    }
+    push_ip(key, kind, ip);
+}
+
+/// The general case (any Unicode): fold through [`Address::parse`].
+fn cache_key_unicode(
+    key: &mut String,
+    kind: QueryKind,
+    email: &str,
+    ip: &str,
+    default_domain: Option<&str>,
+) {
     let subject = match kind {
         QueryKind::Domain | QueryKind::Limit if !email.contains('@') => fold(email.trim_start()),
         _ => match Address::parse(email, default_domain) {
@@ -56,14 +105,17 @@ pub fn cache_key(kind: QueryKind, email: &str, ip: &str, default_domain: Option<
             None => fold(email.trim_start()),
         },
     };
-    let mut key = String::with_capacity(2 + subject.len() + ip.len());
+    key.reserve(2 + subject.len() + ip.len());
     key.push(kind.byte() as char);
     key.push_str(&subject);
+    push_ip(key, kind, ip);
+}
+
+fn push_ip(key: &mut String, kind: QueryKind, ip: &str) {
     if kind == QueryKind::Relay {
         key.push('\0');
         key.push_str(ip.trim());
     }
-    key
 }
 
 /// The kind a key was built for.
@@ -100,6 +152,69 @@ mod tests {
         assert_eq!(key_subject(&k), "a@x");
         let k = cache_key(QueryKind::Domain, "Example.ORG", "", Some("d"));
         assert_eq!(key_subject(&k), "example.org");
+    }
+
+    /// Every classic kind, for the property test.
+    const KINDS: [QueryKind; 7] = [
+        QueryKind::User,
+        QueryKind::Relay,
+        QueryKind::Pwd,
+        QueryKind::Host,
+        QueryKind::Alias,
+        QueryKind::Limit,
+        QueryKind::Domain,
+    ];
+
+    fn unicode_key(kind: QueryKind, email: &str, ip: &str, dd: Option<&str>) -> String {
+        let mut k = String::new();
+        cache_key_unicode(&mut k, kind, email, ip, dd);
+        k
+    }
+
+    #[test]
+    fn ascii_fast_path_edge_cases_agree_with_the_general_path() {
+        let emails =
+            ["", " ", "@", "@x", "a@", "a@b@C", "\t\x0bBob ", "bob  \t", " A@B ", "x", "ab@cd \n"];
+        for kind in KINDS {
+            for e in emails {
+                for dd in [None, Some(""), Some("Example.COM")] {
+                    assert_eq!(
+                        cache_key(kind, e, " 1.2.3.4 ", dd),
+                        unicode_key(kind, e, " 1.2.3.4 ", dd),
+                        "{kind:?} {e:?} {dd:?}"
+                    );
+                }
+            }
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn fast_and_general_paths_agree(
+            kind in 0..KINDS.len(),
+            email in "[ \t\n\x0b\x0c\ra-zA-Z0-9@._+-]{0,24}",
+            ip in "[ 0-9.:]{0,16}",
+            dd in proptest::option::of("[a-zA-Z0-9.@ -]{0,12}"),
+        ) {
+            let kind = KINDS[kind];
+            proptest::prop_assert_eq!(
+                cache_key(kind, &email, &ip, dd.as_deref()),
+                unicode_key(kind, &email, &ip, dd.as_deref())
+            );
+        }
+
+        #[test]
+        fn any_input_gets_the_general_paths_key(
+            kind in 0..KINDS.len(),
+            email in "\\PC{0,16}",
+            dd in proptest::option::of("\\PC{0,8}"),
+        ) {
+            let kind = KINDS[kind];
+            proptest::prop_assert_eq!(
+                cache_key(kind, &email, "", dd.as_deref()),
+                unicode_key(kind, &email, "", dd.as_deref())
+            );
+        }
     }
 
     #[test]

@@ -136,7 +136,8 @@ pub struct ImapStats {
     /// Connections closed because they were dead, timed out, or out of step.
     pub closed_broken: u64,
     /// Connections closed on purpose: at logout (or when another identity takes the
-    /// session key) with parking off, after an auth check, at shutdown.
+    /// session key) with parking off, after an auth check, by a flush (HUP, FLUSH), at
+    /// shutdown.
     pub closed: u64,
     /// Connections bound to a session now (between commands or running one).
     pub in_use: u64,
@@ -158,7 +159,8 @@ pub struct ImapStats {
     pub busy_replies: u64,
     /// Auth checks answered "valid" from the auth cache.
     pub auth_hits: u64,
-    /// Auth checks answered "invalid" from the auth cache (the short negative TTL).
+    /// Auth checks answered "invalid", and logins refused, from the auth cache (the short
+    /// negative TTL), without asking the server.
     pub auth_negative_hits: u64,
     /// Auth checks that had to log in to the IMAP server.
     pub auth_misses: u64,

@@ -1,4 +1,4 @@
-//! The cases: what one request is in each, and the IMAP slot that waits for its code.
+//! The cases: what one request is in each.
 
 use std::fmt;
 use std::str::FromStr;
@@ -22,20 +22,19 @@ pub enum Case {
     /// The same with inlookup's tuned options (`MysqlSettings::opts()`: TCP only).
     DirectTuned,
     /// The IMAP rows (a command on a reused inlookup session against connect + login +
-    /// command + logout). A slot only: see [`IMAP_NOT_MEASURED`].
+    /// command + logout), measured apart from the matrix by `imap.rs`.
     Imap,
 }
 
-/// Why the IMAP rows are empty. Replace [`Case::Imap`]'s slot in `worker.rs` and
-/// `plan.rs` when the IMAP pooling is merged; never report numbers for it before then.
-pub const IMAP_NOT_MEASURED: &str = "not measured yet: IMAP pooling not merged";
+/// What the IMAP rows say when the run skipped them (`--only` without `imap`).
+pub const IMAP_NOT_MEASURED: &str = "not measured in this run";
 
 impl Case {
     /// The cases the matrix runs, in their reporting order.
     pub const MEASURED: [Case; 6] =
         [Case::Floor, Case::Hit, Case::Miss, Case::Raw, Case::DirectDefault, Case::DirectTuned];
 
-    /// Every case, the slot included.
+    /// Every case, IMAP included.
     pub const ALL: [Case; 7] = [
         Case::Floor,
         Case::Hit,

@@ -5,9 +5,10 @@
 //!
 //! `echo fifo=PATH body=TEXT` prints `ready` once it listens, and exits when its stdin
 //! closes. With `checks=DIR` (for the profile only, never in the matrix) it also does what
-//! the daemon does around each reply: `stat` the reply path's directory and compare it
-//! with DIR, `openat` the name under a descriptor of DIR with `O_NOFOLLOW`, `fstat` the
-//! descriptor, then `fstatat` + `unlinkat` the name.
+//! the daemon does around each reply (`ReplyDir::open_reply`, `Replier::send`): check that
+//! the reply path's directory is DIR as spelled (else `stat` it and compare device and
+//! inode), `openat` the name under a descriptor of DIR with `O_NOFOLLOW`, `fstat` the
+//! descriptor, write (the name is left to the client, as the daemon leaves it).
 
 use crate::cli::Args;
 use crate::Res;
@@ -37,7 +38,11 @@ pub fn main(args: &[String]) -> Res<()> {
             let fd =
                 open(d, OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())?;
             let st = nix::sys::stat::fstat(&fd)?;
-            Some((fd, (st.st_dev, st.st_ino)))
+            Some(Checks {
+                spelled: d.trim_end_matches('/').to_string(),
+                fd,
+                id: (st.st_dev, st.st_ino),
+            })
         }
         None => None,
     };
@@ -85,7 +90,7 @@ pub fn main(args: &[String]) -> Res<()> {
                 Decoded::Frame { frame, used } => {
                     at += used;
                     match &checks {
-                        Some((dir, id)) => answer_checked(dir, *id, frame.reply_path, &reply),
+                        Some(dir) => answer_checked(dir, frame.reply_path, &reply),
                         None => answer(frame.reply_path, &reply),
                     }
                 }
@@ -105,21 +110,30 @@ fn answer(path: &[u8], reply: &[u8]) {
 }
 
 /// The daemon's reply path, syscall for syscall (see the module comment).
-fn answer_checked(dir: &std::os::fd::OwnedFd, id: (u64, u64), path: &[u8], reply: &[u8]) {
-    use nix::sys::stat::{fstat, fstatat, stat};
+fn answer_checked(dir: &Checks, path: &[u8], reply: &[u8]) {
+    use nix::sys::stat::{fstat, stat};
     let p = std::path::Path::new(OsStr::from_bytes(path));
     let (Some(parent), Some(name)) = (p.parent(), p.file_name()) else { return };
-    match stat(parent) {
-        Ok(st) if (st.st_dev, st.st_ino) == id => {}
-        _ => return,
+    if parent.as_os_str().as_bytes() != dir.spelled.as_bytes() {
+        match stat(parent) {
+            Ok(st) if (st.st_dev, st.st_ino) == dir.id => {}
+            _ => return,
+        }
     }
     let flags = OFlag::O_WRONLY | OFlag::O_NONBLOCK | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
-    let Ok(fd) = nix::fcntl::openat(dir, name, flags, Mode::empty()) else { return };
+    let Ok(fd) = nix::fcntl::openat(&dir.fd, name, flags, Mode::empty()) else { return };
     if !fstat(&fd).is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFIFO) {
         return;
     }
-    if fstatat(dir, name, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW).is_ok() {
-        let _ = nix::unistd::unlinkat(dir, name, nix::unistd::UnlinkatFlags::NoRemoveDir);
-    }
     let _ = nix::unistd::write(&fd, reply);
+}
+
+/// FIFOTMPDIR as the daemon holds it.
+struct Checks {
+    /// The path as given.
+    spelled: String,
+    /// A descriptor of it.
+    fd: std::os::fd::OwnedFd,
+    /// Its device and inode.
+    id: (u64, u64),
 }

@@ -34,7 +34,8 @@ compare: inlookup benchmarks (normally run by scripts/bench.sh)
   --clients LIST         client process counts (default 1,4,16,64)
   --rss LIST             cache sizes for the RSS measurement (default 10000,100000,1000000;
                          0 skips it)
-  --only LIST            run only these parts: matrix,cpu,mariadb,whatif,rss (default all)
+  --only LIST            run only these parts: matrix,cpu,mariadb,whatif,imap,rss
+                         (default all)
   --quick                short development run: 1 round, 0.5 s, clients 1,4,
                          fewer lookups for CPU, RSS at 10000 only
   --command TEXT         the command line to record in the report
@@ -72,7 +73,7 @@ fn loadavg() -> String {
 }
 
 /// Merges a batch into a cell's accumulator.
-fn absorb(acc: &mut CellAcc, outs: Vec<Outcome>) {
+pub fn absorb(acc: &mut CellAcc, outs: Vec<Outcome>) {
     let mut rate = 0.0;
     for o in outs {
         if o.elapsed > Duration::ZERO {
@@ -208,6 +209,7 @@ pub fn main(args: &[String]) -> Res<()> {
         date: cmd_output("date", &["-u", "+%Y-%m-%dT%H:%M:%SZ"]),
         machine: procfs::machine(),
         imap: IMAP_NOT_MEASURED.to_string(),
+        dovecot: crate::imap::dovecot_version(),
         ..Results::default()
     };
     r.versions.mariadb = setup::mariadb_version(&mysql_host, mysql_port)?;
@@ -296,6 +298,19 @@ pub fn main(args: &[String]) -> Res<()> {
     }
     let Rig { db, echo, checked, hit, miss } = rig;
     drop((echo, checked, hit, miss));
+    if part("imap") {
+        // Dovecot is a guest here: without it, the rest of the run still counts.
+        match crate::imap::measure(&inlookup, &run, &db, settings.rounds, settings.secs) {
+            Ok(cells) => {
+                r.imap_cells = cells;
+                r.imap.clear();
+            }
+            Err(e) => {
+                eprintln!("bench: IMAP not measured: {e}");
+                r.imap = format!("not measured: {e}");
+            }
+        }
+    }
     if part("rss") && !settings.rss_sizes.is_empty() {
         r.rss = rss(&inlookup, &run, &db, &settings)?;
     }

@@ -11,7 +11,7 @@
 //! never ask the same key at once (no coalescing in the daemon), and with `end - first` a
 //! multiple of `lanes` every key of the lane comes round equally often.
 
-use crate::case::{Case, IMAP_NOT_MEASURED};
+use crate::case::Case;
 use crate::cli::Args;
 use crate::setup::email;
 use crate::Res;
@@ -39,8 +39,24 @@ pub struct Outcome {
 enum Asker {
     Fifo(inquery::Client),
     Lean(crate::lean::Lean),
-    Raw { conn: Box<mysql::Conn>, lookups: Lookups },
-    Direct { opts: mysql::Opts, lookups: Lookups },
+    Raw {
+        conn: Box<mysql::Conn>,
+        lookups: Lookups,
+    },
+    Direct {
+        opts: mysql::Opts,
+        lookups: Lookups,
+    },
+    /// One IMAP command on a session inlookup keeps logged in.
+    ImapReused {
+        client: inquery::Client,
+        session: String,
+        n: u64,
+    },
+    /// Connect, LOGIN, the same command, LOGOUT, straight to Dovecot.
+    ImapFresh(crate::imap::Fresh),
+    /// The command on a connection of our own, logged in before timing.
+    ImapOpen(crate::imap::Open),
 }
 
 impl Asker {
@@ -79,8 +95,36 @@ impl Asker {
                     .db_name(Some(a.need("db")?));
                 Asker::Direct { opts: opts.into(), lookups: lookups()? }
             }
-            // The slot: when the IMAP pooling is merged, its two askers go here.
-            Case::Imap => return Err(IMAP_NOT_MEASURED.into()),
+            Case::Imap => {
+                let (user, pass) = (a.need("user")?, a.need("pass")?);
+                match a.need("imap")? {
+                    "reused" => {
+                        let mut client = inquery::Client::for_fifo(a.need("fifo")?);
+                        client.tmpdir = PathBuf::from(a.need("tmpdir")?);
+                        client.fifo_mode = 0o660;
+                        client.timeouts.read = Duration::from_secs(5);
+                        client.timeouts.write = Duration::from_secs(2);
+                        let session = format!("bench-{}-{}", a.need("lane")?, std::process::id());
+                        client
+                            .imap_login(user, pass, &session, "127.0.0.1")
+                            .map_err(|e| format!("IMAP login through inlookup: {e}"))?;
+                        Asker::ImapReused { client, session, n: 0 }
+                    }
+                    how @ ("fresh" | "open") => {
+                        let f = crate::imap::Fresh {
+                            addr: a.need("addr")?.parse()?,
+                            user: user.into(),
+                            pass: pass.into(),
+                        };
+                        if how == "fresh" {
+                            Asker::ImapFresh(f)
+                        } else {
+                            Asker::ImapOpen(crate::imap::Open::connect(&f)?)
+                        }
+                    }
+                    other => return Err(format!("imap={other}: want reused, fresh or open").into()),
+                }
+            }
         })
     }
 
@@ -99,6 +143,17 @@ impl Asker {
             Asker::Raw { conn, lookups } => {
                 found(lookups.answer(&mut **conn, QueryKind::Pwd, email, ""))
             }
+            Asker::ImapReused { client, session, n } => {
+                *n += 1;
+                let cmd = format!("s{n} {}", crate::imap::COMMAND);
+                match client.imap_command(session, &cmd) {
+                    Ok(r) if r.status == inquery::imap::ImapStatus::Ok => Ok(()),
+                    Ok(r) => Err(format!("{:?} {}", r.status, r.text)),
+                    Err(e) => Err(e.to_string()),
+                }
+            }
+            Asker::ImapFresh(f) => f.ask(),
+            Asker::ImapOpen(o) => o.ask(),
             Asker::Direct { opts, lookups } => {
                 let mut conn = mysql::Conn::new(opts.clone()).map_err(|e| e.to_string())?;
                 let r = found(lookups.answer(&mut conn, QueryKind::Pwd, email, ""));

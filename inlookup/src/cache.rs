@@ -3,11 +3,20 @@
 //!
 //! Expired entries stay until evicted, so that when MySQL fails an expired answer can still
 //! be served (serve-stale, as Dovecot's auth cache does) up to a maximum age.
+//!
+//! # Memory
+//!
+//! The order and the bound come from the `lru` crate; what it holds is kept small, since a
+//! million cached PWD answers should fit in about 300 bytes each: an entry's key and reply
+//! share one allocation ([`Slot`]), its value is an 8-byte [`Meta`] (expiry as whole
+//! seconds since the cache started), and the map is created unbounded, growing with the
+//! entries instead of being sized for the capacity up front; the bound is enforced here.
 
 use inlookup_core::address::{key_kind, key_subject};
 use inlookup_core::QueryKind;
 use lru::LruCache;
-use std::num::NonZeroUsize;
+use std::borrow::Borrow;
+use std::hash::{Hash, Hasher};
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 
@@ -89,17 +98,6 @@ impl FromStr for Ttls {
     }
 }
 
-/// One cached answer.
-#[derive(Debug)]
-pub struct Entry {
-    /// The reply exactly as written to the client.
-    reply: Box<[u8]>,
-    /// When it stops being fresh.
-    expires: Instant,
-    /// True for "not found".
-    negative: bool,
-}
-
 /// What the cache holds for a key.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Found<'a> {
@@ -111,31 +109,144 @@ pub enum Found<'a> {
     Absent,
 }
 
+/// One entry's key and reply in one allocation: the key's length (2 bytes, native order),
+/// the key, then the reply exactly as written to the client. It is the map's key: hashing
+/// and comparing look at the key part only, so a lookup borrows it as the key's bytes.
+struct Slot(Box<[u8]>);
+
+impl Slot {
+    /// `key` must be at most `u16::MAX` bytes (the caller checks).
+    fn new(key: &[u8], reply: &[u8]) -> Slot {
+        let len = u16::try_from(key.len()).unwrap_or(u16::MAX);
+        let mut v = Vec::with_capacity(2 + key.len() + reply.len());
+        v.extend_from_slice(&len.to_ne_bytes());
+        v.extend_from_slice(&key[..usize::from(len)]);
+        v.extend_from_slice(reply);
+        Slot(v.into_boxed_slice())
+    }
+
+    fn key_len(&self) -> usize {
+        usize::from(u16::from_ne_bytes([self.0[0], self.0[1]]))
+    }
+
+    fn key(&self) -> &[u8] {
+        &self.0[2..2 + self.key_len()]
+    }
+
+    fn reply(&self) -> &[u8] {
+        &self.0[2 + self.key_len()..]
+    }
+}
+
+impl std::fmt::Debug for Slot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The reply may hold a password hash: never print it.
+        write!(
+            f,
+            "Slot({:?}, {} reply bytes)",
+            String::from_utf8_lossy(self.key()),
+            self.reply().len()
+        )
+    }
+}
+
+impl PartialEq for Slot {
+    fn eq(&self, other: &Slot) -> bool {
+        self.key() == other.key()
+    }
+}
+
+impl Eq for Slot {}
+
+impl Hash for Slot {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.key().hash(state);
+    }
+}
+
+impl Borrow<[u8]> for Slot {
+    fn borrow(&self) -> &[u8] {
+        self.key()
+    }
+}
+
+/// What an entry knows besides its key and reply.
+#[derive(Debug, Clone, Copy)]
+struct Meta {
+    /// When it stops being fresh, in whole seconds since the cache started.
+    expires: u32,
+    /// True for "not found".
+    negative: bool,
+}
+
+/// The map and its bound (the map itself is unbounded so that it is not sized up front).
+#[derive(Debug)]
+struct Lru {
+    map: LruCache<Slot, Meta>,
+    cap: usize,
+}
+
+impl Lru {
+    /// Stores an entry; returns the kind of the one evicted to make room, if any.
+    fn insert(&mut self, key: &[u8], reply: &[u8], meta: Meta) -> Option<QueryKind> {
+        let mut evicted = None;
+        if !self.map.contains(key) && self.map.len() >= self.cap {
+            evicted = self
+                .map
+                .pop_lru()
+                .and_then(|(old, _)| std::str::from_utf8(old.key()).ok().and_then(key_kind));
+        }
+        // `push` replaces the slot too (a key's new reply), not only the value.
+        self.map.pop(key);
+        self.map.push(Slot::new(key, reply), meta);
+        evicted
+    }
+}
+
 /// The cache. Owned by the I/O thread alone, so it needs no lock.
 #[derive(Debug)]
 pub struct Cache {
     /// `None` when caching is off (capacity 0).
-    lru: Option<LruCache<Box<str>, Entry>>,
+    lru: Option<Lru>,
     /// TTLs per kind.
     ttls: Ttls,
-    /// Expired answers older than this are never served, even when MySQL is down.
-    max_stale: Duration,
+    /// Expired answers older than this (whole seconds) are never served, even when MySQL
+    /// is down.
+    max_stale: u32,
+    /// Expiry times count seconds from here.
+    born: Instant,
+}
+
+/// Whole seconds, saturating at `u32::MAX` (136 years).
+fn secs(d: Duration) -> u32 {
+    u32::try_from(d.as_secs()).unwrap_or(u32::MAX)
 }
 
 impl Cache {
-    /// A cache of `capacity` entries (0 turns caching off).
+    /// A cache of `capacity` entries (0 turns caching off; at most `u32::MAX - 1`).
     pub fn new(capacity: usize, ttls: Ttls, max_stale: Duration) -> Cache {
-        Cache { lru: NonZeroUsize::new(capacity).map(LruCache::new), ttls, max_stale }
+        Cache {
+            lru: (capacity > 0).then(|| Lru { map: LruCache::unbounded(), cap: capacity }),
+            ttls,
+            max_stale: secs(max_stale),
+            born: Instant::now(),
+        }
+    }
+
+    /// Whole seconds since the cache started. An entry stored with TTL `t` is fresh while
+    /// `now_s < stored_s + t`: at most `t` seconds, at least `t - 1`.
+    fn now_s(&self, now: Instant) -> u32 {
+        secs(now.saturating_duration_since(self.born))
     }
 
     /// Capacity in entries (0: off).
     pub fn capacity(&self) -> usize {
-        self.lru.as_ref().map_or(0, |l| l.cap().get())
+        self.lru.as_ref().map_or(0, |l| l.cap)
     }
 
     /// Entries held now, fresh or expired.
     pub fn len(&self) -> usize {
-        self.lru.as_ref().map_or(0, LruCache::len)
+        self.lru.as_ref().map_or(0, |l| l.map.len())
     }
 
     /// True when nothing is held.
@@ -145,23 +256,28 @@ impl Cache {
 
     /// Looks a key up; a fresh hit becomes the most recently used.
     pub fn get(&mut self, key: &str, now: Instant) -> Found<'_> {
+        let now_s = self.now_s(now);
         let Some(lru) = self.lru.as_mut() else { return Found::Absent };
-        match lru.get(key) {
-            Some(e) if e.expires > now => Found::Fresh { reply: &e.reply, negative: e.negative },
-            Some(_) => Found::Expired,
+        // One lookup; an expired entry becomes the most recent too, which is harmless: its
+        // refreshed answer replaces it, or serve-stale wants it kept.
+        match lru.map.get_key_value(key.as_bytes()) {
             None => Found::Absent,
+            Some((_, meta)) if meta.expires <= now_s => Found::Expired,
+            Some((slot, meta)) => Found::Fresh { reply: slot.reply(), negative: meta.negative },
         }
     }
 
     /// An expired answer young enough to serve while the backend fails.
     pub fn stale(&mut self, key: &str, now: Instant) -> Option<&[u8]> {
-        let max = self.max_stale;
-        let e = self.lru.as_mut()?.peek(key)?;
-        (now.saturating_duration_since(e.expires) <= max).then_some(&*e.reply)
+        let (now_s, max) = (self.now_s(now), self.max_stale);
+        let lru = self.lru.as_mut()?;
+        let (slot, meta) = lru.map.get_key_value(key.as_bytes())?;
+        // Whole seconds past expiry, so strictly under `max`: a `max` of 0 serves nothing.
+        (now_s.saturating_sub(meta.expires) < max).then(|| slot.reply())
     }
 
     /// Stores an answer. Returns the kind of the entry pushed out to make room, if any.
-    /// Kinds whose TTL is zero are not stored.
+    /// Kinds whose TTL is zero are not stored, nor keys longer than 65,535 bytes.
     pub fn insert(
         &mut self,
         key: &str,
@@ -172,29 +288,30 @@ impl Cache {
         let kind = key_kind(key)?;
         let t = self.ttls.get(kind);
         let ttl = if negative { t.negative } else { t.positive };
+        let now_s = self.now_s(now);
         let lru = self.lru.as_mut()?;
-        if ttl.is_zero() {
-            lru.pop(key);
+        if ttl.is_zero() || key.len() > usize::from(u16::MAX) {
+            lru.map.pop(key.as_bytes());
             return None;
         }
-        let entry = Entry { reply: reply.into(), expires: now + ttl, negative };
-        match lru.push(key.into(), entry) {
-            Some((old, _)) if &*old != key => key_kind(&old),
-            _ => None,
-        }
+        // A TTL under a second still caches for the rest of the current second.
+        let expires = now_s.saturating_add(secs(ttl).max(1));
+        lru.insert(key.as_bytes(), reply, Meta { expires, negative })
     }
 
     /// Drops everything; returns how many entries went.
     pub fn clear(&mut self) -> usize {
         let Some(lru) = self.lru.as_mut() else { return 0 };
-        let n = lru.len();
-        lru.clear();
+        let n = lru.map.len();
+        // A new map, not `clear()`: give the memory of a large cache back.
+        lru.map = LruCache::unbounded();
         n
     }
 
     /// Drops one key; returns 1 if it was there.
     pub fn remove(&mut self, key: &str) -> usize {
-        self.lru.as_mut().and_then(|l| l.pop(key)).map_or(0, |_| 1)
+        let Some(lru) = self.lru.as_mut() else { return 0 };
+        usize::from(lru.map.pop(key.as_bytes()).is_some())
     }
 
     /// Drops every entry of one kind about one subject (for RELAY: every IP).
@@ -204,12 +321,17 @@ impl Cache {
 
     fn remove_where(&mut self, pred: impl Fn(&str) -> bool) -> usize {
         let Some(lru) = self.lru.as_mut() else { return 0 };
-        let keys: Vec<Box<str>> =
-            lru.iter().filter(|(k, _)| pred(k)).map(|(k, _)| k.clone()).collect();
-        for k in &keys {
-            lru.pop(k);
+        let doomed: Vec<Vec<u8>> = lru
+            .map
+            .iter()
+            .map(|(slot, _)| slot.key())
+            .filter(|k| std::str::from_utf8(k).is_ok_and(&pred))
+            .map(<[u8]>::to_vec)
+            .collect();
+        for k in &doomed {
+            lru.map.pop(k.as_slice());
         }
-        keys.len()
+        doomed.len()
     }
 
     /// Drops every entry of one kind.
@@ -238,6 +360,12 @@ mod tests {
         assert_eq!(c.get(&k, later), Found::Expired);
         assert_eq!(c.stale(&k, later), Some(&b"reply"[..]));
         assert_eq!(c.stale(&k, t0 + Duration::from_secs(300 + 101)), None);
+        // Serve-stale off: an entry expired this very second is not served either.
+        let mut c = Cache::new(10, Ttls::default(), Duration::ZERO);
+        let t1 = Instant::now();
+        c.insert(&k, b"reply", false, t1);
+        assert_eq!(c.get(&k, t1 + Duration::from_secs(300)), Found::Expired);
+        assert_eq!(c.stale(&k, t1 + Duration::from_secs(300)), None);
     }
 
     #[test]
@@ -291,6 +419,85 @@ mod tests {
         assert_eq!(c.remove(&key(QueryKind::Pwd, "a@x")), 0);
         assert_eq!(c.remove_kind(QueryKind::User), 2);
         assert_eq!(c.clear(), 1);
+    }
+
+    proptest::proptest! {
+        /// The LRU against a model (a vector in recency order): same answers, same
+        /// evictions, whatever the mix of inserts, lookups and removals.
+        #[test]
+        fn behaves_like_a_recency_list(
+            cap in 1usize..6,
+            ops in proptest::collection::vec((0u8..4, 0u8..9), 0..200),
+        ) {
+            let mut c = Cache::new(cap, Ttls::default(), Duration::ZERO);
+            let t0 = Instant::now();
+            let mut model: Vec<(String, Vec<u8>)> = Vec::new(); // oldest first
+            for (n, (op, k)) in ops.into_iter().enumerate() {
+                let kind = if k % 2 == 0 { QueryKind::Pwd } else { QueryKind::User };
+                let k = key(kind, &format!("u{k}@x"));
+                let at = model.iter().position(|(m, _)| *m == k);
+                match op {
+                    0 | 1 => {
+                        let reply = format!("r{n}").into_bytes();
+                        let evicted = c.insert(&k, &reply, false, t0);
+                        if let Some(at) = at {
+                            model.remove(at);
+                            proptest::prop_assert_eq!(evicted, None);
+                        } else if model.len() == cap {
+                            let (old, _) = model.remove(0);
+                            proptest::prop_assert_eq!(evicted, key_kind(&old));
+                        } else {
+                            proptest::prop_assert_eq!(evicted, None);
+                        }
+                        model.push((k, reply));
+                    }
+                    2 => match at {
+                        Some(at) => {
+                            let e = model.remove(at);
+                            proptest::prop_assert_eq!(
+                                c.get(&e.0, t0),
+                                Found::Fresh { reply: &e.1[..], negative: false }
+                            );
+                            model.push(e);
+                        }
+                        None => proptest::prop_assert_eq!(c.get(&k, t0), Found::Absent),
+                    },
+                    _ => {
+                        proptest::prop_assert_eq!(c.remove(&k), usize::from(at.is_some()));
+                        if let Some(at) = at {
+                            model.remove(at);
+                        }
+                    }
+                }
+                proptest::prop_assert_eq!(c.len(), model.len());
+            }
+        }
+    }
+
+    #[test]
+    fn sixty_thousand_into_fifty_thousand_keeps_the_newest() {
+        let mut c = Cache::new(50_000, Ttls::default(), Duration::ZERO);
+        let t0 = Instant::now();
+        for i in 0..60_000 {
+            c.insert(
+                &key(QueryKind::Pwd, &format!("u{i}@x")),
+                format!("{i}").as_bytes(),
+                false,
+                t0,
+            );
+        }
+        assert_eq!(c.len(), 50_000);
+        for i in (0..60_000).step_by(7) {
+            let k = key(QueryKind::Pwd, &format!("u{i}@x"));
+            let want = format!("{i}");
+            match c.get(&k, t0) {
+                Found::Fresh { reply, .. } => assert!(i >= 10_000 && reply == want.as_bytes()),
+                Found::Absent => assert!(i < 10_000),
+                Found::Expired => panic!("{k}: expired"),
+            }
+        }
+        assert_eq!(c.remove_kind(QueryKind::Pwd), 50_000);
+        assert!(c.is_empty());
     }
 
     #[test]

@@ -170,6 +170,11 @@ pub struct Args {
     /// Seconds for one IMAP command to complete; past it the connection is closed.
     #[arg(long, env = "IMAP_COMMAND_TIMEOUT", default_value_t = 60)]
     pub imap_command_timeout: u64,
+
+    /// Before an IMAP login, pass the end user's IP to a server that offers ID
+    /// (`ID ("x-originating-ip" …)`; Dovecot honours it from login_trusted_networks).
+    #[arg(long, env = "IMAP_SEND_ID", default_value = "1", value_parser = parse_flag, action = clap::ArgAction::Set)]
+    pub imap_send_id: bool,
 }
 
 fn parse_octal(s: &str) -> Result<u32, String> {
@@ -276,6 +281,7 @@ impl Config {
             workers: a.imap_workers.filter(|n| *n > 0).unwrap_or(max_connections + 2),
             connect_timeout: Duration::from_secs(a.imap_connect_timeout.max(1)),
             command_timeout: Duration::from_secs(a.imap_command_timeout.max(1)),
+            send_id: a.imap_send_id,
             keepalive: crate::imap::conn::Keepalive {
                 idle: mysql.keepalive_idle,
                 interval: mysql.keepalive_interval,

@@ -2,8 +2,10 @@
 //!
 //! Request FIFOs are opened `O_RDWR | O_NONBLOCK`: holding a write end of our own, we never
 //! read EOF when the last client closes. Reply FIFOs are opened only inside FIFOTMPDIR (the
-//! parent directory must be FIFOTMPDIR itself, by device and inode, and the name is opened
-//! relative to a descriptor of it with `O_NOFOLLOW`), and must be FIFOs by `fstat`.
+//! name is opened relative to a descriptor of it with `O_NOFOLLOW`; a reply path must name
+//! FIFOTMPDIR as configured, or a directory that is FIFOTMPDIR by device and inode), and
+//! must be FIFOs by `fstat`. Clients remove their reply FIFOs; the daemon removes one only
+//! when its client cannot (nobody reads it any more, or the write failed).
 
 use nix::errno::Errno;
 use nix::fcntl::{open, openat, FcntlArg, OFlag};
@@ -159,10 +161,23 @@ impl fmt::Display for ReplyFailure {
 pub struct ReplyDir {
     /// Its path, as configured.
     path: PathBuf,
+    /// The path's bytes without trailing slashes: a reply path whose directory part is
+    /// exactly this needs no `stat` (its name is opened under `fd` anyway).
+    spelled: Box<[u8]>,
     /// A descriptor of it, for `openat`/`unlinkat`.
     fd: OwnedFd,
     /// Its device and inode: a reply path's parent must be this very directory.
     id: (u64, u64),
+}
+
+/// A reply FIFO opened by [`ReplyDir::open_reply`]: the descriptor to write to, and its
+/// name in FIFOTMPDIR, to remove once the reply is written ([`ReplyDir::remove`]).
+#[derive(Debug)]
+pub struct ReplyFifo<'p> {
+    /// Write end, non-blocking; a FIFO by `fstat`.
+    pub fd: OwnedFd,
+    /// The plain name inside FIFOTMPDIR.
+    name: &'p OsStr,
 }
 
 impl ReplyDir {
@@ -174,7 +189,17 @@ impl ReplyDir {
         let fd = open(path, OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
             .map_err(|e| FifoError::Sys(path.into(), "open FIFOTMPDIR", e))?;
         let st = fstat(&fd).map_err(|e| FifoError::Sys(path.into(), "fstat", e))?;
-        Ok(ReplyDir { path: path.to_path_buf(), fd, id: (st.st_dev, st.st_ino) })
+        let bytes = path.as_os_str().as_bytes();
+        let trimmed = match bytes.iter().rposition(|&b| b != b'/') {
+            Some(last) => &bytes[..=last],
+            None => &bytes[..0], // "/" (or "//"): a reply path "/name" has an empty directory part
+        };
+        Ok(ReplyDir {
+            path: path.to_path_buf(),
+            spelled: trimmed.into(),
+            fd,
+            id: (st.st_dev, st.st_ino),
+        })
     }
 
     /// The directory's path.
@@ -183,28 +208,28 @@ impl ReplyDir {
     }
 
     /// Checks a reply path and opens it for writing, without blocking, never following a
-    /// symlink, only if it is a FIFO directly inside FIFOTMPDIR. Its name is then removed
-    /// from the directory, as IndiMail's inlookup does, so nothing is left behind even if
-    /// the client dies.
-    pub fn open_reply(&self, reply_path: &[u8]) -> Result<OwnedFd, ReplyFailure> {
+    /// symlink, only if it is a FIFO directly inside FIFOTMPDIR.
+    ///
+    /// When the path's directory part is FIFOTMPDIR spelled exactly as configured, the
+    /// name is opened under the descriptor held since start, which confines it to that
+    /// directory whatever happened to the path since; any other spelling (`./`, `//`,
+    /// a symlink to it) is accepted only if it `stat`s to the same device and inode.
+    ///
+    /// A FIFO nobody reads any more (its client gave up or died) is removed here; a good
+    /// one is left in place: the caller writes, and calls [`ReplyDir::remove`] only if the
+    /// write failed.
+    pub fn open_reply<'p>(&self, reply_path: &'p [u8]) -> Result<ReplyFifo<'p>, ReplyFailure> {
         let refuse = |why: &str| Err(ReplyFailure::Refused(why.to_string()));
-        let path = Path::new(OsStr::from_bytes(reply_path));
-        let Some(Component::Normal(name)) = path.components().next_back() else {
-            return refuse("no file name");
+        let (dir, name) = match reply_path.iter().rposition(|&b| b == b'/') {
+            Some(i) => (Some(&reply_path[..i]), &reply_path[i + 1..]),
+            None => (None, reply_path),
         };
-        if reply_path.ends_with(b"/") {
-            return refuse("no file name");
-        }
-        let parent = match path.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p,
-            _ => Path::new("."),
+        let plain = !name.is_empty() && name != b"." && name != b"..";
+        let name = if plain && dir == Some(&*self.spelled) {
+            OsStr::from_bytes(name)
+        } else {
+            self.check_parent(reply_path)?
         };
-        match stat(parent) {
-            Ok(st) if (st.st_dev, st.st_ino) == self.id => {}
-            Ok(_) => return refuse("not in FIFOTMPDIR"),
-            Err(Errno::ENOENT) => return Err(ReplyFailure::Vanished),
-            Err(e) => return refuse(&format!("directory: {e}")),
-        }
         let flags = OFlag::O_WRONLY | OFlag::O_NONBLOCK | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
         let fd = match openat(&self.fd, name, flags, Mode::empty()) {
             Ok(fd) => fd,
@@ -221,11 +246,42 @@ impl ReplyDir {
             Ok(_) => return refuse("not a FIFO"),
             Err(e) => return Err(ReplyFailure::Failed(format!("fstat: {e}"))),
         }
-        self.remove_if_fifo(name);
-        Ok(fd)
+        Ok(ReplyFifo { fd, name })
     }
 
-    /// Unlinks a name in FIFOTMPDIR if (and only if) it is a FIFO there.
+    /// The slow path of [`ReplyDir::open_reply`]: the reply path's parent, however spelled,
+    /// must be FIFOTMPDIR by device and inode. Returns the plain name to open in it.
+    fn check_parent<'p>(&self, reply_path: &'p [u8]) -> Result<&'p OsStr, ReplyFailure> {
+        let refuse = |why: &str| Err(ReplyFailure::Refused(why.to_string()));
+        let path = Path::new(OsStr::from_bytes(reply_path));
+        let Some(Component::Normal(name)) = path.components().next_back() else {
+            return refuse("no file name");
+        };
+        if reply_path.ends_with(b"/") {
+            return refuse("no file name");
+        }
+        let parent = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        match stat(parent) {
+            Ok(st) if (st.st_dev, st.st_ino) == self.id => Ok(name),
+            Ok(_) => refuse("not in FIFOTMPDIR"),
+            Err(Errno::ENOENT) => Err(ReplyFailure::Vanished),
+            Err(e) => refuse(&format!("directory: {e}")),
+        }
+    }
+
+    /// Removes a reply FIFO's name when its reply could not be written, so nothing is left
+    /// behind if its client is stuck or gone. No `fstatat` first: the `fstat` in
+    /// [`ReplyDir::open_reply`] showed a FIFO, and checking the name again would be no less
+    /// racy (a process that can swap a file into FIFOTMPDIR can remove it itself).
+    pub fn remove(&self, reply: &ReplyFifo<'_>) {
+        let _ = unlinkat(&self.fd, reply.name, UnlinkatFlags::NoRemoveDir);
+    }
+
+    /// Unlinks a name in FIFOTMPDIR if (and only if) it is a FIFO there: a FIFO nobody
+    /// reads any more (the client gave up), found without opening it.
     fn remove_if_fifo(&self, name: &OsStr) {
         if let Ok(st) = fstatat(&self.fd, name, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW) {
             if is_fifo(st.st_mode) {
@@ -299,7 +355,8 @@ mod tests {
         let rd = ReplyDir::open(&d).unwrap();
         // A regular file inside: refused, untouched.
         std::fs::write(d.join("file"), b"keep").unwrap();
-        let r = rd.open_reply(d.join("file").as_os_str().as_bytes());
+        let file = d.join("file");
+        let r = rd.open_reply(file.as_os_str().as_bytes());
         assert!(matches!(r, Err(ReplyFailure::Refused(_))), "{r:?}");
         assert_eq!(std::fs::read(d.join("file")).unwrap(), b"keep");
         // A FIFO outside: refused.
@@ -321,15 +378,48 @@ mod tests {
             Err(ReplyFailure::Refused(_))
         ));
         assert!(other.join("f").exists());
-        // A FIFO inside with a reader: opened, and its name removed.
+        // A FIFO inside with a reader: opened and written; its name left to the client
+        // unless the caller removes it.
         mkfifo(&d.join("ok"), Mode::from_bits_truncate(0o600)).unwrap();
         let reader =
             open(&d.join("ok"), OFlag::O_RDONLY | OFlag::O_NONBLOCK, Mode::empty()).unwrap();
-        let fd = rd.open_reply(d.join("ok").as_os_str().as_bytes()).unwrap();
+        let ok_path = d.join("ok");
+        let reply = rd.open_reply(ok_path.as_os_str().as_bytes()).unwrap();
+        write_reply(&reply.fd, b"hello", Instant::now() + Duration::from_secs(1)).unwrap();
+        assert!(d.join("ok").exists());
+        rd.remove(&reply);
         assert!(!d.join("ok").exists());
-        write_reply(&fd, b"hello", Instant::now() + Duration::from_secs(1)).unwrap();
         let mut buf = [0u8; 8];
         assert_eq!(nix::unistd::read(&reader, &mut buf).unwrap(), 5);
+        // Other spellings of FIFOTMPDIR take the slow path and still work, or are refused.
+        mkfifo(&d.join("ok2"), Mode::from_bits_truncate(0o600)).unwrap();
+        let _reader2 =
+            open(&d.join("ok2"), OFlag::O_RDONLY | OFlag::O_NONBLOCK, Mode::empty()).unwrap();
+        for spelled in [format!("{}/./ok2", d.display()), format!("{}//ok2", d.display())] {
+            let r = rd.open_reply(spelled.as_bytes());
+            assert!(r.is_ok(), "{spelled}: {r:?}");
+        }
+        for bad in [
+            format!("{}/..", d.display()),
+            format!("{}/.", d.display()),
+            format!("{}/", d.display()),
+        ] {
+            let r = rd.open_reply(bad.as_bytes());
+            assert!(matches!(r, Err(ReplyFailure::Refused(_))), "{bad}: {r:?}");
+        }
+        // A symlink to FIFOTMPDIR is the same directory: accepted by device and inode.
+        let alias = other.join("alias");
+        std::os::unix::fs::symlink(&d, &alias).unwrap();
+        assert!(rd.open_reply(alias.join("ok2").as_os_str().as_bytes()).is_ok());
+        // A directory spelled like FIFOTMPDIR's parent plus a name is not FIFOTMPDIR.
+        std::fs::create_dir(d.join("sub")).unwrap();
+        mkfifo(&d.join("sub/f"), Mode::from_bits_truncate(0o600)).unwrap();
+        let _reader3 =
+            open(&d.join("sub/f"), OFlag::O_RDONLY | OFlag::O_NONBLOCK, Mode::empty()).unwrap();
+        assert!(matches!(
+            rd.open_reply(d.join("sub/f").as_os_str().as_bytes()),
+            Err(ReplyFailure::Refused(_))
+        ));
         // A FIFO with no reader: the client vanished; the leftover name is removed.
         mkfifo(&d.join("gone"), Mode::from_bits_truncate(0o600)).unwrap();
         assert_eq!(

@@ -121,14 +121,45 @@ struct Replier {
 }
 
 impl Replier {
+    /// Opens the reply FIFO and writes (or hands a large reply to the writer thread).
+    ///
+    /// A delivered reply's FIFO is left to its client, which removes it on every path
+    /// (inquery's guard; IndiMail's `inquery()` unlinks it after every outcome): a third
+    /// directory update per request, by the daemon, cost 2–3 µs of its CPU per hit and
+    /// contended with every client's `mkfifo` and `unlink` (`docs/bench/findings.md`,
+    /// finding 2). The daemon removes the name only when its client cannot: the write
+    /// failed here, or nobody reads the FIFO any more ([`ReplyDir::open_reply`]).
     fn send(&self, path: &[u8], bytes: &[u8]) -> Result<(), ReplyFailure> {
-        let fd = self.dir.open_reply(path)?;
+        let reply = self.dir.open_reply(path)?;
         if bytes.len() <= PIPE_BUF {
-            write_reply(&fd, bytes, Instant::now() + self.write_timeout)
+            let sent = write_reply(&reply.fd, bytes, Instant::now() + self.write_timeout);
+            if sent.is_err() {
+                self.dir.remove(&reply);
+            }
+            sent
         } else {
             self.slow
-                .send((fd, bytes.to_vec()))
+                .send((reply.fd, bytes.to_vec()))
                 .map_err(|_| ReplyFailure::Failed("writer thread gone".into()))
+        }
+    }
+
+    /// Sends a reply and counts and logs what went wrong. Takes the counters apart from
+    /// the server, so a cache hit is written straight from the cache, without a copy.
+    fn deliver(&self, stats: &mut Stats, path: &[u8], bytes: &[u8]) {
+        match self.send(path, bytes) {
+            Ok(()) => {}
+            Err(ReplyFailure::Vanished) => {
+                stats.vanished_clients += 1;
+                log::debug!("{}: client gone before its reply", String::from_utf8_lossy(path));
+            }
+            Err(ReplyFailure::Refused(why)) => {
+                stats.refused_reply_paths += 1;
+                log::warn!("not replying to {:?}: {why}", String::from_utf8_lossy(path));
+            }
+            Err(ReplyFailure::Failed(why)) => {
+                log::warn!("reply to {:?} {why}", String::from_utf8_lossy(path));
+            }
         }
     }
 }
@@ -218,7 +249,12 @@ impl Server {
     fn serve(&mut self) -> Result<(), ServeError> {
         loop {
             if let Some(deadline) = self.draining {
-                if self.inflight.is_empty() || Instant::now() >= deadline {
+                // IMAP: a reply is ready for try_done before its request stops counting.
+                let idle = self.inflight.is_empty() && self.imap.in_flight() == 0;
+                if idle || Instant::now() >= deadline {
+                    while let Some((path, bytes)) = self.imap.try_done() {
+                        self.reply(&path, &bytes);
+                    }
                     self.finish();
                     return Ok(());
                 }
@@ -347,20 +383,7 @@ impl Server {
     }
 
     fn reply(&mut self, path: &[u8], bytes: &[u8]) {
-        match self.replier.send(path, bytes) {
-            Ok(()) => {}
-            Err(ReplyFailure::Vanished) => {
-                self.stats.vanished_clients += 1;
-                log::debug!("{}: client gone before its reply", String::from_utf8_lossy(path));
-            }
-            Err(ReplyFailure::Refused(why)) => {
-                self.stats.refused_reply_paths += 1;
-                log::warn!("not replying to {:?}: {why}", String::from_utf8_lossy(path));
-            }
-            Err(ReplyFailure::Failed(why)) => {
-                log::warn!("reply to {:?} {why}", String::from_utf8_lossy(path));
-            }
-        }
+        self.replier.deliver(&mut self.stats, path, bytes);
     }
 
     fn refuse(&mut self, path: &[u8], why: fmt::Arguments<'_>) {
@@ -441,9 +464,7 @@ impl Server {
                     ks.hits += 1;
                 }
                 log::debug!("cache hit");
-                // The borrow of the cache ends before the write; the reply is small.
-                let reply = reply.to_vec();
-                return self.reply(path, &reply);
+                return self.replier.deliver(&mut self.stats, path, reply);
             }
             Found::Expired => self.stats.kind(kind).expirations += 1,
             Found::Absent => {}
@@ -577,10 +598,16 @@ impl Server {
                 if req.key.is_some() {
                     return Err("a key needs a kind".into());
                 }
-                return Ok(self.cache.clear());
+                let imap = self.imap.forget(None);
+                return Ok(self.cache.clear() + imap.auth_entries + imap.parked);
             }
             Some(k) => k.parse::<QueryKind>().map_err(|e| e.to_string())?,
         };
+        if kind.is_imap() {
+            // Any IMAP kind: the IMAP auth cache and parked connections, of one user or all.
+            let imap = self.imap.forget(req.key.as_deref());
+            return Ok(imap.auth_entries + imap.parked);
+        }
         if !kind.is_classic() {
             return Err(format!("{kind} answers are not cached"));
         }
@@ -600,6 +627,11 @@ impl Server {
                 self.epoch += 1;
                 self.pool.reset_backends();
                 log::info!("HUP: flushed {n} cache entries; backends reconnect on next use");
+                let imap = self.imap.forget(None);
+                log::info!(
+                    "HUP: IMAP: flushed {} auth cache entries; logging out {} parked connections; {} in use close when their sessions end",
+                    imap.auth_entries, imap.parked, imap.in_use
+                );
             }
             Control::LogStats => {
                 for line in stats::describe(&self.report()) {
@@ -620,14 +652,18 @@ impl Server {
                     input.fifo.unlink();
                 }
                 self.draining = Some(Instant::now() + self.cfg.shutdown_grace);
-                log::info!("stopping: FIFOs removed, {} lookups in flight", self.inflight.len());
+                log::info!(
+                    "stopping: FIFOs removed, {} lookups and {} IMAP requests in flight",
+                    self.inflight.len(),
+                    self.imap.in_flight()
+                );
             }
             Control::Shutdown => {}
         }
     }
 
     fn finish(&mut self) {
-        let left: usize = self.inflight.values().map(Vec::len).sum();
+        let left = self.inflight.values().map(Vec::len).sum::<usize>() + self.imap.in_flight();
         if left > 0 {
             log::warn!("{left} clients left without a reply after the shutdown grace");
         }

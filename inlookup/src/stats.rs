@@ -1,6 +1,6 @@
 //! The daemon's counters, owned by the I/O thread (so exact, without atomics).
 
-use inlookup_core::admin::{KindStats, StatsReport};
+use inlookup_core::admin::{ImapStats, KindStats, StatsReport};
 use inlookup_core::QueryKind;
 use std::fmt::Write as _;
 
@@ -43,7 +43,8 @@ impl Stats {
 }
 
 /// The USR1 log text: IndiMail's one-line `User:Relay:Password:Limit:Alias:Host:Domain`
-/// request counts, then one readable line per kind that saw traffic.
+/// request counts, then one readable line per kind that saw traffic, the global counters,
+/// and the IMAP pool's line ([`imap_line`]).
 pub fn describe(r: &StatsReport) -> Vec<String> {
     let n = |name: &str| r.kinds.get(name).map_or(0, |k| k.requests);
     let mut lines = vec![format!(
@@ -76,5 +77,55 @@ pub fn describe(r: &StatsReport) -> Vec<String> {
         "{} bad frames, {} bad requests, {} refused reply paths, {} vanished clients, {} in flight, {} MySQL connects",
         r.bad_frames, r.bad_requests, r.refused_reply_paths, r.vanished_clients, r.in_flight, r.mysql_connects
     ));
+    lines.push(imap_line(&r.imap));
     lines
+}
+
+/// The USR1 line of the IMAP pool: its counters, what it holds now, its peaks, and the
+/// auth cache's hits and misses.
+pub fn imap_line(i: &ImapStats) -> String {
+    format!(
+        "IMAP: {} created, {} reused, {} parked, {} reclaimed, {} closed idle, {} closed broken, {} closed; now {} in use ({} busy), {} idle, {} opening; peaks {} open, {} in use; auth cache {} hits, {} negative hits, {} misses; {} login failures, {} connect failures, {} busy replies",
+        i.created, i.reused, i.parked, i.reclaimed, i.closed_idle, i.closed_broken, i.closed,
+        i.in_use, i.busy, i.idle, i.opening, i.peak_open, i.peak_in_use,
+        i.auth_hits, i.auth_negative_hits, i.auth_misses,
+        i.login_failures, i.connect_failures, i.busy_replies
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_imap_line_names_every_counter() {
+        let i = ImapStats {
+            created: 1,
+            reused: 2,
+            parked: 3,
+            reclaimed: 4,
+            closed_idle: 5,
+            closed_broken: 6,
+            closed: 7,
+            in_use: 8,
+            busy: 9,
+            idle: 10,
+            opening: 11,
+            peak_open: 12,
+            peak_in_use: 13,
+            login_failures: 14,
+            connect_failures: 15,
+            busy_replies: 16,
+            auth_hits: 17,
+            auth_negative_hits: 18,
+            auth_misses: 19,
+        };
+        let r = StatsReport { imap: i, ..StatsReport::default() };
+        let lines = describe(&r);
+        let l = lines.last().unwrap();
+        assert_eq!(
+            l,
+            "IMAP: 1 created, 2 reused, 3 parked, 4 reclaimed, 5 closed idle, 6 closed broken, 7 closed; now 8 in use (9 busy), 10 idle, 11 opening; peaks 12 open, 13 in use; auth cache 17 hits, 18 negative hits, 19 misses; 14 login failures, 15 connect failures, 16 busy replies"
+        );
+    }
 }

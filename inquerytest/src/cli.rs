@@ -101,10 +101,10 @@ pub enum Command {
     Stats,
     /// Drop cache entries: all, one kind's, or one key of one kind.
     Flush {
-        /// A query type (as -q), or `all`.
+        /// A query type (as -q), `imap` (the IMAP auth cache and parked connections), or `all`.
         #[arg(value_name = "KIND", value_parser = parse_flush_kind)]
         kind: Option<FlushKind>,
-        /// An email or domain, as a client would ask it.
+        /// An email or domain, as a client would ask it (for `imap`: an IMAP user).
         #[arg(value_name = "KEY", requires = "kind")]
         key: Option<String>,
     },
@@ -173,7 +173,7 @@ pub enum ImapCommand {
 pub enum FlushKind {
     /// Every kind.
     All,
-    /// One classic kind.
+    /// One classic kind, or an IMAP kind (all IMAP kinds share one auth cache).
     Kind(QueryKind),
 }
 
@@ -190,8 +190,18 @@ fn parse_query_type(s: &str) -> Result<QueryKind, String> {
 }
 
 fn parse_flush_kind(s: &str) -> Result<FlushKind, String> {
-    if s.trim().eq_ignore_ascii_case("all") {
+    let t = s.trim();
+    if t.eq_ignore_ascii_case("all") {
         return Ok(FlushKind::All);
+    }
+    // Any IMAP kind names the IMAP auth cache and parked connections (of one user with KEY).
+    if t.eq_ignore_ascii_case("imap") {
+        return Ok(FlushKind::Kind(QueryKind::ImapAuth));
+    }
+    if let Ok(k) = t.parse::<QueryKind>() {
+        if k.is_imap() {
+            return Ok(FlushKind::Kind(k));
+        }
     }
     parse_query_type(s).map(FlushKind::Kind)
 }
@@ -273,6 +283,14 @@ mod tests {
         let c = parse(["inquerytest", "--json", "stats", "-i", "/f"]).unwrap();
         assert!(matches!(c.command, Some(Command::Stats)));
         assert!(c.json && c.infifo.as_deref() == Some("/f"));
+        for imap in ["imap", "IMAP", "imap-auth"] {
+            match parse(["inquerytest", "flush", imap, "alice"]).unwrap().command {
+                Some(Command::Flush { kind, .. }) => {
+                    assert_eq!(kind, Some(FlushKind::Kind(QueryKind::ImapAuth)));
+                }
+                other => panic!("{other:?}"),
+            }
+        }
         let c = parse(["inquerytest", "flush", "pwd", "alice@example.com"]).unwrap();
         match c.command {
             Some(Command::Flush { kind, key }) => {

@@ -254,6 +254,12 @@ fn admin(cli: &Cli, cmd: &Command) -> Result<i32, Fail> {
             } else {
                 let what = match (kind, key) {
                     (None, _) => "the cache".to_string(),
+                    (Some(k), None) if k.is_imap() => {
+                        "the IMAP auth cache and parked connections".to_string()
+                    }
+                    (Some(k), Some(key)) if k.is_imap() => {
+                        format!("the IMAP auth cache and parked connections of {key}")
+                    }
                     (Some(k), None) => format!("every {k} entry"),
                     (Some(k), Some(key)) => format!("{k} for {key}"),
                 };

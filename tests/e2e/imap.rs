@@ -15,14 +15,14 @@ use std::time::{Duration, Instant};
 static N: AtomicUsize = AtomicUsize::new(0);
 
 /// A throwaway Dovecot of the test's own.
-struct Dovecot {
-    dir: PathBuf,
-    port: u16,
+pub(crate) struct Dovecot {
+    pub(crate) dir: PathBuf,
+    pub(crate) port: u16,
     env: Vec<(&'static str, &'static str)>,
 }
 
 impl Dovecot {
-    fn start() -> Dovecot {
+    pub(crate) fn start() -> Dovecot {
         Dovecot::start_with(&[])
     }
 
@@ -56,18 +56,68 @@ impl Dovecot {
     }
 
     /// Daemon options pointing IMAP here.
-    fn opts(&self) -> Opts {
+    pub(crate) fn opts(&self) -> Opts {
         Opts::default().env("IMAP_HOST", "127.0.0.1").env("IMAP_PORT", &self.port.to_string())
     }
 
-    fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("dovecot.log")).unwrap_or_default()
     }
 
     /// Successful IMAP logins of `user`, as Dovecot logged them.
-    fn logins(&self, user: &str) -> usize {
+    pub(crate) fn logins(&self, user: &str) -> usize {
         let needle = format!("Login: user=<{user}>");
         self.log().lines().filter(|l| l.contains(&needle)).count()
+    }
+
+    /// Checks that Dovecot logged exactly `n` logins of `user`, once it has logged `n`: it
+    /// logs a login asynchronously, possibly after the client has its `OK`.
+    pub(crate) fn wait_logins(&self, user: &str, n: usize) {
+        eventually(&format!("Dovecot logged {n} logins of {user}"), || self.logins(user) >= n);
+        assert_eq!(self.logins(user), n, "logins of {user}:\n{}", self.log());
+    }
+
+    /// Logins of `user` Dovecot refused (it logs one line per refused connection).
+    fn refusals(&self, user: &str) -> usize {
+        let needle = format!("user=<{user}>");
+        self.log().lines().filter(|l| l.contains(&needle) && l.contains("auth failed")).count()
+    }
+
+    /// Sessions of `user` that ended with a LOGOUT.
+    fn logged_out(&self, user: &str) -> usize {
+        let needle = format!("imap({user})");
+        self.log().lines().filter(|l| l.contains(&needle) && l.contains("Logged out")).count()
+    }
+
+    /// The client address (`rip`) of each of `user`'s logins, as Dovecot logged them.
+    fn login_ips(&self, user: &str) -> Vec<String> {
+        let needle = format!("Login: user=<{user}>");
+        self.log()
+            .lines()
+            .filter(|l| l.contains(&needle))
+            .filter_map(|l| l.split("rip=").nth(1)?.split(',').next().map(str::to_string))
+            .collect()
+    }
+
+    /// Trusts ID's `x-originating-ip` from 127.0.0.0/8 (login_trusted_networks), and waits
+    /// until the reloaded master has it.
+    fn trust_loopback(&self) {
+        let conf = self.dir.join("dovecot.conf");
+        let text = std::fs::read_to_string(&conf).unwrap();
+        std::fs::write(&conf, format!("login_trusted_networks = 127.0.0.0/8\n{text}")).unwrap();
+        let reloads = || self.log().matches("reloading configuration").count();
+        let before = reloads();
+        let master: i32 = std::fs::read_to_string(self.dir.join("run/master.pid"))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(master),
+            nix::sys::signal::Signal::SIGHUP,
+        )
+        .unwrap();
+        eventually("Dovecot reloaded its configuration", || reloads() > before);
     }
 
     /// Sessions of `user` that ended.
@@ -76,21 +126,30 @@ impl Dovecot {
         self.log().lines().filter(|l| l.contains(&needle) && l.contains("Disconnected")).count()
     }
 
-    /// The pid of the mail process serving `user`'s latest login.
+    /// The pid of the mail process serving `user`'s latest login, from a whole line of
+    /// Dovecot's log (it is read while Dovecot appends to it: a line cut short could name
+    /// another pid), and only once that pid is an `imap` process (it is about to be
+    /// stopped).
     fn mail_pid(&self, user: &str) -> i32 {
         let needle = format!("Login: user=<{user}>");
-        eventually("Dovecot logged the login", || self.log().contains(&needle));
-        let log = self.log();
-        let line = log.lines().rev().find(|l| l.contains(&needle)).expect("a login");
-        let at = line.find("mpid=").expect("mpid") + 5;
-        line[at..]
-            .split(|c: char| !c.is_ascii_digit())
-            .next()
-            .and_then(|p| p.parse().ok())
-            .expect("pid")
+        let mut pid = 0;
+        eventually("Dovecot logged the login and its imap process runs", || {
+            let log = self.log();
+            let whole = log.rsplit_once('\n').map_or("", |(lines, _)| lines);
+            pid = whole
+                .lines()
+                .rev()
+                .find(|l| l.contains(&needle))
+                .and_then(|l| l.split("mpid=").nth(1)?.split(',').next()?.parse().ok())
+                .unwrap_or(0);
+            pid > 0
+                && std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                    .is_ok_and(|c| c.trim() == "imap")
+        });
+        pid
     }
 
-    fn adduser(&self, user: &str, password: &str) {
+    pub(crate) fn adduser(&self, user: &str, password: &str) {
         let st = Command::new(root().join("scripts/dovecot.sh"))
             .arg("adduser")
             .arg(&self.dir)
@@ -154,14 +213,22 @@ impl Drop for Frozen {
 }
 
 /// A client patient enough for IMAP on a busy test machine.
-fn client(d: &Daemon) -> Client {
+pub(crate) fn client(d: &Daemon) -> Client {
     let mut c = d.client();
     c.timeouts.read = Duration::from_secs(20);
     c
 }
 
+/// A client for requests the test itself holds up (a frozen mail process): they may wait
+/// as long as the test's own steps take on a loaded machine, not just a server's time.
+fn patient(d: &Daemon) -> Client {
+    let mut c = d.client();
+    c.timeouts.read = Duration::from_secs(120);
+    c
+}
+
 /// Waits (at most 15 s) until `cond` holds.
-fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
+pub(crate) fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(15);
     while !cond() {
         assert!(Instant::now() < deadline, "never: {what}");
@@ -204,12 +271,15 @@ fn reuse_is_proved_by_dovecot_counting_one_login_for_many_of_ours() {
         assert!(text.contains("this is the seeded test message"), "{text}");
         assert!(c.imap_logout("web-1").unwrap(), "parked");
     }
-    assert_eq!(dv.logins("alice"), 1, "Dovecot saw one login for six of ours:\n{}", dv.log());
+    dv.wait_logins("alice", 1); // one login for six of ours
     let s = imap_stats(&c);
     assert_eq!((s.created, s.reused, s.parked, s.idle, s.in_use), (1, 5, 6, 1, 0));
     let st = c.stats().unwrap();
     assert_eq!(st.kinds["imap-login"].requests, 6);
     assert_eq!(st.kinds["imap-cmd"].requests, 12);
+    // USR1 logs the same counters on one line.
+    d.signal(nix::sys::signal::Signal::SIGUSR1);
+    d.wait_log("IMAP: 1 created, 5 reused, 6 parked, 0 reclaimed, 0 closed idle, 0 closed broken, 0 closed; now 0 in use (0 busy), 1 idle, 0 opening; peaks 1 open, 1 in use; auth cache 0 hits");
 }
 
 #[test]
@@ -225,7 +295,7 @@ fn a_different_password_session_key_or_ip_never_reuses() {
     c.imap_logout("s2").unwrap();
     assert!(!c.imap_login("carol", "pw-one", "s1", "192.0.2.9").unwrap().reused, "another IP");
     c.imap_logout("s1").unwrap();
-    assert_eq!(dv.logins("carol"), 3);
+    dv.wait_logins("carol", 3);
     // A wrong password on a session whose connection is parked gets no connection.
     assert_eq!(code(c.imap_login("carol", "not-pw-one", "s1", "")), ImapErrorCode::AuthFailed);
     assert_eq!(dv.logins("carol"), 3);
@@ -249,7 +319,7 @@ fn idle_expiry_closes_the_backend_connection() {
     let s = imap_stats(&c);
     assert_eq!((s.idle, s.in_use), (0, 0));
     assert!(!c.imap_login("alice", "secret", "k", "").unwrap().reused);
-    assert_eq!(dv.logins("alice"), 2);
+    dv.wait_logins("alice", 2);
 }
 
 #[test]
@@ -280,7 +350,8 @@ fn a_full_pool_reclaims_the_longest_idle_and_never_a_busy_one() {
     c.imap_login("bob", "hunter2", "sb", "").unwrap();
     // Bob's connection runs a command that cannot finish while his mail process is stopped.
     let frozen_bob = Frozen::new(dv.mail_pid("bob"));
-    let cb = c.clone();
+    // Its client waits for as long as the steps below take, however loaded the machine.
+    let cb = patient(&d);
     let bob_cmd = std::thread::spawn(move || cb.imap_command("sb", "b1 NOOP"));
     eventually("bob's command is running", || imap_stats(&c).busy == 1);
     // Full: alice's parked connection is the only one not busy, and it goes.
@@ -290,7 +361,7 @@ fn a_full_pool_reclaims_the_longest_idle_and_never_a_busy_one() {
     // Now both connections run commands: nothing can be reclaimed, the login backs off
     // and gets a clear "busy".
     let frozen_carol = Frozen::new(dv.mail_pid("carol"));
-    let cc = c.clone();
+    let cc = patient(&d);
     let carol_cmd = std::thread::spawn(move || cc.imap_command("sc", "c1 NOOP"));
     eventually("carol's command is running", || imap_stats(&c).busy == 2);
     assert_eq!(code(c.imap_login("dave", "pw-d", "sd", "")), ImapErrorCode::Busy);
@@ -354,7 +425,7 @@ fn an_aborted_command_closes_its_connection_never_reused() {
     assert!(!c.imap_login("alice", "secret", "t", "").unwrap().reused, "a fresh connection");
     let r = c.imap_command("t", "t3 NOOP").unwrap();
     assert!(String::from_utf8(r.response).unwrap().starts_with("t3 OK"));
-    assert_eq!(dv.logins("alice"), 2);
+    dv.wait_logins("alice", 2);
 }
 
 #[test]
@@ -413,7 +484,7 @@ fn starttls_to_a_self_signed_dovecot_is_refused_unless_trusted_or_verification_i
         assert_eq!(c.imap_command("s", "a NOOP").unwrap().status, ImapStatus::Ok);
     }
     assert!(dv.log().contains("TLS"), "Dovecot saw TLS sessions:\n{}", dv.log());
-    assert_eq!(dv.logins("alice"), 2);
+    dv.wait_logins("alice", 2);
 }
 
 #[test]
@@ -464,7 +535,7 @@ fn imaps_speaks_tls_from_the_first_byte() {
         c.imap_login("alice", "secret", "s", "").unwrap().reused,
         "a TLS connection is reused too"
     );
-    assert_eq!(dv.logins("alice"), 1);
+    dv.wait_logins("alice", 1);
 }
 
 #[test]
@@ -533,7 +604,7 @@ fn auth_checks_are_cached_with_a_short_negative_ttl() {
         let a = c.imap_auth("alice", "secret", "").unwrap();
         assert_eq!((a.valid, a.cached), (true, true));
     }
-    assert_eq!(dv.logins("alice"), 1);
+    dv.wait_logins("alice", 1);
     // A login proves the password too.
     c.imap_login("bob", "hunter2", "b", "").unwrap();
     assert!(c.imap_auth("bob", "hunter2", "").unwrap().cached);
@@ -555,7 +626,7 @@ fn hostcntrl_sends_a_user_to_its_mail_store() {
     let d = Daemon::start(&db, dv.opts().env("IMAP_HOST", "127.0.0.2"));
     let c = client(&d);
     c.imap_login("testuser@example.com", "pw-t", "h", "").unwrap();
-    assert_eq!(dv.logins("testuser@example.com"), 1);
+    dv.wait_logins("testuser@example.com", 1);
     assert_eq!(
         code(c.imap_login("bob", "hunter2", "b", "")),
         ImapErrorCode::Connect,
@@ -570,7 +641,7 @@ fn no_password_or_session_key_in_any_log_line() {
     dv.adduser("erin", pw);
     let db = TestDb::new();
     // The harness runs the daemon with -v: debug lines on.
-    let d = Daemon::start(&db, dv.opts());
+    let mut d = Daemon::start(&db, dv.opts());
     let c = client(&d);
     c.imap_login("erin", pw, key, "192.0.2.1").unwrap();
     c.imap_command(key, "a SELECT INBOX").unwrap();
@@ -584,12 +655,213 @@ fn no_password_or_session_key_in_any_log_line() {
     assert!(n > 0 && String::from_utf8_lossy(&body).contains("bad_request"));
     let (n, _) = c.raw(inquery::QueryKind::ImapAuth.byte(), &format!("{pw} {key}"), "").unwrap();
     assert!(n > 0);
+    // A wrong password, refused by Dovecot and then by the negative cache; HUP and FLUSH
+    // with a session in use and one parked; a command running at TERM.
+    let wrong = "Pw-zebra-92";
+    assert_eq!(code(c.imap_login("erin", wrong, "other", "192.0.2.2")), ImapErrorCode::AuthFailed);
+    assert_eq!(code(c.imap_login("erin", wrong, "other", "192.0.2.2")), ImapErrorCode::AuthFailed);
+    c.imap_login("erin", pw, "third", "192.0.2.3").unwrap();
+    c.imap_logout("third").unwrap();
+    d.signal(nix::sys::signal::Signal::SIGHUP);
+    d.wait_log("HUP: IMAP");
+    c.imap_command(key, "c NOOP").unwrap();
+    c.imap_login("erin", pw, key, "192.0.2.1").unwrap();
+    c.flush(Some(inquery::QueryKind::ImapLogin), Some("erin")).unwrap();
     d.signal(nix::sys::signal::Signal::SIGUSR1);
     d.wait_log("imap-login");
+    let frozen = Frozen::new(dv.mail_pid("erin"));
+    let mut slow = c.clone();
+    slow.timeouts.read = Duration::from_millis(500);
+    let _ = slow.imap_command(key, "d NOOP");
+    d.signal(nix::sys::signal::Signal::SIGTERM);
+    d.wait_log("stopping");
+    drop(frozen);
+    assert!(d.stop().success());
     let log = d.log_text();
     assert!(log.contains("IMAP login erin"), "debug lines were written:\n{log}");
-    for secret in [pw, key] {
+    assert!(log.contains("refused (cached)") && log.contains("stopped"), "{log}");
+    for secret in [pw, wrong, key] {
         let lines: Vec<&str> = log.lines().filter(|l| l.contains(secret)).collect();
         assert!(lines.is_empty(), "{secret} logged: {lines:?}");
     }
+}
+
+#[test]
+fn a_refused_password_is_not_tried_again_until_hup_or_flush() {
+    let dv = Dovecot::start();
+    let db = TestDb::new();
+    // A negative TTL longer than the test: only HUP and FLUSH can end it.
+    let d = Daemon::start(&db, dv.opts().env("IMAP_AUTH_NEG_TTL", "3600"));
+    let c = client(&d);
+    // dave does not exist yet: refused, and remembered.
+    assert_eq!(code(c.imap_login("dave", "pw-d", "s", "")), ImapErrorCode::AuthFailed);
+    eventually("Dovecot refused dave", || dv.refusals("dave") == 1);
+    dv.adduser("dave", "pw-d");
+    // Neither a login nor an auth check asks Dovecot again (it would say yes now).
+    for _ in 0..3 {
+        let e = c.imap_login("dave", "pw-d", "s", "").unwrap_err();
+        assert_eq!(e.code(), Some(ImapErrorCode::AuthFailed), "{e}");
+        assert!(e.to_string().contains("cached"), "{e}");
+    }
+    let a = c.imap_auth("dave", "pw-d", "").unwrap();
+    assert_eq!((a.valid, a.cached), (false, true));
+    let s = imap_stats(&c);
+    assert_eq!((s.login_failures, s.auth_negative_hits, s.created), (1, 4, 0));
+    // HUP forgets it: the next login is a real one, and succeeds.
+    d.signal(nix::sys::signal::Signal::SIGHUP);
+    d.wait_log("HUP: IMAP: flushed 1 auth cache entries");
+    assert!(!c.imap_login("dave", "pw-d", "s", "").unwrap().reused);
+    assert!(c.imap_logout("s").unwrap(), "parked");
+    assert!(c.imap_auth("dave", "pw-d", "").unwrap().cached);
+    // A wrong password: refused once by Dovecot, then by the cache...
+    assert_eq!(code(c.imap_login("dave", "nope", "t", "")), ImapErrorCode::AuthFailed);
+    assert_eq!(code(c.imap_login("dave", "nope", "t", "")), ImapErrorCode::AuthFailed);
+    assert_eq!(imap_stats(&c).login_failures, 2);
+    // ...until a FLUSH of dave's IMAP state: the valid and the invalid entry, and the
+    // parked connection (logged out).
+    assert_eq!(c.flush(Some(inquery::QueryKind::ImapAuth), Some("dave")).unwrap(), 3);
+    eventually("dave's parked connection was logged out", || dv.logged_out("dave") == 1);
+    assert_eq!(code(c.imap_login("dave", "nope", "t", "")), ImapErrorCode::AuthFailed);
+    let s = imap_stats(&c);
+    assert_eq!((s.login_failures, s.auth_negative_hits, s.closed, s.idle), (3, 5, 1, 0));
+    eventually("Dovecot refused dave three times", || dv.refusals("dave") == 3);
+    // A FLUSH of everything forgets valid passwords too.
+    assert!(!c.imap_auth("bob", "hunter2", "").unwrap().cached);
+    assert!(c.imap_auth("bob", "hunter2", "").unwrap().cached);
+    assert_eq!(c.flush(None, None).unwrap(), 2, "bob's entry and dave's refusal");
+    assert!(!c.imap_auth("bob", "hunter2", "").unwrap().cached);
+}
+
+#[test]
+fn hup_logs_out_parked_connections_and_cuts_no_command_or_session() {
+    let dv = Dovecot::start();
+    let db = TestDb::new();
+    let d = Daemon::start(&db, dv.opts());
+    let c = client(&d);
+    c.imap_login("alice", "secret", "a", "").unwrap();
+    assert!(c.imap_logout("a").unwrap());
+    c.imap_login("bob", "hunter2", "b", "").unwrap();
+    assert!(c.imap_auth("alice", "secret", "").unwrap().cached);
+    // Bob's connection is running a command when HUP comes.
+    let frozen = Frozen::new(dv.mail_pid("bob"));
+    let cb = patient(&d);
+    let cmd = std::thread::spawn(move || cb.imap_command("b", "b1 NOOP"));
+    eventually("bob's command is running", || imap_stats(&c).busy == 1);
+    d.signal(nix::sys::signal::Signal::SIGHUP);
+    d.wait_log(
+        "HUP: IMAP: flushed 2 auth cache entries; logging out 1 parked connections; 1 in use",
+    );
+    eventually("alice's parked connection was logged out", || dv.logged_out("alice") == 1);
+    drop(frozen);
+    let r = cmd.join().unwrap().unwrap();
+    assert_eq!((r.tag.as_str(), r.status), ("b1", ImapStatus::Ok), "the command was not cut");
+    // The session goes on...
+    assert_eq!(c.imap_command("b", "b2 NOOP").unwrap().status, ImapStatus::Ok);
+    assert_eq!(dv.logged_out("bob"), 0);
+    // ...but a new login on it is a real one, and the old connection is logged out.
+    assert!(!c.imap_login("bob", "hunter2", "b", "").unwrap().reused);
+    eventually("bob's old connection was logged out", || dv.logged_out("bob") == 1);
+    assert!(c.imap_logout("b").unwrap(), "the new connection parks");
+    // Every login and auth check after HUP asks Dovecot.
+    assert!(!c.imap_auth("alice", "secret", "").unwrap().cached);
+    assert!(!c.imap_login("alice", "secret", "a", "").unwrap().reused);
+    dv.wait_logins("alice", 3);
+    dv.wait_logins("bob", 2);
+    let s = imap_stats(&c);
+    // closed: alice's parked connection, bob's old one, the auth check's.
+    assert_eq!((s.closed_broken, s.closed, s.parked, s.idle, s.in_use), (0, 3, 2, 1, 1));
+}
+
+#[test]
+fn term_lets_imap_commands_in_flight_finish_then_logs_out_politely() {
+    let dv = Dovecot::start();
+    let db = TestDb::new();
+    let mut d = Daemon::start(&db, dv.opts().env("SHUTDOWN_GRACE", "60"));
+    let c = client(&d);
+    c.imap_login("bob", "hunter2", "b", "").unwrap();
+    assert!(c.imap_logout("b").unwrap(), "parked");
+    c.imap_login("alice", "secret", "a", "").unwrap();
+    let frozen = Frozen::new(dv.mail_pid("alice"));
+    let ca = patient(&d);
+    let cmd = std::thread::spawn(move || ca.imap_command("a", "a1 NOOP"));
+    eventually("alice's command is running", || imap_stats(&c).busy == 1);
+    d.signal(nix::sys::signal::Signal::SIGTERM);
+    d.wait_log("stopping");
+    // While the command cannot finish, inlookup stays (it used to leave within 2 s).
+    let watch = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < watch {
+        let exited = d.child.as_mut().unwrap().try_wait().unwrap();
+        assert!(
+            exited.is_none(),
+            "exited ({exited:?}) with a command in flight:\n{}",
+            d.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(dv.logged_out("bob"), 0, "nothing is logged out before the work is done");
+    drop(frozen);
+    let r = cmd.join().unwrap().unwrap();
+    assert_eq!((r.tag.as_str(), r.status), ("a1", ImapStatus::Ok), "answered while stopping");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let status = loop {
+        if let Some(st) = d.child.as_mut().unwrap().try_wait().unwrap() {
+            break st;
+        }
+        assert!(Instant::now() < deadline, "never stopped:\n{}", d.log_text());
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    d.child = None;
+    assert!(status.success(), "{status}:\n{}", d.log_text());
+    let log = d.log_text();
+    assert!(log.contains("0 lookups and 1 IMAP requests in flight"), "{log}");
+    assert!(log.contains("stopped") && !log.contains("without a reply"), "{log}");
+    // Both connections, the parked one and the one that ran the command, got a LOGOUT.
+    eventually("Dovecot saw both LOGOUTs", || {
+        dv.logged_out("alice") == 1 && dv.logged_out("bob") == 1
+    });
+}
+
+#[test]
+fn term_waits_for_imap_commands_no_longer_than_the_grace() {
+    let dv = Dovecot::start();
+    let db = TestDb::new();
+    let mut d = Daemon::start(&db, dv.opts().env("SHUTDOWN_GRACE", "1"));
+    let c = client(&d);
+    c.imap_login("alice", "secret", "a", "").unwrap();
+    let _frozen = Frozen::new(dv.mail_pid("alice"));
+    let mut ca = d.client();
+    ca.timeouts.read = Duration::from_secs(30);
+    // Never answered: the daemon stops first. (The thread ends at its own timeout.)
+    let _cmd = std::thread::spawn(move || ca.imap_command("a", "a1 NOOP"));
+    eventually("alice's command is running", || imap_stats(&c).busy == 1);
+    let asked = Instant::now();
+    let status = d.stop();
+    // The grace (1 s), then at most about 2 s for the IMAP threads and LOGOUTs.
+    assert!(asked.elapsed() < Duration::from_secs(10), "took {:?}", asked.elapsed());
+    assert!(status.success(), "{status}:\n{}", d.log_text());
+    assert!(d.log_text().contains("1 clients left without a reply"), "{}", d.log_text());
+}
+
+#[test]
+fn the_end_users_ip_reaches_dovecot_through_id() {
+    let dv = Dovecot::start();
+    dv.trust_loopback();
+    let db = TestDb::new();
+    {
+        let d = Daemon::start(&db, dv.opts());
+        let c = client(&d);
+        c.imap_login("alice", "secret", "s1", "192.0.2.7").unwrap();
+        c.imap_login("alice", "secret", "s2", "2001:db8::7").unwrap();
+        c.imap_login("alice", "secret", "s3", "").unwrap();
+        c.imap_login("alice", "secret", "s4", "not an address").unwrap();
+        assert!(c.imap_auth("alice", "wrong", "192.0.2.9").is_ok_and(|a| !a.valid));
+        dv.wait_logins("alice", 4);
+        assert_eq!(dv.login_ips("alice"), ["192.0.2.7", "2001:db8::7", "127.0.0.1", "127.0.0.1"]);
+        eventually("Dovecot logged the refusal", || dv.refusals("alice") == 1);
+        assert!(dv.log().contains("rip=192.0.2.9"), "{}", dv.log());
+    }
+    let d = Daemon::start(&db, dv.opts().env("IMAP_SEND_ID", "0"));
+    client(&d).imap_login("bob", "hunter2", "s", "192.0.2.8").unwrap();
+    dv.wait_logins("bob", 1);
+    assert_eq!(dv.login_ips("bob"), ["127.0.0.1"], "IMAP_SEND_ID=0 sends no ID");
 }

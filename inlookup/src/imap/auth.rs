@@ -71,6 +71,12 @@ impl Hasher {
         self.digest(&[b"auth", user.as_bytes(), password.as_bytes()])
     }
 
+    /// The user alone: what FLUSH of one user's IMAP state matches cache entries and
+    /// connections by.
+    pub fn user(&self, user: &str) -> Digest {
+        self.digest(&[b"user", user.as_bytes()])
+    }
+
     /// A short, stable stand-in for a session key in logs (the key itself is a secret).
     pub fn session_label(&self, session: &str) -> String {
         format!("{:?}", self.digest(&[b"session", session.as_bytes()]))
@@ -84,6 +90,8 @@ impl Hasher {
 struct Known {
     valid: bool,
     expires: Instant,
+    /// [`Hasher::user`] of the entry's user, so one user's entries can be forgotten.
+    user: Digest,
 }
 
 /// Answers to "are these credentials valid?", bounded, with separate TTLs.
@@ -119,14 +127,26 @@ impl AuthCache {
         n
     }
 
-    /// Records an answer the IMAP server gave (a zero TTL keeps nothing).
-    pub fn put(&mut self, key: Digest, valid: bool, now: Instant) {
+    /// Forgets every entry of one user ([`Hasher::user`]); returns how many went.
+    pub fn remove_user(&mut self, user: &Digest) -> usize {
+        let keys: Vec<Digest> =
+            self.entries.iter().filter(|(_, k)| k.user == *user).map(|(d, _)| *d).collect();
+        for k in &keys {
+            self.entries.pop(k);
+        }
+        keys.len()
+    }
+
+    /// Records an answer the IMAP server gave for `key` (of `user`). It replaces what was
+    /// there: a valid answer removes an invalid one, whatever the TTLs (a zero TTL keeps
+    /// nothing).
+    pub fn put(&mut self, key: Digest, user: Digest, valid: bool, now: Instant) {
         let ttl = if valid { self.positive } else { self.negative };
         if ttl.is_zero() {
             self.entries.pop(&key);
             return;
         }
-        self.entries.put(key, Known { valid, expires: now + ttl });
+        self.entries.put(key, Known { valid, expires: now + ttl, user });
     }
 }
 
@@ -157,16 +177,51 @@ mod tests {
             Duration::from_secs(5),
         );
         let (good, bad) = (h.credentials("alice", "secret"), h.credentials("alice", "wrong"));
+        let alice = h.user("alice");
         let t0 = Instant::now();
-        c.put(good, true, t0);
-        c.put(bad, false, t0);
+        c.put(good, alice, true, t0);
+        c.put(bad, alice, false, t0);
         assert_eq!(c.get(&good, t0 + Duration::from_secs(4)), Some(true));
         assert_eq!(c.get(&bad, t0 + Duration::from_secs(4)), Some(false));
         assert_eq!(c.get(&bad, t0 + Duration::from_secs(6)), None);
         assert_eq!(c.get(&good, t0 + Duration::from_secs(6)), Some(true));
         assert_eq!(c.get(&good, t0 + Duration::from_secs(61)), None);
-        c.put(good, true, t0);
+        c.put(good, alice, true, t0);
         assert_eq!(c.clear(), 1);
         assert_eq!(c.get(&good, t0), None);
+    }
+
+    #[test]
+    fn a_valid_answer_removes_an_invalid_one_even_with_no_positive_ttl() {
+        let h = Hasher::random().unwrap();
+        let (bob, pw) = (h.user("bob"), h.credentials("bob", "new-pw"));
+        let t0 = Instant::now();
+        for positive in [Duration::from_secs(60), Duration::ZERO] {
+            let mut c =
+                AuthCache::new(NonZeroUsize::new(4).unwrap(), positive, Duration::from_secs(10));
+            c.put(pw, bob, false, t0);
+            assert_eq!(c.get(&pw, t0), Some(false));
+            c.put(pw, bob, true, t0);
+            let want = if positive.is_zero() { None } else { Some(true) };
+            assert_eq!(c.get(&pw, t0), want, "positive TTL {positive:?}");
+        }
+    }
+
+    #[test]
+    fn one_users_entries_can_be_forgotten() {
+        let h = Hasher::random().unwrap();
+        let mut c = AuthCache::new(
+            NonZeroUsize::new(8).unwrap(),
+            Duration::from_secs(60),
+            Duration::from_secs(10),
+        );
+        let t0 = Instant::now();
+        c.put(h.credentials("alice", "a1"), h.user("alice"), true, t0);
+        c.put(h.credentials("alice", "a2"), h.user("alice"), false, t0);
+        c.put(h.credentials("bob", "b1"), h.user("bob"), true, t0);
+        assert_eq!(c.remove_user(&h.user("alice")), 2);
+        assert_eq!(c.get(&h.credentials("alice", "a1"), t0), None);
+        assert_eq!(c.get(&h.credentials("bob", "b1"), t0), Some(true));
+        assert_eq!(c.remove_user(&h.user("carol")), 0);
     }
 }

@@ -203,6 +203,29 @@ pub fn login(user: &str, password: &str) -> Command {
     Command { tag: String::new(), name: "LOGIN".into(), segments }
 }
 
+/// `ID (…)` (RFC 2971) with the given field–value pairs, every string quoted. A pair that
+/// cannot be quoted (CR, LF, NUL or 8-bit bytes) is left out.
+///
+/// ```
+/// use inlookup::imap::command::id;
+/// let c = id(&[("x-originating-ip", "192.0.2.7")]);
+/// assert_eq!(c.segments[0].line, b"ID (\"x-originating-ip\" \"192.0.2.7\")\r\n");
+/// ```
+pub fn id(fields: &[(&str, &str)]) -> Command {
+    let quote = |s: &str| -> Option<String> {
+        let ok = s.bytes().all(|b| (1..0x80).contains(&b) && !matches!(b, b'\r' | b'\n'));
+        ok.then(|| format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\"")))
+    };
+    let pairs: Vec<String> =
+        fields.iter().filter_map(|(k, v)| Some(format!("{} {}", quote(k)?, quote(v)?))).collect();
+    let list = if pairs.is_empty() { "NIL".to_string() } else { format!("({})", pairs.join(" ")) };
+    Command {
+        tag: String::new(),
+        name: "ID".into(),
+        segments: vec![Segment { line: format!("ID {list}\r\n").into_bytes(), literal: None }],
+    }
+}
+
 /// A command without arguments (`CAPABILITY`, `UNSELECT`, `LOGOUT`, `STARTTLS`).
 pub fn simple(name: &str) -> Command {
     Command {
@@ -267,6 +290,16 @@ mod tests {
                 Err(CommandError::Refused(name.into()))
             );
         }
+    }
+
+    #[test]
+    fn id_quotes_its_strings_and_leaves_out_what_it_cannot_quote() {
+        let c = id(&[("x-originating-ip", "2001:db8::1"), ("x-a", "q\"b\\"), ("x-b", "c\r\n")]);
+        assert_eq!(
+            wire(&c, "L1"),
+            b"L1 ID (\"x-originating-ip\" \"2001:db8::1\" \"x-a\" \"q\\\"b\\\\\")\r\n".to_vec()
+        );
+        assert_eq!(wire(&id(&[]), "L2"), b"L2 ID NIL\r\n".to_vec());
     }
 
     #[test]

@@ -12,7 +12,7 @@ use rustls::{ClientConfig, ClientConnection, StreamOwned};
 use socket2::{Domain, Protocol, Socket, TcpKeepalive, Type};
 use std::fmt;
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
+use std::net::{IpAddr, Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -343,16 +343,28 @@ impl Conn {
         &self.peer
     }
 
-    /// LOGIN. `Ok(Err(text))` is the server's refusal (the connection stays usable, but
-    /// unauthenticated: drop it).
+    /// LOGIN, after `ID ("x-originating-ip" …)` when `originating` is given and the server
+    /// offers ID (a server that refuses it still gets the LOGIN). `Ok(Err(text))` is the
+    /// server's refusal (the connection stays usable, but unauthenticated: drop it).
     ///
     /// # Errors
     /// The connection failed or fell out of step.
-    pub fn login(&mut self, user: &str, password: &str) -> Result<Result<(), String>, ConnError> {
+    pub fn login(
+        &mut self,
+        user: &str,
+        password: &str,
+        originating: Option<IpAddr>,
+    ) -> Result<Result<(), String>, ConnError> {
         if self.has("LOGINDISABLED") {
             return Ok(Err(
                 "the server disables LOGIN on this connection (use STARTTLS or IMAPS)".into()
             ));
+        }
+        if let Some(ip) = originating.filter(|_| self.has("ID")) {
+            let ran = self.run(&command::id(&[("x-originating-ip", &ip.to_string())]))?;
+            if ran.status != ImapStatus::Ok {
+                log::debug!("IMAP: {} refused ID: {}", self.peer, truncate(&ran.text));
+            }
         }
         let ran = self.run(&command::login(user, password))?;
         if ran.status != ImapStatus::Ok {

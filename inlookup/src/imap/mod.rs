@@ -84,6 +84,9 @@ pub struct ImapConfig {
     pub max_response: usize,
     /// Entries in the auth cache.
     pub auth_cache_entries: usize,
+    /// Before LOGIN, tell a server that offers ID (RFC 2971) the end user's address with
+    /// `ID ("x-originating-ip" …)` (IMAP_SEND_ID).
+    pub send_id: bool,
 }
 
 impl Default for ImapConfig {
@@ -110,6 +113,7 @@ impl Default for ImapConfig {
             },
             max_response: 512 * 1024,
             auth_cache_entries: 10_000,
+            send_id: true,
         }
     }
 }
@@ -118,7 +122,7 @@ impl ImapConfig {
     /// One line for the start-up log.
     pub fn describe(&self) -> String {
         format!(
-            "IMAP {}:{} {}{}; at most {} connections, idle timeout {} s, parking {}; {} workers; auth cache {}/{} s",
+            "IMAP {}:{} {}{}; at most {} connections, idle timeout {} s, parking {}; {} workers; auth cache {}/{} s; ID with the client's IP {}",
             self.host,
             self.port,
             self.tls,
@@ -136,8 +140,21 @@ impl ImapConfig {
             self.workers,
             self.auth_ttl.as_secs(),
             self.auth_negative_ttl.as_secs(),
+            if self.send_id { "on" } else { "off" },
         )
     }
+}
+
+/// What a flush ([`ImapService::forget`]) dropped.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Forgotten {
+    /// Auth cache entries, valid and invalid.
+    pub auth_entries: usize,
+    /// Parked connections, now being logged out.
+    pub parked: usize,
+    /// Connections bound to a session, to be closed when the session ends (commands
+    /// running on them are not disturbed).
+    pub in_use: usize,
 }
 
 /// A request for a worker.
@@ -186,7 +203,11 @@ impl ImapService {
                 move || {
                     for job in rx {
                         let bytes = shared.serve(job.kind, &job.payload);
-                        if tx.send((job.reply_path, bytes)).is_err() {
+                        let sent = tx.send((job.reply_path, bytes)).is_ok();
+                        // Counted out only once the reply is where the I/O thread looks,
+                        // so "nothing in flight" at shutdown means every reply is there.
+                        shared.pending.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+                        if !sent {
                             break;
                         }
                         waker.wake();
@@ -211,11 +232,14 @@ impl ImapService {
         reply_path: Box<[u8]>,
     ) -> Result<(), Refused> {
         let job = Job { kind, payload: payload.to_string(), reply_path };
-        match self.jobs.as_ref().map(|j| j.try_send(job)) {
-            Some(Ok(())) => {
-                self.shared.pending.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                Ok(())
-            }
+        // Counted before it can be served (a worker counts it out), undone if refused.
+        self.shared.pending.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        let sent = self.jobs.as_ref().map(|j| j.try_send(job));
+        if !matches!(sent, Some(Ok(()))) {
+            self.shared.pending.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+        }
+        match sent {
+            Some(Ok(())) => Ok(()),
             Some(Err(TrySendError::Full(_))) => Err(Refused::Full),
             Some(Err(TrySendError::Disconnected(_))) | None => Err(Refused::Closed),
         }
@@ -227,14 +251,18 @@ impl ImapService {
         self.done.try_recv().ok()
     }
 
-    /// Requests queued or running now.
+    /// Requests queued or running now (a finished one counts until its reply is ready
+    /// for [`ImapService::try_done`]).
     pub fn in_flight(&self) -> usize {
         self.shared.in_flight()
     }
 
-    /// Empties the IMAP auth cache (for HUP or FLUSH); returns how many entries went.
-    pub fn clear_auth_cache(&self) -> usize {
-        self.shared.clear_auth_cache()
+    /// Forgets one user's IMAP state, or everyone's (HUP, FLUSH): auth cache entries,
+    /// valid and invalid; parked connections (logged out by the reaper thread, so this
+    /// never waits on a server); connections bound to a session are closed when the
+    /// session ends, not cut, and are not reused by a new login.
+    pub fn forget(&self, user: Option<&str>) -> Forgotten {
+        self.shared.forget(user)
     }
 
     /// The pool's counters.

@@ -10,6 +10,12 @@
 //!
 //! When the table is full, a new connection takes the place of the one idle longest (in
 //! use or parked, never busy). Connections idle past the timeout are handed to the reaper.
+//!
+//! HUP and FLUSH **retire** connections ([`Pool::retire`]): parked ones leave the table at
+//! once (the reaper logs them out); those bound to a session are left alone until the
+//! session ends, then closed instead of parked, and a new login on their session key
+//! opens a new connection. So no command is cut, and every login after the flush is a
+//! real IMAP login.
 
 use super::auth::Digest;
 use inlookup_core::admin::ImapStats;
@@ -94,6 +100,10 @@ struct Slot<C> {
     id: u64,
     /// user + password + session key + IP, hashed.
     identity: Digest,
+    /// The user alone, hashed: what a flush of one user matches.
+    user: Digest,
+    /// Flushed while bound to a session: closed at logout, never parked or reused.
+    retired: bool,
     /// The session key while in use; `None` when parked.
     session: Option<String>,
     /// `None` while busy (a worker holds it).
@@ -109,6 +119,8 @@ struct State<C> {
     next_id: u64,
     counters: ImapStats,
     closing: bool,
+    /// Connections retired while parked, for the reaper to log out.
+    retired: Vec<C>,
 }
 
 impl<C> State<C> {
@@ -151,6 +163,7 @@ impl<C> Pool<C> {
             next_id: 0,
             counters: ImapStats::default(),
             closing: false,
+            retired: Vec::new(),
         };
         Pool { state: Mutex::new(state), reaper: Condvar::new(), max: max.max(1), idle_timeout }
     }
@@ -170,14 +183,13 @@ impl<C> Pool<C> {
             if st.slots[i].conn.is_none() {
                 return LoginStep::Wait { session_busy: true };
             }
-            let same = st.slots[i].identity == identity;
+            let same = st.slots[i].identity == identity && !st.slots[i].retired;
             let lease = st.take(i);
             return if same { LoginStep::Reuse(lease) } else { LoginStep::Detach(lease) };
         }
-        let parked = st
-            .slots
-            .iter()
-            .position(|s| s.session.is_none() && s.conn.is_some() && s.identity == identity);
+        let parked = st.slots.iter().position(|s| {
+            s.session.is_none() && s.conn.is_some() && s.identity == identity && !s.retired
+        });
         if let Some(i) = parked {
             st.slots[i].session = Some(session.to_string());
             let lease = st.take(i);
@@ -219,8 +231,8 @@ impl<C> Pool<C> {
         })
     }
 
-    /// A freshly logged-in connection takes its kept place, in use by `session`.
-    pub fn opened(&self, ticket: Ticket, identity: Digest, session: &str, conn: C) {
+    /// A freshly logged-in connection of `user` takes its kept place, in use by `session`.
+    pub fn opened(&self, ticket: Ticket, identity: Digest, user: Digest, session: &str, conn: C) {
         let _ = ticket;
         let mut st = self.lock();
         st.opening -= 1;
@@ -230,6 +242,8 @@ impl<C> Pool<C> {
         st.slots.push(Slot {
             id,
             identity,
+            user,
+            retired: false,
             session: Some(session.to_string()),
             conn: Some(conn),
             last_used: Instant::now(),
@@ -256,14 +270,21 @@ impl<C> Pool<C> {
         }
     }
 
-    /// Returns a leased connection, in use or parked.
-    pub fn put_back(&self, lease: Lease<C>, back: Back) {
+    /// Returns a leased connection, in use or parked. A connection retired by a flush is
+    /// not parked: its slot goes and it is handed back (counted as closed) for the caller
+    /// to log out.
+    #[must_use = "a retired connection comes back to be logged out"]
+    pub fn put_back(&self, lease: Lease<C>, back: Back) -> Option<C> {
         let mut st = self.lock();
         let Some(i) = st.position(lease.id) else {
-            // Cannot happen (a leased slot is never removed by others); the socket closes
-            // as the connection drops.
-            return;
+            // Cannot happen (a leased slot is never removed by others).
+            return Some(lease.conn);
         };
+        if back == Back::Parked && st.slots[i].retired {
+            st.slots.swap_remove(i);
+            st.counters.closed += 1;
+            return Some(lease.conn);
+        }
         let slot = &mut st.slots[i];
         slot.conn = Some(lease.conn);
         slot.last_used = Instant::now();
@@ -271,6 +292,41 @@ impl<C> Pool<C> {
             slot.session = None;
             st.counters.parked += 1;
         }
+        None
+    }
+
+    /// Retires the connections of one user ([`super::auth::Hasher::user`]), or all:
+    /// parked ones leave the table now (counted as closed; [`Pool::expired`] hands them to
+    /// the reaper, which is woken), the others are marked to be closed when their session
+    /// ends. Returns how many were parked and how many marked.
+    pub fn retire(&self, user: Option<&Digest>) -> (usize, usize) {
+        let mut st = self.lock();
+        let (mut parked, mut marked) = (0, 0);
+        let mut i = 0;
+        while i < st.slots.len() {
+            let s = &mut st.slots[i];
+            if user.is_some_and(|u| *u != s.user) {
+                i += 1;
+                continue;
+            }
+            if s.session.is_none() {
+                if let Some(c) = st.slots.swap_remove(i).conn {
+                    st.retired.push(c);
+                }
+                st.counters.closed += 1;
+                parked += 1;
+                continue;
+            }
+            if !s.retired {
+                s.retired = true;
+                marked += 1;
+            }
+            i += 1;
+        }
+        if parked > 0 {
+            self.reaper.notify_all();
+        }
+        (parked, marked)
     }
 
     /// Removes a leased connection's slot; the caller closes the connection.
@@ -291,10 +347,11 @@ impl<C> Pool<C> {
     }
 
     /// Takes out every connection idle past the timeout (counted as closed for
-    /// idleness), and says how long until the next one may expire.
+    /// idleness) and those retired while parked, and says how long until the next one may
+    /// expire.
     pub fn expired(&self, now: Instant) -> (Vec<C>, Duration) {
         let mut st = self.lock();
-        let mut out = Vec::new();
+        let mut out = std::mem::take(&mut st.retired);
         let mut next = self.idle_timeout;
         let mut i = 0;
         while i < st.slots.len() {
@@ -315,7 +372,8 @@ impl<C> Pool<C> {
         (out, next)
     }
 
-    /// Stops handing out connections and takes out every one not busy.
+    /// Stops handing out connections and takes out every one not busy (and any retired
+    /// ones the reaper has not logged out yet).
     pub fn close_all(&self) -> Vec<C> {
         let mut st = self.lock();
         st.closing = true;
@@ -328,6 +386,7 @@ impl<C> Pool<C> {
             None => true,
         });
         st.counters.closed += out.len() as u64;
+        out.append(&mut st.retired);
         self.reaper.notify_all();
         out
     }
@@ -337,10 +396,11 @@ impl<C> Pool<C> {
         self.lock().closing
     }
 
-    /// Sleeps the reaper until `timeout` passes or the pool starts closing.
+    /// Sleeps the reaper until `timeout` passes, connections are retired, or the pool
+    /// starts closing.
     pub fn wait(&self, timeout: Duration) {
         let st = self.lock();
-        if !st.closing {
+        if !st.closing && st.retired.is_empty() {
             let _ = self.reaper.wait_timeout(st, timeout);
         }
     }
@@ -366,8 +426,12 @@ mod tests {
     type P = Pool<&'static str>;
 
     fn open(p: &P, id: Digest, session: &str, conn: &'static str) {
+        open_as(p, id, id, session, conn);
+    }
+
+    fn open_as(p: &P, id: Digest, user: Digest, session: &str, conn: &'static str) {
         match p.login(id, session) {
-            LoginStep::Open { ticket, evicted: None } => p.opened(ticket, id, session, conn),
+            LoginStep::Open { ticket, evicted: None } => p.opened(ticket, id, user, session, conn),
             other => panic!("{other:?}"),
         }
     }
@@ -379,7 +443,7 @@ mod tests {
         let alice = h.identity("alice", "secret", "s1", "");
         open(&p, alice, "s1", "c1");
         let SessionStep::Held(l) = p.session("s1") else { panic!() };
-        p.put_back(l, Back::Parked);
+        assert_eq!(p.put_back(l, Back::Parked), None);
         assert!(matches!(p.session("s1"), SessionStep::Unknown), "logged out");
         let other_pw = h.identity("alice", "other", "s1", "");
         assert!(matches!(p.login(other_pw, "s1"), LoginStep::Open { evicted: None, .. }));
@@ -405,7 +469,7 @@ mod tests {
         match p.login(ids[3], "s3") {
             LoginStep::Open { ticket, evicted: Some(c) } => {
                 assert_eq!(c, "c1");
-                p.opened(ticket, ids[3], "s3", "c3");
+                p.opened(ticket, ids[3], ids[3], "s3", "c3");
             }
             other => panic!("{other:?}"),
         }
@@ -415,7 +479,7 @@ mod tests {
         assert!(matches!(p.login(ids[4], "s4"), LoginStep::Wait { session_busy: false }));
         assert!(matches!(p.login(ids[0], "s0"), LoginStep::Wait { session_busy: true }));
         assert!(matches!(p.session("s0"), SessionStep::Busy));
-        p.put_back(busy, Back::InUse);
+        assert_eq!(p.put_back(busy, Back::InUse), None);
         let s = p.stats();
         assert_eq!((s.reclaimed, s.busy, s.in_use, s.peak_open), (1, 2, 3, 3));
     }
@@ -427,7 +491,7 @@ mod tests {
         let (a, b) = (h.identity("alice", "x", "s", ""), h.identity("bob", "y", "s", ""));
         open(&p, a, "s", "ca");
         let LoginStep::Detach(l) = p.login(b, "s") else { panic!() };
-        p.put_back(l, Back::Parked);
+        assert_eq!(p.put_back(l, Back::Parked), None);
         assert!(matches!(p.login(b, "s"), LoginStep::Open { evicted: None, .. }));
     }
 
@@ -445,5 +509,42 @@ mod tests {
         assert_eq!((s.closed_idle, s.busy, s.created), (1, 1, 2));
         assert_eq!(p.close_all(), Vec::<&str>::new(), "the busy one stays with its worker");
         assert!(matches!(p.login(h.identity("c", "", "s3", ""), "s3"), LoginStep::Closing));
+    }
+
+    #[test]
+    fn a_flush_logs_out_parked_connections_and_closes_in_use_ones_at_logout() {
+        let h = Hasher::random().unwrap();
+        let p = P::new(4, Duration::from_secs(60));
+        let (alice, bob) = (h.user("alice"), h.user("bob"));
+        let (a1, a2, b1) = (
+            h.identity("alice", "pw", "s1", ""),
+            h.identity("alice", "pw", "s2", ""),
+            h.identity("bob", "pw", "s3", ""),
+        );
+        open_as(&p, a1, alice, "s1", "a1");
+        open_as(&p, a2, alice, "s2", "a2");
+        open_as(&p, b1, bob, "s3", "b1");
+        let SessionStep::Held(l) = p.session("s1") else { panic!() };
+        assert_eq!(p.put_back(l, Back::Parked), None);
+        let SessionStep::Held(busy) = p.session("s2") else { panic!() };
+        // One user: alice's parked connection goes now, her busy one is marked; bob's stays.
+        assert_eq!(p.retire(Some(&alice)), (1, 1));
+        assert_eq!(p.expired(Instant::now()).0, vec!["a1"], "handed to the reaper");
+        assert!(matches!(p.login(a1, "s1"), LoginStep::Open { .. }), "no reuse of a1");
+        // The busy command is not disturbed; its session goes on until it ends...
+        assert_eq!(p.put_back(busy, Back::InUse), None);
+        let SessionStep::Held(l) = p.session("s2") else { panic!("the session goes on") };
+        assert_eq!(p.put_back(l, Back::InUse), None);
+        // ...but a new login on it opens a new connection, and its logout closes it.
+        let LoginStep::Detach(l) = p.login(a2, "s2") else { panic!("a retired connection") };
+        assert_eq!(p.put_back(l, Back::Parked), Some("a2"), "closed, not parked");
+        assert!(matches!(p.session("s2"), SessionStep::Unknown));
+        let SessionStep::Held(l) = p.session("s3") else { panic!("bob's is untouched") };
+        assert_eq!(p.put_back(l, Back::Parked), None);
+        // Everyone: bob's parked connection goes too.
+        assert_eq!(p.retire(None), (1, 0));
+        assert_eq!(p.close_all(), vec!["b1"], "shutdown logs out what the reaper has not");
+        let s = p.stats();
+        assert_eq!((s.closed, s.parked, s.in_use, s.idle), (3, 2, 0, 0));
     }
 }

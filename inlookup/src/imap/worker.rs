@@ -162,12 +162,22 @@ impl Shared {
 
     /// Requests queued or running.
     pub fn in_flight(&self) -> usize {
-        self.pending.load(Ordering::Relaxed)
+        self.pending.load(Ordering::Acquire)
     }
 
-    /// Empties the auth cache; returns how many entries went.
-    pub fn clear_auth_cache(&self) -> usize {
-        self.auth.lock().unwrap_or_else(|e| e.into_inner()).clear()
+    /// Forgets what is known of one user's passwords, or everyone's (HUP, FLUSH): the auth
+    /// cache's entries, positive and negative, and the connections logged in (parked ones
+    /// are logged out by the reaper, those in use are closed when their session ends).
+    pub fn forget(&self, user: Option<&str>) -> super::Forgotten {
+        let mut auth = self.auth.lock().unwrap_or_else(|e| e.into_inner());
+        let digest = user.map(|u| self.hasher.user(u));
+        let auth_entries = match &digest {
+            None => auth.clear(),
+            Some(d) => auth.remove_user(d),
+        };
+        drop(auth);
+        let (parked, in_use) = self.pool.retire(digest.as_ref());
+        super::Forgotten { auth_entries, parked, in_use }
     }
 
     /// The pool's counters.
@@ -176,16 +186,15 @@ impl Shared {
     }
 
     /// Serves one request: the whole reply bytes.
+    /// (The caller counts it out of [`Shared::in_flight`] once the reply is handed on.)
     pub fn serve(&self, kind: QueryKind, payload: &str) -> Vec<u8> {
-        let reply = match kind {
+        match kind {
             QueryKind::ImapLogin => json(&self.login(payload)),
             QueryKind::ImapCommand => self.command_reply(payload),
             QueryKind::ImapLogout => json(&self.logout(payload)),
             QueryKind::ImapAuth => json(&self.auth(payload)),
             _ => ERROR_REPLY.to_vec(),
-        };
-        self.pending.fetch_sub(1, Ordering::Relaxed);
-        reply
+        }
     }
 
     /// The reaper: closes idle connections until the pool closes.
@@ -193,11 +202,7 @@ impl Shared {
         while !self.pool.closing() {
             let (gone, next) = self.pool.expired(Instant::now());
             for c in gone {
-                log::debug!(
-                    "IMAP: closing a connection to {} idle for {} s",
-                    c.peer(),
-                    self.cfg.idle_timeout.as_secs()
-                );
+                log::debug!("IMAP: logging out of {} (idle, or flushed)", c.peer());
                 c.quit(QUIT_WITHIN);
             }
             self.pool.wait(next.clamp(Duration::from_millis(20), Duration::from_secs(1)));
@@ -242,8 +247,9 @@ impl Shared {
         }
     }
 
-    /// Opens a connection to the user's mail store and logs in.
-    fn open(&self, user: &str, password: &str) -> Result<Conn, OpenError> {
+    /// Opens a connection to the user's mail store and logs in, telling the server the end
+    /// user's address first when there is one (IMAP_SEND_ID).
+    fn open(&self, user: &str, password: &str, ip: &str) -> Result<Conn, OpenError> {
         let host = match self.hosts.lookup(user) {
             Ok(Some(h)) => h,
             Ok(None) => self.cfg.host.clone(),
@@ -260,7 +266,8 @@ impl Shared {
             self.warn(format_args!("IMAP: {e}"));
             OpenError::Failed(e)
         })?;
-        match conn.login(user, password) {
+        let originating = if self.cfg.send_id { ip.trim().parse().ok() } else { None };
+        match conn.login(user, password, originating) {
             Ok(Ok(())) => Ok(conn),
             Ok(Err(text)) => {
                 self.pool.note(|s| s.login_failures += 1);
@@ -278,7 +285,27 @@ impl Shared {
 
     fn remember(&self, user: &str, password: &str, valid: bool) {
         let key = self.hasher.credentials(user, password);
-        self.auth.lock().unwrap_or_else(|e| e.into_inner()).put(key, valid, Instant::now());
+        let who = self.hasher.user(user);
+        self.auth.lock().unwrap_or_else(|e| e.into_inner()).put(key, who, valid, Instant::now());
+    }
+
+    /// The auth cache's answer for these credentials, if fresh.
+    fn cached(&self, user: &str, password: &str) -> Option<bool> {
+        let key = self.hasher.credentials(user, password);
+        self.auth.lock().unwrap_or_else(|e| e.into_inner()).get(&key, Instant::now())
+    }
+
+    /// Gives a leased connection back; false when it was retired by a flush instead (then
+    /// it is logged out here).
+    fn give_back(&self, lease: Lease<Conn>, back: Back) -> bool {
+        match self.pool.put_back(lease, back) {
+            None => true,
+            Some(conn) => {
+                log::debug!("IMAP: logging out of {} (flushed)", conn.peer());
+                conn.quit(QUIT_WITHIN);
+                false
+            }
+        }
     }
 
     /// Drops a connection that failed: never back in the pool.
@@ -300,10 +327,7 @@ impl Shared {
             return false;
         }
         match lease.conn.reset() {
-            Ok(()) => {
-                self.pool.put_back(lease, Back::Parked);
-                true
-            }
+            Ok(()) => self.give_back(lease, Back::Parked),
             Err(e) => {
                 log::debug!("IMAP: reset before parking failed: {e}");
                 self.broken(lease);
@@ -324,6 +348,19 @@ impl Shared {
         }
         let identity = self.hasher.identity(&req.user, &req.password, &req.session, &req.ip);
         let label = self.hasher.session_label(&req.session);
+        if self.cached(&req.user, &req.password) == Some(false) {
+            // Refused moments ago: asking again costs a round trip and, at Dovecot, a
+            // longer delay for every login from this address.
+            self.pool.note(|s| s.auth_negative_hits += 1);
+            log::debug!("IMAP login {} (session {label}): refused (cached)", req.user);
+            return fail(
+                ImapErrorCode::AuthFailed,
+                format!(
+                    "Authentication failed (cached: the IMAP server refused this user and password less than {} s ago)",
+                    self.cfg.auth_negative_ttl.as_secs()
+                ),
+            );
+        }
         let mut backoff = Backoff::default();
         loop {
             match self.pool.login(identity, &req.session) {
@@ -337,7 +374,9 @@ impl Shared {
                         continue;
                     }
                     let capabilities = lease.conn.capabilities().to_vec();
-                    self.pool.put_back(lease, Back::InUse);
+                    if !self.give_back(lease, Back::InUse) {
+                        continue;
+                    }
                     self.pool.note(|s| s.reused += 1);
                     log::debug!("IMAP login {} (session {label}): reused", req.user);
                     return ImapLoginReply { ok: true, reused: true, capabilities, error: None };
@@ -353,10 +392,11 @@ impl Shared {
                         log::debug!("IMAP: reclaimed an idle connection to {}", old.peer());
                         old.quit(QUIT_WITHIN);
                     }
-                    return match self.open(&req.user, &req.password) {
+                    return match self.open(&req.user, &req.password, &req.ip) {
                         Ok(conn) => {
                             let capabilities = conn.capabilities().to_vec();
-                            self.pool.opened(ticket, identity, &req.session, conn);
+                            let user = self.hasher.user(&req.user);
+                            self.pool.opened(ticket, identity, user, &req.session, conn);
                             self.remember(&req.user, &req.password, true);
                             log::debug!(
                                 "IMAP login {} (session {label}): new connection",
@@ -467,7 +507,7 @@ impl Shared {
         let started = Instant::now();
         match lease.conn.run(&cmd) {
             Ok(ran) => {
-                self.pool.put_back(lease, Back::InUse);
+                self.give_back(lease, Back::InUse);
                 log::debug!(
                     "IMAP {} (session {label}): {:?}, {} bytes in {} ms",
                     cmd.name,
@@ -568,9 +608,7 @@ impl Shared {
         if req.user.is_empty() {
             return fail(failure(ImapErrorCode::BadRequest, "user must not be empty"));
         }
-        let key = self.hasher.credentials(&req.user, &req.password);
-        let cached = self.auth.lock().unwrap_or_else(|e| e.into_inner()).get(&key, Instant::now());
-        if let Some(valid) = cached {
+        if let Some(valid) = self.cached(&req.user, &req.password) {
             self.pool.note(|s| if valid { s.auth_hits += 1 } else { s.auth_negative_hits += 1 });
             log::debug!(
                 "IMAP auth {}: {} (cached)",
@@ -587,7 +625,7 @@ impl Shared {
                     if let Some(old) = evicted {
                         old.quit(QUIT_WITHIN);
                     }
-                    let r = self.open(&req.user, &req.password);
+                    let r = self.open(&req.user, &req.password, &req.ip);
                     self.pool.cancel(ticket);
                     return match r {
                         Ok(conn) => {
@@ -613,7 +651,7 @@ impl Shared {
                 }
                 LoginStep::Reuse(lease) | LoginStep::Detach(lease) => {
                     // open_only never returns these; give it back untouched.
-                    self.pool.put_back(lease, Back::InUse);
+                    self.give_back(lease, Back::InUse);
                 }
                 LoginStep::Wait { .. } => {
                     if !backoff.wait() {
