@@ -280,6 +280,26 @@ impl ReplyDir {
         let _ = unlinkat(&self.fd, reply.name, UnlinkatFlags::NoRemoveDir);
     }
 
+    /// Opens a reply FIFO ([`ReplyDir::open_reply`]) and writes a reply of at most
+    /// `PIPE_BUF` bytes in one go; removes the FIFO's name if the write failed. Safe from
+    /// any thread: IMAP workers answer their own requests this way.
+    ///
+    /// # Errors
+    /// As [`ReplyDir::open_reply`] and [`write_reply`].
+    pub fn send(
+        &self,
+        reply_path: &[u8],
+        bytes: &[u8],
+        deadline: std::time::Instant,
+    ) -> Result<(), ReplyFailure> {
+        let reply = self.open_reply(reply_path)?;
+        let sent = write_reply(&reply.fd, bytes, deadline);
+        if sent.is_err() {
+            self.remove(&reply);
+        }
+        sent
+    }
+
     /// Unlinks a name in FIFOTMPDIR if (and only if) it is a FIFO there: a FIFO nobody
     /// reads any more (the client gave up), found without opening it.
     fn remove_if_fifo(&self, name: &OsStr) {

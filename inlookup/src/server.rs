@@ -6,7 +6,7 @@ use crate::backend::BackendFactory;
 use crate::cache::{Cache, Found};
 use crate::config::Config;
 use crate::fifo::{write_reply, FifoError, ReplyDir, ReplyFailure, RequestFifo};
-use crate::imap::ImapService;
+use crate::imap::{DirectReply, ImapDone, ImapService};
 use crate::pool::{Done, Job, Pool, Refused};
 use crate::signals::{Control, Controls};
 use crate::stats::{self, Stats};
@@ -115,7 +115,7 @@ struct Input {
 /// Writes replies: small ones at once, large ones on a writer thread with a deadline.
 #[derive(Debug)]
 struct Replier {
-    dir: ReplyDir,
+    dir: Arc<ReplyDir>,
     slow: Sender<(OwnedFd, Vec<u8>)>,
     write_timeout: Duration,
 }
@@ -130,24 +130,25 @@ impl Replier {
     /// finding 2). The daemon removes the name only when its client cannot: the write
     /// failed here, or nobody reads the FIFO any more ([`ReplyDir::open_reply`]).
     fn send(&self, path: &[u8], bytes: &[u8]) -> Result<(), ReplyFailure> {
-        let reply = self.dir.open_reply(path)?;
         if bytes.len() <= PIPE_BUF {
-            let sent = write_reply(&reply.fd, bytes, Instant::now() + self.write_timeout);
-            if sent.is_err() {
-                self.dir.remove(&reply);
-            }
-            sent
-        } else {
-            self.slow
-                .send((reply.fd, bytes.to_vec()))
-                .map_err(|_| ReplyFailure::Failed("writer thread gone".into()))
+            return self.dir.send(path, bytes, Instant::now() + self.write_timeout);
         }
+        let reply = self.dir.open_reply(path)?;
+        self.slow
+            .send((reply.fd, bytes.to_vec()))
+            .map_err(|_| ReplyFailure::Failed("writer thread gone".into()))
     }
 
     /// Sends a reply and counts and logs what went wrong. Takes the counters apart from
     /// the server, so a cache hit is written straight from the cache, without a copy.
     fn deliver(&self, stats: &mut Stats, path: &[u8], bytes: &[u8]) {
-        match self.send(path, bytes) {
+        let sent = self.send(path, bytes);
+        Replier::account(stats, path, sent);
+    }
+
+    /// Counts and logs a reply's fate, whoever wrote it.
+    fn account(stats: &mut Stats, path: &[u8], sent: Result<(), ReplyFailure>) {
+        match sent {
             Ok(()) => {}
             Err(ReplyFailure::Vanished) => {
                 stats.vanished_clients += 1;
@@ -205,10 +206,18 @@ pub fn run(
     mysql_connects: Arc<AtomicU64>,
     controls: Controls,
 ) -> Result<(), ServeError> {
-    let imap = ImapService::start(cfg.imap.clone(), controls.waker.clone(), backends.clone())?;
+    let Listener { fifos, replies } = listener;
+    let replies = Arc::new(replies);
+    let write_timeout = cfg.timeouts.write;
+    let direct = DirectReply { dir: replies.clone(), write_timeout };
+    let imap = ImapService::start(
+        cfg.imap.clone(),
+        controls.waker.clone(),
+        backends.clone(),
+        Some(direct),
+    )?;
     let pool = Pool::start(cfg.workers, cfg.queue, backends, controls.waker.clone())?;
     let (slow_tx, slow_rx) = crossbeam_channel::bounded::<(OwnedFd, Vec<u8>)>(64);
-    let write_timeout = cfg.timeouts.write;
     std::thread::Builder::new().name("reply-writer".into()).spawn(move || {
         for (fd, bytes) in slow_rx {
             if let Err(e) = write_reply(&fd, &bytes, Instant::now() + write_timeout) {
@@ -216,7 +225,6 @@ pub fn run(
             }
         }
     })?;
-    let Listener { fifos, replies } = listener;
     let mut s = Server {
         cache: Cache::new(
             cfg.cache_entries,
@@ -252,9 +260,7 @@ impl Server {
                 // IMAP: a reply is ready for try_done before its request stops counting.
                 let idle = self.inflight.is_empty() && self.imap.in_flight() == 0;
                 if idle || Instant::now() >= deadline {
-                    while let Some((path, bytes)) = self.imap.try_done() {
-                        self.reply(&path, &bytes);
-                    }
+                    self.imap_finished();
                     self.finish();
                     return Ok(());
                 }
@@ -276,9 +282,7 @@ impl Server {
             while let Some(done) = self.pool.try_done() {
                 self.finished(done);
             }
-            while let Some((path, bytes)) = self.imap.try_done() {
-                self.reply(&path, &bytes);
-            }
+            self.imap_finished();
             for i in ready {
                 self.read_input(i);
             }
@@ -378,6 +382,19 @@ impl Server {
                 self.stats.bad_frames += 1;
                 input.buf.clear();
                 input.pending_since = None;
+            }
+        }
+    }
+
+    /// IMAP replies: write those the workers left to us (too large for one write), count
+    /// the ones they could not deliver themselves.
+    fn imap_finished(&mut self) {
+        while let Some(done) = self.imap.try_done() {
+            match done {
+                ImapDone::ToSend { path, bytes } => self.reply(&path, &bytes),
+                ImapDone::Failed { path, why } => {
+                    Replier::account(&mut self.stats, &path, Err(why));
+                }
             }
         }
     }

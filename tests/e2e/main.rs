@@ -14,6 +14,7 @@ mod concurrency;
 mod direct;
 mod imap;
 mod imap_clients;
+mod keepalive;
 mod kinds;
 mod leaks;
 mod lifecycle;

@@ -3,8 +3,11 @@
 //! Stateless programs (webmail) log in to IMAP on every page; inlookup keeps those logged-in
 //! connections for them. The four IMAP kinds (login, command, logout, auth) arrive on the
 //! I/O thread, which hands them to [`ImapService::submit`] without blocking; the service's
-//! own worker threads talk to the IMAP servers and push finished replies back, waking the
-//! I/O thread through the wake pipe.
+//! own worker threads talk to the IMAP servers and write each reply to its client
+//! themselves (through the same confined [`ReplyDir`]), one thread hand-off less than a
+//! reply sent back through the I/O thread; only a reply too large for one write, or the
+//! news that a reply could not be delivered, goes back to the I/O thread, woken through the
+//! wake pipe.
 //!
 //! One bounded [`pool::Pool`] holds every connection: at most `max_connections`; a login
 //! reuses a connection held for the same user, password, session key and client IP; when
@@ -34,6 +37,7 @@ pub mod worker;
 pub use tls::TlsMode;
 
 use crate::backend::BackendFactory;
+use crate::fifo::{ReplyDir, ReplyFailure};
 use crate::pool::Refused;
 use crate::wake::Waker;
 use crossbeam_channel::{bounded, unbounded, Receiver, Sender, TrySendError};
@@ -165,13 +169,43 @@ struct Job {
     reply_path: Box<[u8]>,
 }
 
+/// Where IMAP workers write replies themselves.
+#[derive(Debug, Clone)]
+pub struct DirectReply {
+    /// FIFOTMPDIR, as the I/O thread holds it.
+    pub dir: Arc<ReplyDir>,
+    /// How long a write may wait (timeoutwrite).
+    pub write_timeout: Duration,
+}
+
+/// What the I/O thread hears of a finished IMAP request (a reply a worker delivered itself
+/// is not reported).
+#[derive(Debug)]
+pub enum ImapDone {
+    /// A reply for the I/O thread to write (larger than one atomic write, or no
+    /// [`DirectReply`]).
+    ToSend {
+        /// The reply path.
+        path: Box<[u8]>,
+        /// The whole reply.
+        bytes: Vec<u8>,
+    },
+    /// A worker could not deliver its reply: for the counters and the log.
+    Failed {
+        /// The reply path.
+        path: Box<[u8]>,
+        /// Why.
+        why: ReplyFailure,
+    },
+}
+
 /// The IMAP service: its queue, workers and reaper.
 #[derive(Debug)]
 pub struct ImapService {
     /// Where requests go; `None` once shut down.
     jobs: Option<Sender<Job>>,
-    /// Finished replies: reply path and bytes.
-    done: Receiver<(Box<[u8]>, Vec<u8>)>,
+    /// Finished requests the I/O thread must see.
+    done: Receiver<ImapDone>,
     /// The state the threads share.
     shared: Arc<Shared>,
     /// Workers and the reaper.
@@ -189,6 +223,7 @@ impl ImapService {
         cfg: ImapConfig,
         waker: Waker,
         hosts: BackendFactory,
+        direct: Option<DirectReply>,
     ) -> std::io::Result<ImapService> {
         let workers = cfg.workers.max(1);
         let (jobs_tx, jobs_rx) = bounded::<Job>(cfg.queue.max(1));
@@ -197,20 +232,33 @@ impl ImapService {
         let shared = Arc::new(Shared::new(cfg, hosts)?);
         let mut threads = Vec::with_capacity(workers + 1);
         for n in 0..workers {
-            let (rx, tx, waker, shared) =
-                (jobs_rx.clone(), done_tx.clone(), waker.clone(), shared.clone());
+            let (rx, tx, waker, shared, direct) =
+                (jobs_rx.clone(), done_tx.clone(), waker.clone(), shared.clone(), direct.clone());
             threads.push(std::thread::Builder::new().name(format!("imap-{n}")).spawn(
                 move || {
                     for job in rx {
                         let bytes = shared.serve(job.kind, &job.payload);
-                        let sent = tx.send((job.reply_path, bytes)).is_ok();
-                        // Counted out only once the reply is where the I/O thread looks,
-                        // so "nothing in flight" at shutdown means every reply is there.
+                        let path = job.reply_path;
+                        let done = match &direct {
+                            Some(d) if bytes.len() <= inlookup_core::wire::PIPE_BUF => {
+                                let deadline = Instant::now() + d.write_timeout;
+                                match d.dir.send(&path, &bytes, deadline) {
+                                    Ok(()) => None,
+                                    Err(why) => Some(ImapDone::Failed { path, why }),
+                                }
+                            }
+                            _ => Some(ImapDone::ToSend { path, bytes }),
+                        };
+                        // Counted out only once the reply is delivered or where the I/O
+                        // thread looks, so "nothing in flight" at shutdown means every
+                        // reply is out or there.
+                        let sent = done.map(|d| tx.send(d).is_ok());
                         shared.pending.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
-                        if !sent {
-                            break;
+                        match sent {
+                            Some(false) => break,
+                            Some(true) => waker.wake(),
+                            None => {}
                         }
-                        waker.wake();
                     }
                 },
             )?);
@@ -245,9 +293,9 @@ impl ImapService {
         }
     }
 
-    /// A finished reply, if one is ready: the reply path and the whole reply (length and
-    /// JSON, or the error reply).
-    pub fn try_done(&self) -> Option<(Box<[u8]>, Vec<u8>)> {
+    /// A finished request the I/O thread must act on, if one is ready: a reply to write
+    /// (length and JSON, or the error reply), or one a worker could not deliver.
+    pub fn try_done(&self) -> Option<ImapDone> {
         self.done.try_recv().ok()
     }
 
