@@ -311,6 +311,27 @@ impl ReplyDir {
     }
 }
 
+/// FIFOTMPDIR shared with worker threads, so that they can answer the request they served
+/// themselves: one thread hand-off less per miss or IMAP request than sending the answer
+/// back through the I/O thread.
+#[derive(Debug, Clone)]
+pub struct DirectReply {
+    /// FIFOTMPDIR, as the I/O thread holds it.
+    pub dir: std::sync::Arc<ReplyDir>,
+    /// How long a write may wait (timeoutwrite).
+    pub write_timeout: std::time::Duration,
+}
+
+impl DirectReply {
+    /// [`ReplyDir::send`] with the write timeout.
+    ///
+    /// # Errors
+    /// As [`ReplyDir::send`].
+    pub fn send(&self, reply_path: &[u8], bytes: &[u8]) -> Result<(), ReplyFailure> {
+        self.dir.send(reply_path, bytes, std::time::Instant::now() + self.write_timeout)
+    }
+}
+
 /// Writes a whole reply to a reply FIFO opened by [`ReplyDir::open_reply`]. A reply of at
 /// most `PIPE_BUF` bytes into a fresh FIFO goes in one write; a longer one waits for the
 /// client to read, up to `deadline`.

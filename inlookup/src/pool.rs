@@ -1,8 +1,12 @@
 //! The worker pool: a bounded queue of lookups and a fixed set of threads, each with its own
-//! backend (one persistent MySQL connection). Results go back to the I/O thread, which is
-//! woken through the wake pipe.
+//! backend (one persistent MySQL connection). Every result goes back to the I/O thread
+//! (woken through the wake pipe), which caches it and answers the clients waiting for the
+//! same key, or, when the lookup failed, every client (serve-stale or an error); a found
+//! answer the worker also writes to the client whose miss started the lookup itself, right
+//! after handing it over: one thread hand-off less on that client's path.
 
 use crate::backend::BackendFactory;
+use crate::fifo::{DirectReply, ReplyFailure};
 use crate::wake::Waker;
 use crossbeam_channel::{bounded, unbounded, Receiver, Sender, TrySendError};
 use inlookup_core::{Answer, QueryKind};
@@ -23,6 +27,9 @@ pub struct Job {
     pub ip: String,
     /// The cache generation when queued: a result from before a flush is not cached.
     pub epoch: u64,
+    /// The reply path of the request that started the lookup: a worker with a
+    /// [`DirectReply`] answers it itself when the lookup succeeds.
+    pub reply_to: Box<[u8]>,
 }
 
 /// A finished lookup.
@@ -36,6 +43,13 @@ pub struct Done {
     pub epoch: u64,
     /// The answer, or a message saying why the backend failed.
     pub result: Result<Answer, String>,
+    /// The answer's reply bytes, when the worker encoded them.
+    pub encoded: Option<Vec<u8>>,
+    /// True when the worker writes the answer to `reply_to` itself, right after handing
+    /// over this result (so the cache holds the answer before its client can ask again):
+    /// the first waiter, the request that started the lookup, is not to be answered here.
+    /// A write that fails comes back through [`Pool::try_undelivered`].
+    pub delivering: bool,
 }
 
 /// The pool.
@@ -45,6 +59,8 @@ pub struct Pool {
     jobs: Option<Sender<Job>>,
     /// Where results come from.
     done: Receiver<Done>,
+    /// Replies the workers could not deliver themselves: for the counters and the log.
+    undelivered: Receiver<(Box<[u8]>, ReplyFailure)>,
     /// The threads.
     threads: Vec<JoinHandle<()>>,
     /// Bumped on HUP: workers drop their connections before their next job.
@@ -70,14 +86,17 @@ impl Pool {
         queue: usize,
         factory: BackendFactory,
         waker: Waker,
+        direct: Option<DirectReply>,
     ) -> std::io::Result<Pool> {
         let (jobs_tx, jobs_rx) = bounded::<Job>(queue.max(1));
         let (done_tx, done_rx) = unbounded::<Done>();
+        let (undelivered_tx, undelivered_rx) = unbounded::<(Box<[u8]>, ReplyFailure)>();
         let reset_generation = Arc::new(AtomicU64::new(0));
         let mut threads = Vec::with_capacity(workers);
         for n in 0..workers.max(1) {
-            let (rx, tx, waker, factory) =
-                (jobs_rx.clone(), done_tx.clone(), waker.clone(), factory.clone());
+            let (rx, tx, waker, factory, direct) =
+                (jobs_rx.clone(), done_tx.clone(), waker.clone(), factory.clone(), direct.clone());
+            let undelivered = undelivered_tx.clone();
             let generation = reset_generation.clone();
             let t = std::thread::Builder::new().name(format!("worker-{n}")).spawn(move || {
                 let mut backend = factory();
@@ -89,16 +108,45 @@ impl Pool {
                         seen = g;
                     }
                     let result = backend.answer(job.kind, &job.email, &job.ip);
-                    let done = Done { key: job.key, kind: job.kind, epoch: job.epoch, result };
+                    // A found answer that fits one write goes to its client from here.
+                    let direct_reply = match (&result, &direct) {
+                        (Ok(answer), Some(d)) => {
+                            let bytes = answer.encode();
+                            (bytes.len() <= inlookup_core::wire::PIPE_BUF).then_some((d, bytes))
+                        }
+                        _ => None,
+                    };
+                    let done = Done {
+                        key: job.key,
+                        kind: job.kind,
+                        epoch: job.epoch,
+                        result,
+                        encoded: direct_reply.as_ref().map(|(_, b)| b.clone()),
+                        delivering: direct_reply.is_some(),
+                    };
+                    // The result first, then the reply: by the time the client can ask
+                    // again, the I/O thread has been woken with the answer to cache.
                     if tx.send(done).is_err() {
                         break;
                     }
                     waker.wake();
+                    if let Some((d, bytes)) = direct_reply {
+                        if let Err(why) = d.send(&job.reply_to, &bytes) {
+                            let _ = undelivered.send((job.reply_to, why));
+                            waker.wake();
+                        }
+                    }
                 }
             })?;
             threads.push(t);
         }
-        Ok(Pool { jobs: Some(jobs_tx), done: done_rx, threads, reset_generation })
+        Ok(Pool {
+            jobs: Some(jobs_tx),
+            done: done_rx,
+            undelivered: undelivered_rx,
+            threads,
+            reset_generation,
+        })
     }
 
     /// Queues a job without waiting.
@@ -113,6 +161,11 @@ impl Pool {
     /// A finished job, if one is ready.
     pub fn try_done(&self) -> Option<Done> {
         self.done.try_recv().ok()
+    }
+
+    /// A reply a worker could not deliver itself, if there is one: its path and why.
+    pub fn try_undelivered(&self) -> Option<(Box<[u8]>, ReplyFailure)> {
+        self.undelivered.try_recv().ok()
     }
 
     /// Asks every worker to reconnect before its next job.

@@ -5,8 +5,8 @@
 use crate::backend::BackendFactory;
 use crate::cache::{Cache, Found};
 use crate::config::Config;
-use crate::fifo::{write_reply, FifoError, ReplyDir, ReplyFailure, RequestFifo};
-use crate::imap::{DirectReply, ImapDone, ImapService};
+use crate::fifo::{write_reply, DirectReply, FifoError, ReplyDir, ReplyFailure, RequestFifo};
+use crate::imap::{ImapDone, ImapService};
 use crate::pool::{Done, Job, Pool, Refused};
 use crate::signals::{Control, Controls};
 use crate::stats::{self, Stats};
@@ -214,9 +214,9 @@ pub fn run(
         cfg.imap.clone(),
         controls.waker.clone(),
         backends.clone(),
-        Some(direct),
+        Some(direct.clone()),
     )?;
-    let pool = Pool::start(cfg.workers, cfg.queue, backends, controls.waker.clone())?;
+    let pool = Pool::start(cfg.workers, cfg.queue, backends, controls.waker.clone(), Some(direct))?;
     let (slow_tx, slow_rx) = crossbeam_channel::bounded::<(OwnedFd, Vec<u8>)>(64);
     std::thread::Builder::new().name("reply-writer".into()).spawn(move || {
         for (fd, bytes) in slow_rx {
@@ -281,6 +281,9 @@ impl Server {
             }
             while let Some(done) = self.pool.try_done() {
                 self.finished(done);
+            }
+            while let Some((path, why)) = self.pool.try_undelivered() {
+                Replier::account(&mut self.stats, &path, Err(why));
             }
             self.imap_finished();
             for i in ready {
@@ -499,6 +502,7 @@ impl Server {
             email: email.to_string(),
             ip: ip.to_string(),
             epoch: self.epoch,
+            reply_to: path.into(),
         };
         match self.pool.submit(job) {
             Ok(()) => {
@@ -515,12 +519,17 @@ impl Server {
 
     /// A worker finished: cache the answer and reply to everyone waiting for it.
     fn finished(&mut self, done: Done) {
-        let waiters = self.inflight.remove(&done.key).unwrap_or_default();
+        let mut waiters = self.inflight.remove(&done.key).unwrap_or_default();
+        if done.delivering && !waiters.is_empty() {
+            // The worker answers the request that started the lookup: the first waiter,
+            // with which the entry was made at submission.
+            waiters.remove(0);
+        }
         let now = Instant::now();
         let bytes = match done.result {
             Ok(answer) => {
                 self.recovered();
-                let bytes = answer.encode();
+                let bytes = done.encoded.unwrap_or_else(|| answer.encode());
                 if done.epoch == self.epoch {
                     if let Some(k) = self.cache.insert(&done.key, &bytes, answer.is_negative(), now)
                     {

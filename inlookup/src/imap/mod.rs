@@ -4,7 +4,7 @@
 //! connections for them. The four IMAP kinds (login, command, logout, auth) arrive on the
 //! I/O thread, which hands them to [`ImapService::submit`] without blocking; the service's
 //! own worker threads talk to the IMAP servers and write each reply to its client
-//! themselves (through the same confined [`ReplyDir`]), one thread hand-off less than a
+//! themselves (through the same confined [`crate::fifo::ReplyDir`]), one thread hand-off less than a
 //! reply sent back through the I/O thread; only a reply too large for one write, or the
 //! news that a reply could not be delivered, goes back to the I/O thread, woken through the
 //! wake pipe.
@@ -37,7 +37,7 @@ pub mod worker;
 pub use tls::TlsMode;
 
 use crate::backend::BackendFactory;
-use crate::fifo::{ReplyDir, ReplyFailure};
+use crate::fifo::{DirectReply, ReplyFailure};
 use crate::pool::Refused;
 use crate::wake::Waker;
 use crossbeam_channel::{bounded, unbounded, Receiver, Sender, TrySendError};
@@ -169,15 +169,6 @@ struct Job {
     reply_path: Box<[u8]>,
 }
 
-/// Where IMAP workers write replies themselves.
-#[derive(Debug, Clone)]
-pub struct DirectReply {
-    /// FIFOTMPDIR, as the I/O thread holds it.
-    pub dir: Arc<ReplyDir>,
-    /// How long a write may wait (timeoutwrite).
-    pub write_timeout: Duration,
-}
-
 /// What the I/O thread hears of a finished IMAP request (a reply a worker delivered itself
 /// is not reported).
 #[derive(Debug)]
@@ -241,8 +232,7 @@ impl ImapService {
                         let path = job.reply_path;
                         let done = match &direct {
                             Some(d) if bytes.len() <= inlookup_core::wire::PIPE_BUF => {
-                                let deadline = Instant::now() + d.write_timeout;
-                                match d.dir.send(&path, &bytes, deadline) {
+                                match d.send(&path, &bytes) {
                                     Ok(()) => None,
                                     Err(why) => Some(ImapDone::Failed { path, why }),
                                 }
