@@ -7,7 +7,7 @@
 //!
 //! Usage: demo FIFO FIFOTMPDIR
 
-use inquery::{Answer, Client, QueryKind};
+use inquery::{Answer, Client, Lookup, QueryKind};
 use std::time::{Duration, Instant};
 
 fn show(a: &Answer) -> String {

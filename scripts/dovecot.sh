@@ -11,6 +11,9 @@
 #   DOVECOT_REUSE=1  reuse login and imap processes (fast logins) instead of Debian's
 #                    fork-per-connection default
 #   DOVECOT_TLS=1    self-signed certificate for CN=localhost, STARTTLS on the plain port
+#   DOVECOT_MAX_CONNECTIONS=N  allow N connections of one user from one IP
+#                    (mail_max_userip_connections; Dovecot's default is 10) and raise the
+#                    imap and imap-login process limits to N where they are lower
 #
 # First start seeds users alice/secret and bob/hunter2 and one message in alice's
 # Maildir/new. Files: STATE_DIR/dovecot.conf, passwd, home/USER/Maildir, dovecot.log
@@ -141,11 +144,14 @@ make_cert() {
 }
 
 write_config() {
-  local dir="$1" port="$2" user group uid
+  local dir="$1" port="$2" user group uid max limit=100
   user=$(mail_user)
   group=$(mail_group)
   uid=1
   if ((EUID != 0)); then uid=$(id -u); fi
+  max=${DOVECOT_MAX_CONNECTIONS:-}
+  [[ -z $max || $max =~ ^[1-9][0-9]*$ ]] || die "DOVECOT_MAX_CONNECTIONS must be a positive number"
+  if [[ -n $max ]] && ((max > limit)); then limit=$max; fi
 
   {
     cat <<EOF
@@ -165,6 +171,9 @@ default_login_user = $user
 first_valid_uid = $uid
 mail_location = maildir:~/Maildir
 EOF
+    if [[ -n $max ]]; then
+      echo "mail_max_userip_connections = $max"
+    fi
     if [[ ${DOVECOT_TLS:-0} == 1 ]]; then
       cat <<EOF
 ssl = yes
@@ -192,16 +201,22 @@ service imap-login {
     port = 0
   }
 EOF
+    # Dovecot's defaults: 100 imap-login processes (default_process_limit), 1024 imap ones.
+    if ((limit > 100)); then
+      echo "  process_limit = $limit"
+    fi
     if [[ ${DOVECOT_REUSE:-0} == 1 ]]; then
-      cat <<'EOF'
+      cat <<EOF
   service_count = 0
   process_min_avail = 1
 }
 service imap {
   service_count = 1000
-  process_limit = 100
+  process_limit = $limit
   process_min_avail = 1
 EOF
+    elif ((limit > 1024)); then
+      printf '}\nservice imap {\n  process_limit = %s\n' "$limit"
     fi
     cat <<'EOF'
 }

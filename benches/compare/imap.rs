@@ -4,13 +4,17 @@
 //! forks a login process and a mail process for every connection, and one that reuses
 //! them (`DOVECOT_REUSE=1`: `service_count = 0` for imap-login, 1000 for imap).
 //!
-//! One client, the runs alternating round by round as the matrix's cases do; the
-//! command is [`COMMAND`], the user the one `dovecot.sh` seeds.
+//! Each run at every client count of the matrix (and one client, for the latency table),
+//! each client a worker process with its own session key or connection, logged in before
+//! timing; within each (round, client count) the runs alternate, the order rotating as
+//! the matrix's cases do. The command is [`COMMAND`], the user the one `dovecot.sh` seeds.
 
 use crate::plan::absorb;
+use crate::results::ImapSetup;
 use crate::setup::{root, run_workers, Amount, Db, RunDir, Server, Target};
 use crate::stats::{Cell, CellAcc};
 use crate::Res;
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -165,11 +169,13 @@ struct Dovecot {
 }
 
 impl Dovecot {
-    fn start(dir: &Path, reuse: bool) -> Res<Dovecot> {
+    /// Starts one allowing `max` connections of the user from 127.0.0.1.
+    fn start(dir: &Path, reuse: bool, max: usize) -> Res<Dovecot> {
         let out = Command::new(root().join("scripts/dovecot.sh"))
             .arg("start")
             .arg(dir)
             .env("DOVECOT_REUSE", if reuse { "1" } else { "0" })
+            .env("DOVECOT_MAX_CONNECTIONS", max.to_string())
             .output()?;
         if !out.status.success() {
             return Err(
@@ -202,13 +208,54 @@ pub fn dovecot_version() -> String {
         .unwrap_or_default()
 }
 
-/// Starts both Dovecots and a daemon for each, then runs [`RUNS`] `rounds` times for
-/// `secs` seconds each, alternating. Returns one cell per run, in [`RUNS`] order.
-pub fn measure(inlookup: &Path, run: &RunDir, db: &Db, rounds: usize, secs: f64) -> Res<Vec<Cell>> {
-    let fork = Dovecot::start(&run.0.join("dovecot-fork"), false)?;
-    let reuse = Dovecot::start(&run.0.join("dovecot-reuse"), true)?;
+/// What [`measure`] returns.
+#[derive(Debug)]
+pub struct Measured {
+    /// One client, one cell per run in [`RUNS`] order.
+    pub one: Vec<Cell>,
+    /// Every client count, run by run in [`RUNS`] order, client counts ascending.
+    pub by_clients: Vec<Cell>,
+    /// The limits set for it.
+    pub setup: ImapSetup,
+}
+
+/// Starts both Dovecots and a daemon for each, then runs [`RUNS`] at 1 and each of
+/// `clients` client processes, `rounds` times for `secs` seconds each, alternating.
+///
+/// Limits, so the numbers are not those of a cap: each daemon may keep
+/// `pool` = max(15, most clients) IMAP connections with as many workers plus two (sessions
+/// of earlier runs stay in its pool, idle, until a new login reclaims them); each Dovecot
+/// accepts that many connections of the user from 127.0.0.1 plus twice the most clients
+/// (an own-connection run's, and a fresh-login run's still closing) and a margin.
+pub fn measure(
+    inlookup: &Path,
+    run: &RunDir,
+    db: &Db,
+    rounds: usize,
+    secs: f64,
+    clients: &[usize],
+) -> Res<Measured> {
+    let mut counts = clients.to_vec();
+    counts.push(1);
+    counts.sort_unstable();
+    counts.dedup();
+    let most = counts.last().copied().unwrap_or(1);
+    let pool = most.max(15);
+    let dovecot_max = pool + 2 * most + 16;
+    let setup = ImapSetup {
+        clients: counts.clone(),
+        daemon_env: format!("IMAP_MAX_CONNECTIONS={pool} IMAP_WORKERS={}", pool + 2),
+        dovecot_env: format!("DOVECOT_MAX_CONNECTIONS={dovecot_max}"),
+    };
+    let fork = Dovecot::start(&run.0.join("dovecot-fork"), false, dovecot_max)?;
+    let reuse = Dovecot::start(&run.0.join("dovecot-reuse"), true, dovecot_max)?;
     let daemon = |label: &str, d: &Dovecot| {
-        let env = [("IMAP_HOST", "127.0.0.1".to_string()), ("IMAP_PORT", d.port.to_string())];
+        let env = [
+            ("IMAP_HOST", "127.0.0.1".to_string()),
+            ("IMAP_PORT", d.port.to_string()),
+            ("IMAP_MAX_CONNECTIONS", pool.to_string()),
+            ("IMAP_WORKERS", (pool + 2).to_string()),
+        ];
         Server::daemon(inlookup, run, label, db, &env)
     };
     let (via_fork, via_reuse) = (daemon("imap-fork", &fork)?, daemon("imap-reuse", &reuse)?);
@@ -224,21 +271,27 @@ pub fn measure(inlookup: &Path, run: &RunDir, db: &Db, rounds: usize, secs: f64)
         Target { case: crate::case::Case::Imap, args }
     };
     let targets: Vec<Target> = RUNS.iter().map(|&(_, r, t)| target(r, t)).collect();
-    let mut acc: Vec<CellAcc> = RUNS.iter().map(|_| CellAcc::default()).collect();
+    // (run, client count) → its rounds.
+    let mut acc: BTreeMap<(usize, usize), CellAcc> = BTreeMap::new();
     for round in 0..rounds {
-        for k in 0..RUNS.len() {
-            let i = (k + round) % RUNS.len();
-            let outs = run_workers(&targets[i], 1, 1, 2, Amount::Secs(secs))?;
-            let ok: u64 = outs.iter().map(|o| o.ok).sum();
-            eprintln!(
-                "bench: IMAP round {} {:<44} {:>7.0} req/s",
-                round + 1,
-                RUNS[i].0,
-                ok as f64 / secs
-            );
-            absorb(&mut acc[i], outs);
+        for (ci, &n) in counts.iter().enumerate() {
+            let shift = (round + ci) % RUNS.len();
+            for k in 0..RUNS.len() {
+                let i = (shift + k) % RUNS.len();
+                let outs = run_workers(&targets[i], n, 1, 2, Amount::Secs(secs))?;
+                let ok: u64 = outs.iter().map(|o| o.ok).sum();
+                eprintln!(
+                    "bench: IMAP round {} {:<44} × {n:<2} {:>7.0} req/s",
+                    round + 1,
+                    RUNS[i].0,
+                    ok as f64 / secs
+                );
+                absorb(acc.entry((i, n)).or_default(), outs);
+            }
         }
     }
     drop((via_fork, via_reuse));
-    Ok(acc.into_iter().zip(RUNS).map(|(a, (label, _, _))| a.finish(label, 1)).collect())
+    let by_clients: Vec<Cell> = acc.into_iter().map(|((i, n), a)| a.finish(RUNS[i].0, n)).collect();
+    let one = by_clients.iter().filter(|c| c.clients == 1).cloned().collect();
+    Ok(Measured { one, by_clients, setup })
 }

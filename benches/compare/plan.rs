@@ -300,9 +300,12 @@ pub fn main(args: &[String]) -> Res<()> {
     drop((echo, checked, hit, miss));
     if part("imap") {
         // Dovecot is a guest here: without it, the rest of the run still counts.
-        match crate::imap::measure(&inlookup, &run, &db, settings.rounds, settings.secs) {
-            Ok(cells) => {
-                r.imap_cells = cells;
+        let (rounds, secs) = (settings.rounds, settings.secs);
+        match crate::imap::measure(&inlookup, &run, &db, rounds, secs, &settings.clients) {
+            Ok(m) => {
+                r.imap_cells = m.one;
+                r.imap_throughput = m.by_clients;
+                r.imap_setup = m.setup;
                 r.imap.clear();
             }
             Err(e) => {

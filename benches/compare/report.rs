@@ -153,29 +153,10 @@ pub fn markdown(r: &Results, findings: Option<&str>) -> String {
     }
 
     let _ = writeln!(m, "\n## Throughput (requests/s) by client processes\n");
-    let _ = write!(m, "| case |");
-    for c in &s.clients {
-        let _ = write!(m, " {c} |");
-    }
-    let _ = write!(m, "\n| --- |");
-    for _ in &s.clients {
-        let _ = write!(m, " ---: |");
-    }
-    m.push('\n');
-    for case in Case::ALL {
-        let _ = write!(m, "| {case} |");
-        for &n in &s.clients {
-            match r.cell(case, n) {
-                Some(c) => {
-                    let _ = write!(m, " {:.0} |", c.throughput);
-                }
-                None => {
-                    let _ = write!(m, " – |");
-                }
-            }
-        }
-        m.push('\n');
-    }
+    by_clients(&mut m, &Case::ALL, &s.clients, |case, n| match r.cell(case, n) {
+        Some(c) => format!(" {:.0} |", c.throughput),
+        None => " – |".to_string(),
+    });
     let _ = writeln!(
         m,
         "\nThroughput is the median over rounds of the sum of every client's own rate \
@@ -183,24 +164,12 @@ pub fn markdown(r: &Results, findings: Option<&str>) -> String {
     );
 
     let _ = writeln!(m, "\n## Latency by client processes (µs: p50 / p99 / p99.9)\n");
-    let _ = write!(m, "| case |");
-    for c in &s.clients {
-        let _ = write!(m, " {c} |");
-    }
-    let _ = write!(m, "\n| --- |");
-    for _ in &s.clients {
-        let _ = write!(m, " ---: |");
-    }
-    m.push('\n');
-    for case in Case::MEASURED {
-        let _ = write!(m, "| {case} |");
-        for &n in &s.clients {
-            if let Some(c) = r.cell(case, n) {
-                let _ = write!(m, " {:.0} / {:.0} / {:.0} |", c.p50_us, c.p99_us, c.p999_us);
-            }
-        }
-        m.push('\n');
-    }
+    // A missing cell writes nothing here, as it always has.
+    by_clients(&mut m, &Case::MEASURED, &s.clients, |case, n| {
+        r.cell(case, n).map_or_else(String::new, |c| {
+            format!(" {:.0} / {:.0} / {:.0} |", c.p50_us, c.p99_us, c.p999_us)
+        })
+    });
     let errs: Vec<String> = r
         .cells
         .iter()
@@ -354,12 +323,96 @@ pub fn markdown(r: &Results, findings: Option<&str>) -> String {
                 c.case, c.p50_us, c.p90_us, c.p99_us, c.p999_us, c.mean_us, c.requests, c.errors
             );
         }
+        imap_throughput(&mut m, r);
     }
 
     if let Some(f) = findings {
         let _ = writeln!(m, "\n{}", f.trim_end());
     }
     m
+}
+
+/// The IMAP runs' throughput table (runs × client processes), when the run measured it.
+fn imap_throughput(m: &mut String, r: &Results) {
+    if r.imap_throughput.is_empty() {
+        return;
+    }
+    let st = &r.imap_setup;
+    let _ = writeln!(m, "\n### IMAP throughput (requests/s) by client processes\n");
+    let _ = writeln!(
+        m,
+        "The same six runs with N client processes at once, the same rounds and seconds, \
+         the order rotating per client count as in the matrix. Each client has its own \
+         session key or connection and logs in before timing starts (a fresh-login \
+         client logs in once per request, as above). So that no pool or limit is what is \
+         measured, the two inlookup daemons ran with `{}` (sessions of earlier runs stay \
+         in a pool, idle, until a login reclaims them) and the Dovecots with `{}` \
+         (`mail_max_userip_connections`, Dovecot's 10 by default, and the imap and \
+         imap-login process limits). Throughput as in the matrix: the median over rounds \
+         of the sum of every client's own rate.\n",
+        st.daemon_env, st.dovecot_env
+    );
+    let _ = write!(m, "| run |");
+    for c in &st.clients {
+        let _ = write!(m, " {c} |");
+    }
+    let _ = write!(m, " errors |\n| --- |");
+    for _ in &st.clients {
+        let _ = write!(m, " ---: |");
+    }
+    let _ = writeln!(m, " ---: |");
+    let mut errs = Vec::new();
+    for (label, ..) in crate::imap::RUNS {
+        let _ = write!(m, "| {label} |");
+        let mut errors = 0;
+        for &n in &st.clients {
+            match r.imap_throughput.iter().find(|c| c.case == label && c.clients == n) {
+                Some(c) => {
+                    let _ = write!(m, " {:.0} |", c.throughput);
+                    errors += c.errors;
+                    if c.errors > 0 {
+                        errs.push(format!(
+                            "{label} × {n}: {} (first: {})",
+                            c.errors, c.first_error
+                        ));
+                    }
+                }
+                None => {
+                    let _ = write!(m, " – |");
+                }
+            }
+        }
+        let _ = writeln!(m, " {errors} |");
+    }
+    if !errs.is_empty() {
+        let _ = writeln!(m, "\nErrors: {}", errs.join("; "));
+    }
+}
+
+/// A table with one row per case and one column per client count: `cell(case, clients)`
+/// gives each cell's text, its leading space and closing `|` included.
+fn by_clients(
+    m: &mut String,
+    cases: &[Case],
+    clients: &[usize],
+    cell: impl Fn(Case, usize) -> String,
+) {
+    let _ = write!(m, "| case |");
+    for c in clients {
+        let _ = write!(m, " {c} |");
+    }
+    let _ = write!(m, "\n| --- |");
+    for _ in clients {
+        let _ = write!(m, " ---: |");
+    }
+    m.push('\n');
+    for &case in cases {
+        let _ = write!(m, "| {case} |");
+        for &n in clients {
+            m.push_str(&cell(case, n));
+        }
+        m.push('\n');
+    }
 }
 
 /// A log-scale axis over whole decades covering `lo..=hi`.

@@ -160,6 +160,19 @@ pub struct Rss {
     pub fill_s: f64,
 }
 
+/// How the IMAP runs were set up, so neither inlookup's pool nor Dovecot's limits cap the
+/// throughput at the largest client count.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ImapSetup {
+    /// Client process counts of the IMAP runs (the matrix's, and 1).
+    pub clients: Vec<usize>,
+    /// The two IMAP daemons' settings beyond the defaults (`IMAP_MAX_CONNECTIONS`,
+    /// `IMAP_WORKERS`).
+    pub daemon_env: String,
+    /// The Dovecots' environment for `scripts/dovecot.sh start` beyond `DOVECOT_REUSE`.
+    pub dovecot_env: String,
+}
+
 /// One goal of the issue.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Goal {
@@ -197,6 +210,13 @@ pub struct Results {
     /// The IMAP rows, one client each, in `imap::RUNS` order.
     #[serde(default)]
     pub imap_cells: Vec<Cell>,
+    /// The IMAP runs at every client count of `imap_setup.clients`, run by run in
+    /// `imap::RUNS` order (the one-client cells are those of `imap_cells`).
+    #[serde(default)]
+    pub imap_throughput: Vec<Cell>,
+    /// How the IMAP runs were set up.
+    #[serde(default)]
+    pub imap_setup: ImapSetup,
     /// `dovecot --version`.
     #[serde(default)]
     pub dovecot: String,

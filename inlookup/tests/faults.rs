@@ -9,7 +9,7 @@ use inlookup::backend::{Backend, BackendFactory};
 use inlookup::signals::{self, Control, ControlHandle};
 use inlookup::{Args, Config, Listener};
 use inlookup_core::{Answer, QueryKind, UserStatus};
-use inquery::{Client, Error};
+use inquery::{Client, Error, Lookup};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};

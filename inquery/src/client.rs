@@ -2,10 +2,11 @@
 
 use crate::error::{io, Error, Phase};
 use crate::resolve::Target;
+use crate::Lookup;
 use inlookup_core::admin::{FlushReply, FlushRequest, PingReply, StatsReport};
 use inlookup_core::control::{self, Timeouts};
 use inlookup_core::wire::{encode_request, reply_int, HEADER_LEN};
-use inlookup_core::{Answer, Limits, MailHost, Passwd, QueryKind, UserStatus};
+use inlookup_core::{Answer, QueryKind};
 use nix::errno::Errno;
 use nix::fcntl::{open, OFlag};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
@@ -228,142 +229,6 @@ impl Client {
         Ok(())
     }
 
-    /// Asks a classic kind and decodes the answer.
-    ///
-    /// # Errors
-    /// As [`Client::raw`], plus [`Error::Backend`] for the daemon's error reply.
-    pub fn ask(&self, kind: QueryKind, email: &str, ip: &str) -> Result<Answer, Error> {
-        if !kind.is_classic() {
-            return Err(Error::BadArgument(format!("{kind} is not a lookup")));
-        }
-        if kind == QueryKind::Relay && ip.trim().is_empty() {
-            return Err(Error::BadArgument("a relay query needs an IP address".into()));
-        }
-        let (n, body) = self.raw(kind.byte(), email, ip)?;
-        Ok(Answer::decode(kind, n, &body, email)?)
-    }
-
-    /// USER: is `email` a local user, and in what state.
-    ///
-    /// ```no_run
-    /// use inquery::{Client, UserStatus};
-    /// let c = Client::from_env();
-    /// if c.user_status("alice@example.com")? == UserStatus::Active {
-    ///     println!("deliver");
-    /// }
-    /// # Ok::<(), inquery::Error>(())
-    /// ```
-    ///
-    /// # Errors
-    /// See [`Client::raw`]; `-1` from the daemon is [`Error::Backend`].
-    pub fn user_status(&self, email: &str) -> Result<UserStatus, Error> {
-        match self.ask(QueryKind::User, email, "")? {
-            Answer::User { status } => Ok(status),
-            other => Err(Error::Malformed(format!("{other:?}"))),
-        }
-    }
-
-    /// RELAY: may `email`, connecting from `ip`, relay (POP-before-SMTP)?
-    ///
-    /// ```no_run
-    /// let ok = inquery::Client::from_env().relay_allowed("alice@example.com", "192.0.2.10")?;
-    /// # Ok::<(), inquery::Error>(())
-    /// ```
-    ///
-    /// # Errors
-    /// [`Error::BadArgument`] without an IP; otherwise as [`Client::raw`].
-    pub fn relay_allowed(&self, email: &str, ip: &str) -> Result<bool, Error> {
-        match self.ask(QueryKind::Relay, email, ip)? {
-            Answer::Relay { allowed } => Ok(allowed),
-            other => Err(Error::Malformed(format!("{other:?}"))),
-        }
-    }
-
-    /// PWD: the passwd record, or `None` for "No such user".
-    ///
-    /// ```no_run
-    /// if let Some(pw) = inquery::Client::from_env().passwd("alice@example.com")? {
-    ///     println!("{} lives in {}", pw.name, pw.dir);
-    /// }
-    /// # Ok::<(), inquery::Error>(())
-    /// ```
-    ///
-    /// # Errors
-    /// As [`Client::raw`]; a 0 or -1 reply is [`Error::Backend`].
-    pub fn passwd(&self, email: &str) -> Result<Option<Passwd>, Error> {
-        match self.ask(QueryKind::Pwd, email, "")? {
-            Answer::Pwd { passwd, .. } => Ok(passwd),
-            other => Err(Error::Malformed(format!("{other:?}"))),
-        }
-    }
-
-    /// HOST: the user's mail store, or `None`.
-    ///
-    /// ```no_run
-    /// let h = inquery::Client::from_env().host("alice@example.com")?;
-    /// # Ok::<(), inquery::Error>(())
-    /// ```
-    ///
-    /// # Errors
-    /// As [`Client::raw`].
-    pub fn host(&self, email: &str) -> Result<Option<MailHost>, Error> {
-        match self.ask(QueryKind::Host, email, "")? {
-            Answer::Host { host } => Ok(host),
-            other => Err(Error::Malformed(format!("{other:?}"))),
-        }
-    }
-
-    /// ALIAS: the valias lines of `email` (empty when none).
-    ///
-    /// ```no_run
-    /// for line in inquery::Client::from_env().aliases("sales@example.com")? {
-    ///     println!("{line}");
-    /// }
-    /// # Ok::<(), inquery::Error>(())
-    /// ```
-    ///
-    /// # Errors
-    /// As [`Client::raw`].
-    pub fn aliases(&self, email: &str) -> Result<Vec<String>, Error> {
-        match self.ask(QueryKind::Alias, email, "")? {
-            Answer::Alias { lines } => Ok(lines),
-            other => Err(Error::Malformed(format!("{other:?}"))),
-        }
-    }
-
-    /// LIMIT: the limits of a domain, or of a user's domain; `None` for a bare domain with
-    /// no row.
-    ///
-    /// ```no_run
-    /// let l = inquery::Client::from_env().limits("example.com")?;
-    /// # Ok::<(), inquery::Error>(())
-    /// ```
-    ///
-    /// # Errors
-    /// As [`Client::raw`].
-    pub fn limits(&self, email_or_domain: &str) -> Result<Option<Limits>, Error> {
-        match self.ask(QueryKind::Limit, email_or_domain, "")? {
-            Answer::Limit { limits } => Ok(limits),
-            other => Err(Error::Malformed(format!("{other:?}"))),
-        }
-    }
-
-    /// DOMAIN: the real domain behind an alias domain, or the input.
-    ///
-    /// ```no_run
-    /// let d = inquery::Client::from_env().real_domain("example.org")?;
-    /// # Ok::<(), inquery::Error>(())
-    /// ```
-    ///
-    /// # Errors
-    /// As [`Client::raw`].
-    pub fn real_domain(&self, domain: &str) -> Result<String, Error> {
-        match self.ask(QueryKind::Domain, domain, "")? {
-            Answer::Domain { domain, .. } => Ok(domain),
-            other => Err(Error::Malformed(format!("{other:?}"))),
-        }
-    }
-
     fn json<T: serde::de::DeserializeOwned>(
         &self,
         kind: QueryKind,
@@ -420,5 +285,22 @@ impl Client {
             FlushRequest { kind: kind.map(|k| k.name().to_string()), key: key.map(str::to_string) };
         let payload = serde_json::to_string(&req).map_err(|e| Error::BadArgument(e.to_string()))?;
         Ok(self.json::<FlushReply>(QueryKind::Flush, &payload)?.flushed)
+    }
+}
+
+impl Lookup for Client {
+    /// Asks a classic kind over the daemon's FIFO and decodes the answer.
+    ///
+    /// # Errors
+    /// As [`Client::raw`], plus [`Error::Backend`] for the daemon's error reply.
+    fn ask(&self, kind: QueryKind, email: &str, ip: &str) -> Result<Answer, Error> {
+        if !kind.is_classic() {
+            return Err(Error::BadArgument(format!("{kind} is not a lookup")));
+        }
+        if kind == QueryKind::Relay && ip.trim().is_empty() {
+            return Err(Error::BadArgument("a relay query needs an IP address".into()));
+        }
+        let (n, body) = self.raw(kind.byte(), email, ip)?;
+        Ok(Answer::decode(kind, n, &body, email)?)
     }
 }

@@ -7,12 +7,10 @@
 //! of one `PIPE_BUF` per reply included.
 
 use crate::error::Error;
+use crate::Lookup;
 use inlookup_core::control;
 use inlookup_core::wire::{encode_request, reply_int, HEADER_LEN};
-use inlookup_core::{
-    Answer, Limits, LookupConfig, LookupError, Lookups, MailHost, MysqlSettings, Passwd, QueryKind,
-    UserStatus,
-};
+use inlookup_core::{Answer, LookupConfig, LookupError, Lookups, MysqlSettings, QueryKind};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
@@ -52,7 +50,7 @@ impl Direct {
     /// Direct mode with explicit settings.
     ///
     /// ```no_run
-    /// use inquery::direct::Direct;
+    /// use inquery::{direct::Direct, Lookup};
     /// use inlookup_core::{LookupConfig, MysqlSettings};
     /// let s = MysqlSettings { host: "127.0.0.1".into(), ..MysqlSettings::default() };
     /// let d = Direct::new(s, LookupConfig::default());
@@ -75,6 +73,7 @@ impl Direct {
     /// Nothing is connected yet.
     ///
     /// ```no_run
+    /// use inquery::Lookup;
     /// let d = inquery::direct::Direct::from_env();
     /// let pw = d.passwd("alice@example.com")?;
     /// # Ok::<(), inquery::Error>(())
@@ -151,11 +150,13 @@ impl Direct {
             }
         }
     }
+}
 
-    /// Asks a classic kind, as [`crate::Client::ask`] does the daemon.
+impl Lookup for Direct {
+    /// Asks a classic kind from MySQL, as [`crate::Client::ask`] does the daemon.
     ///
     /// ```no_run
-    /// use inquery::{direct::Direct, Answer, QueryKind};
+    /// use inquery::{direct::Direct, Answer, Lookup, QueryKind};
     /// let a = Direct::from_env().ask(QueryKind::Domain, "example.org", "")?;
     /// # Ok::<(), inquery::Error>(())
     /// ```
@@ -165,7 +166,7 @@ impl Direct {
     /// RELAY without an IP, a NUL byte, too long); [`Error::Mysql`] when MySQL fails or a
     /// configured table name is not an identifier; [`Error::Backend`] for an answer longer
     /// than IndiMail's reply limit (the daemon replies -1 to those).
-    pub fn ask(&self, kind: QueryKind, email: &str, ip: &str) -> Result<Answer, Error> {
+    fn ask(&self, kind: QueryKind, email: &str, ip: &str) -> Result<Answer, Error> {
         check_request(kind, email, ip)?;
         let lookups = self.lookups()?;
         let answer = self.with_conn(|c| lookups.answer(c, kind, email, ip))?;
@@ -174,97 +175,6 @@ impl Direct {
         let mut header = [0u8; HEADER_LEN];
         header.copy_from_slice(&reply[..HEADER_LEN]);
         Ok(Answer::decode(kind, reply_int(header), &reply[HEADER_LEN..], email)?)
-    }
-
-    /// USER, from MySQL. See [`crate::Client::user_status`].
-    ///
-    /// ```no_run
-    /// let s = inquery::direct::Direct::from_env().user_status("alice@example.com")?;
-    /// # Ok::<(), inquery::Error>(())
-    /// ```
-    ///
-    /// # Errors
-    /// As [`Direct::ask`].
-    pub fn user_status(&self, email: &str) -> Result<UserStatus, Error> {
-        typed::user(self.ask(QueryKind::User, email, "")?)
-    }
-
-    /// RELAY, from MySQL. See [`crate::Client::relay_allowed`].
-    ///
-    /// ```no_run
-    /// let ok = inquery::direct::Direct::from_env().relay_allowed("alice@example.com", "192.0.2.10")?;
-    /// # Ok::<(), inquery::Error>(())
-    /// ```
-    ///
-    /// # Errors
-    /// As [`Direct::ask`].
-    pub fn relay_allowed(&self, email: &str, ip: &str) -> Result<bool, Error> {
-        typed::relay(self.ask(QueryKind::Relay, email, ip)?)
-    }
-
-    /// PWD, from MySQL. See [`crate::Client::passwd`].
-    ///
-    /// ```no_run
-    /// let pw = inquery::direct::Direct::from_env().passwd("alice@example.com")?;
-    /// # Ok::<(), inquery::Error>(())
-    /// ```
-    ///
-    /// # Errors
-    /// As [`Direct::ask`].
-    pub fn passwd(&self, email: &str) -> Result<Option<Passwd>, Error> {
-        typed::passwd(self.ask(QueryKind::Pwd, email, "")?)
-    }
-
-    /// HOST, from MySQL. See [`crate::Client::host`].
-    ///
-    /// ```no_run
-    /// let h = inquery::direct::Direct::from_env().host("alice@example.com")?;
-    /// # Ok::<(), inquery::Error>(())
-    /// ```
-    ///
-    /// # Errors
-    /// As [`Direct::ask`].
-    pub fn host(&self, email: &str) -> Result<Option<MailHost>, Error> {
-        typed::host(self.ask(QueryKind::Host, email, "")?)
-    }
-
-    /// ALIAS, from MySQL. See [`crate::Client::aliases`].
-    ///
-    /// ```no_run
-    /// let lines = inquery::direct::Direct::from_env().aliases("sales@example.com")?;
-    /// # Ok::<(), inquery::Error>(())
-    /// ```
-    ///
-    /// # Errors
-    /// As [`Direct::ask`].
-    pub fn aliases(&self, email: &str) -> Result<Vec<String>, Error> {
-        typed::aliases(self.ask(QueryKind::Alias, email, "")?)
-    }
-
-    /// LIMIT, from MySQL. See [`crate::Client::limits`].
-    ///
-    /// ```no_run
-    /// let l = inquery::direct::Direct::from_env().limits("example.com")?;
-    /// # Ok::<(), inquery::Error>(())
-    /// ```
-    ///
-    /// # Errors
-    /// As [`Direct::ask`].
-    pub fn limits(&self, email_or_domain: &str) -> Result<Option<Limits>, Error> {
-        typed::limits(self.ask(QueryKind::Limit, email_or_domain, "")?)
-    }
-
-    /// DOMAIN, from MySQL. See [`crate::Client::real_domain`].
-    ///
-    /// ```no_run
-    /// let d = inquery::direct::Direct::from_env().real_domain("example.org")?;
-    /// # Ok::<(), inquery::Error>(())
-    /// ```
-    ///
-    /// # Errors
-    /// As [`Direct::ask`].
-    pub fn real_domain(&self, domain: &str) -> Result<String, Error> {
-        typed::domain(self.ask(QueryKind::Domain, domain, "")?)
     }
 }
 
@@ -280,64 +190,6 @@ pub(crate) fn check_request(kind: QueryKind, email: &str, ip: &str) -> Result<()
     encode_request(kind.byte(), email.as_bytes(), b"/", ip.as_bytes())
         .map(drop)
         .map_err(|e| Error::BadArgument(e.to_string()))
-}
-
-/// Answers into typed results, shared by [`Direct`] and [`crate::Querier`].
-pub(crate) mod typed {
-    use super::*;
-
-    fn wrong(a: Answer) -> Error {
-        Error::Malformed(format!("unexpected answer {:?}", a.kind()))
-    }
-
-    pub fn user(a: Answer) -> Result<UserStatus, Error> {
-        match a {
-            Answer::User { status } => Ok(status),
-            other => Err(wrong(other)),
-        }
-    }
-
-    pub fn relay(a: Answer) -> Result<bool, Error> {
-        match a {
-            Answer::Relay { allowed } => Ok(allowed),
-            other => Err(wrong(other)),
-        }
-    }
-
-    pub fn passwd(a: Answer) -> Result<Option<Passwd>, Error> {
-        match a {
-            Answer::Pwd { passwd, .. } => Ok(passwd),
-            other => Err(wrong(other)),
-        }
-    }
-
-    pub fn host(a: Answer) -> Result<Option<MailHost>, Error> {
-        match a {
-            Answer::Host { host } => Ok(host),
-            other => Err(wrong(other)),
-        }
-    }
-
-    pub fn aliases(a: Answer) -> Result<Vec<String>, Error> {
-        match a {
-            Answer::Alias { lines } => Ok(lines),
-            other => Err(wrong(other)),
-        }
-    }
-
-    pub fn limits(a: Answer) -> Result<Option<Limits>, Error> {
-        match a {
-            Answer::Limit { limits } => Ok(limits),
-            other => Err(wrong(other)),
-        }
-    }
-
-    pub fn domain(a: Answer) -> Result<String, Error> {
-        match a {
-            Answer::Domain { domain, .. } => Ok(domain),
-            other => Err(wrong(other)),
-        }
-    }
 }
 
 #[cfg(test)]

@@ -21,7 +21,7 @@ use crate::direct::Direct;
 use crate::error::Error;
 use crate::imap::{ImapError, ImapErrorCode, ImapStatus};
 use crate::querier::{fallback_from_env, Mode, Querier};
-use crate::Client;
+use crate::{Client, Lookup};
 use inlookup_core::limits::VLIMITS_SIZE;
 use inlookup_core::wire::PIPE_BUF;
 use inlookup_core::{Answer, QueryKind};

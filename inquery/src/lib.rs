@@ -5,11 +5,14 @@
 //! (same wire format, FIFO resolution, FIFO_MODE and timeouts), with typed results and
 //! typed errors. [`Direct`] answers the same calls from MySQL with the daemon's own SQL, and
 //! [`Querier`] picks one of the two as IndiMail's callers do (QUERY_CACHE), optionally
-//! falling back to MySQL when the daemon is down. C programs link `libinquery` and include
+//! falling back to MySQL when the daemon is down. All three answer the seven classic
+//! questions through one trait, [`Lookup`] (`ask` plus the typed calls `user_status`,
+//! `relay_allowed`, `passwd`, `host`, `aliases`, `limits`, `real_domain`): bring it into
+//! scope with `use inquery::Lookup;`. C programs link `libinquery` and include
 //! `inquery.h` for a drop-in `inquery()` and a re-entrant `inquery_r()`.
 //!
 //! ```no_run
-//! use inquery::{Client, UserStatus};
+//! use inquery::{Client, Lookup, UserStatus};
 //! let c = Client::from_env();
 //! match c.user_status("alice@example.com") {
 //!     Ok(UserStatus::Active) => println!("deliver"),
@@ -20,7 +23,8 @@
 //!
 //! # Layout
 //!
-//! - [`client`]: the FIFO client and its typed calls.
+//! - [`lookup`]: the typed calls, written once for all three ([`Lookup`]).
+//! - [`client`]: the FIFO client.
 //! - [`resolve`]: which request FIFO (INFIFO, INFIFODIR, instances).
 //! - [`error`]: what can go wrong, and in which phase.
 //! - [`direct`]: direct mode, the same calls over MySQL.
@@ -33,6 +37,7 @@ pub mod direct;
 pub mod error;
 pub mod ffi;
 pub mod imap;
+pub mod lookup;
 pub mod querier;
 pub mod resolve;
 
@@ -40,6 +45,7 @@ pub use client::Client;
 pub use direct::Direct;
 pub use error::{Error, Phase};
 pub use inlookup_core::{Answer, Limits, MailHost, Passwd, QueryKind, UserStatus};
+pub use lookup::Lookup;
 pub use querier::{Mode, Querier};
 
 /// A random number from the OS, for reply FIFO names and instance choice.

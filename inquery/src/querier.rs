@@ -1,12 +1,12 @@
 //! Choosing how to ask: the daemon over its FIFO, or MySQL directly, as IndiMail's callers
 //! choose with QUERY_CACHE; and, if asked for, falling back to MySQL when the daemon is down.
 
-use crate::direct::{typed, Direct};
+use crate::direct::Direct;
 use crate::error::Error;
-use crate::Client;
+use crate::{Client, Lookup};
 use inlookup_core::admin::{PingReply, StatsReport};
 use inlookup_core::control::env_var;
-use inlookup_core::{Answer, Limits, MailHost, Passwd, QueryKind, UserStatus};
+use inlookup_core::{Answer, QueryKind};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -56,10 +56,10 @@ pub fn fallback_from_env() -> bool {
     })
 }
 
-/// Asks the daemon or MySQL, the same typed calls either way.
+/// Asks the daemon or MySQL, the same typed calls ([`Lookup`]) either way.
 ///
 /// ```no_run
-/// use inquery::{Mode, Querier, UserStatus};
+/// use inquery::{Lookup, Mode, Querier, UserStatus};
 /// // QUERY_CACHE set: the daemon; unset: MySQL. Fall back to MySQL if the daemon is down.
 /// let q = Querier::from_env().with_fallback(true);
 /// if q.user_status("alice@example.com")? == UserStatus::Active {
@@ -134,121 +134,6 @@ impl Querier {
         self.fallbacks.load(Ordering::Relaxed)
     }
 
-    /// Asks a classic kind.
-    ///
-    /// ```no_run
-    /// use inquery::{Querier, QueryKind};
-    /// let a = Querier::from_env().ask(QueryKind::Pwd, "alice@example.com", "")?;
-    /// # Ok::<(), inquery::Error>(())
-    /// ```
-    ///
-    /// # Errors
-    /// In daemon mode, as [`Client::ask`]; in direct mode (or falling back), as
-    /// [`Direct::ask`].
-    pub fn ask(&self, kind: QueryKind, email: &str, ip: &str) -> Result<Answer, Error> {
-        match self.mode {
-            Mode::Direct => self.direct.ask(kind, email, ip),
-            _ => match self.client.ask(kind, email, ip) {
-                Err(Error::NotRunning(_)) if self.fallback => {
-                    self.fallbacks.fetch_add(1, Ordering::Relaxed);
-                    self.direct.ask(kind, email, ip)
-                }
-                other => other,
-            },
-        }
-    }
-
-    /// USER. See [`Client::user_status`].
-    ///
-    /// ```no_run
-    /// let s = inquery::Querier::from_env().user_status("alice@example.com")?;
-    /// # Ok::<(), inquery::Error>(())
-    /// ```
-    ///
-    /// # Errors
-    /// As [`Querier::ask`].
-    pub fn user_status(&self, email: &str) -> Result<UserStatus, Error> {
-        typed::user(self.ask(QueryKind::User, email, "")?)
-    }
-
-    /// RELAY. See [`Client::relay_allowed`].
-    ///
-    /// ```no_run
-    /// let ok = inquery::Querier::from_env().relay_allowed("alice@example.com", "192.0.2.10")?;
-    /// # Ok::<(), inquery::Error>(())
-    /// ```
-    ///
-    /// # Errors
-    /// As [`Querier::ask`].
-    pub fn relay_allowed(&self, email: &str, ip: &str) -> Result<bool, Error> {
-        typed::relay(self.ask(QueryKind::Relay, email, ip)?)
-    }
-
-    /// PWD. See [`Client::passwd`].
-    ///
-    /// ```no_run
-    /// let pw = inquery::Querier::from_env().passwd("alice@example.com")?;
-    /// # Ok::<(), inquery::Error>(())
-    /// ```
-    ///
-    /// # Errors
-    /// As [`Querier::ask`].
-    pub fn passwd(&self, email: &str) -> Result<Option<Passwd>, Error> {
-        typed::passwd(self.ask(QueryKind::Pwd, email, "")?)
-    }
-
-    /// HOST. See [`Client::host`].
-    ///
-    /// ```no_run
-    /// let h = inquery::Querier::from_env().host("alice@example.com")?;
-    /// # Ok::<(), inquery::Error>(())
-    /// ```
-    ///
-    /// # Errors
-    /// As [`Querier::ask`].
-    pub fn host(&self, email: &str) -> Result<Option<MailHost>, Error> {
-        typed::host(self.ask(QueryKind::Host, email, "")?)
-    }
-
-    /// ALIAS. See [`Client::aliases`].
-    ///
-    /// ```no_run
-    /// let lines = inquery::Querier::from_env().aliases("sales@example.com")?;
-    /// # Ok::<(), inquery::Error>(())
-    /// ```
-    ///
-    /// # Errors
-    /// As [`Querier::ask`].
-    pub fn aliases(&self, email: &str) -> Result<Vec<String>, Error> {
-        typed::aliases(self.ask(QueryKind::Alias, email, "")?)
-    }
-
-    /// LIMIT. See [`Client::limits`].
-    ///
-    /// ```no_run
-    /// let l = inquery::Querier::from_env().limits("example.com")?;
-    /// # Ok::<(), inquery::Error>(())
-    /// ```
-    ///
-    /// # Errors
-    /// As [`Querier::ask`].
-    pub fn limits(&self, email_or_domain: &str) -> Result<Option<Limits>, Error> {
-        typed::limits(self.ask(QueryKind::Limit, email_or_domain, "")?)
-    }
-
-    /// DOMAIN. See [`Client::real_domain`].
-    ///
-    /// ```no_run
-    /// let d = inquery::Querier::from_env().real_domain("example.org")?;
-    /// # Ok::<(), inquery::Error>(())
-    /// ```
-    ///
-    /// # Errors
-    /// As [`Querier::ask`].
-    pub fn real_domain(&self, domain: &str) -> Result<String, Error> {
-        typed::domain(self.ask(QueryKind::Domain, domain, "")?)
-    }
-
     fn daemon_only(&self, what: &str) -> Result<&Client, Error> {
         match self.mode {
             Mode::Direct => {
@@ -295,6 +180,32 @@ impl Querier {
     /// [`Error::BadArgument`] in direct mode; otherwise as [`Client::flush`].
     pub fn flush(&self, kind: Option<QueryKind>, key: Option<&str>) -> Result<u64, Error> {
         self.daemon_only("flush")?.flush(kind, key)
+    }
+}
+
+impl Lookup for Querier {
+    /// Asks a classic kind, of the daemon or MySQL as the mode says.
+    ///
+    /// ```no_run
+    /// use inquery::{Lookup, Querier, QueryKind};
+    /// let a = Querier::from_env().ask(QueryKind::Pwd, "alice@example.com", "")?;
+    /// # Ok::<(), inquery::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// In daemon mode, as [`Client::ask`]; in direct mode (or falling back), as
+    /// [`Direct::ask`].
+    fn ask(&self, kind: QueryKind, email: &str, ip: &str) -> Result<Answer, Error> {
+        match self.mode {
+            Mode::Direct => self.direct.ask(kind, email, ip),
+            _ => match self.client.ask(kind, email, ip) {
+                Err(Error::NotRunning(_)) if self.fallback => {
+                    self.fallbacks.fetch_add(1, Ordering::Relaxed);
+                    self.direct.ask(kind, email, ip)
+                }
+                other => other,
+            },
+        }
     }
 }
 

@@ -1,7 +1,7 @@
 //! The command line: IndiMail's `inquerytest [-v] -q type -i infifo email [ipaddr]` first,
 //! then inlookup's own subcommands and flags.
 
-use clap::{CommandFactory, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 use inlookup_core::QueryKind;
 
 const AFTER_HELP: &str = "\
@@ -128,12 +128,9 @@ pub enum ImapCommand {
         /// The end user's IP address (part of the session's identity).
         #[arg(long, value_name = "IP", default_value = "")]
         ip: String,
-        /// Read the password from the first line of FILE (`-`: standard input).
-        #[arg(long, value_name = "FILE", default_value = "-")]
-        password_file: String,
-        /// Refused with a clear message: a password on the command line shows in `ps`.
-        #[arg(value_name = "PASSWORD", hide = true)]
-        password_argument: Option<String>,
+        /// Where the password comes from.
+        #[command(flatten)]
+        password: PasswordSource,
     },
     /// Run one IMAP command with its own tag on the session's connection and print the
     /// responses as the server sent them.
@@ -159,13 +156,22 @@ pub enum ImapCommand {
         /// The end user's IP address.
         #[arg(long, value_name = "IP", default_value = "")]
         ip: String,
-        /// Read the password from the first line of FILE (`-`: standard input).
-        #[arg(long, value_name = "FILE", default_value = "-")]
-        password_file: String,
-        /// Refused with a clear message: a password on the command line shows in `ps`.
-        #[arg(value_name = "PASSWORD", hide = true)]
-        password_argument: Option<String>,
+        /// Where the password comes from.
+        #[command(flatten)]
+        password: PasswordSource,
     },
+}
+
+/// Where `imap login` and `imap auth` read the password: a file or standard input, never
+/// an argument.
+#[derive(Debug, Args)]
+pub struct PasswordSource {
+    /// Read the password from the first line of FILE (`-`: standard input).
+    #[arg(long, value_name = "FILE", default_value = "-")]
+    pub password_file: String,
+    /// Refused with a clear message: a password on the command line shows in `ps`.
+    #[arg(value_name = "PASSWORD", hide = true)]
+    pub password_argument: Option<String>,
 }
 
 /// FLUSH's scope: every kind, or one.
@@ -308,16 +314,10 @@ mod tests {
         let c =
             parse(["inquerytest", "imap", "login", "alice", "s1", "--ip", "192.0.2.7"]).unwrap();
         match c.command {
-            Some(Command::Imap(ImapCommand::Login {
-                user,
-                session,
-                ip,
-                password_file,
-                password_argument,
-            })) => {
+            Some(Command::Imap(ImapCommand::Login { user, session, ip, password })) => {
                 assert_eq!((user.as_str(), session.as_str()), ("alice", "s1"));
-                assert_eq!((ip.as_str(), password_file.as_str()), ("192.0.2.7", "-"));
-                assert_eq!(password_argument, None);
+                assert_eq!((ip.as_str(), password.password_file.as_str()), ("192.0.2.7", "-"));
+                assert_eq!(password.password_argument, None);
             }
             other => panic!("{other:?}"),
         }

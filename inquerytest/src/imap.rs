@@ -2,7 +2,7 @@
 //! diagnosis. Passwords come from a file or standard input, never from the command line
 //! (anyone can read another process's arguments in `ps`), and are never printed.
 
-use crate::cli::{Cli, ImapCommand};
+use crate::cli::{Cli, ImapCommand, PasswordSource};
 use crate::output;
 use crate::run::{fail, print, query_failed, to_json, Fail, EXIT_FAILURE, EXIT_OK};
 use crate::run::{EXIT_SYSTEM, EXIT_USAGE};
@@ -17,10 +17,9 @@ use std::process::{Command, Stdio};
 /// Runs one `imap` subcommand; the exit code.
 pub(crate) fn run(cli: &Cli, c: &Client, cmd: &ImapCommand) -> Result<i32, Fail> {
     match cmd {
-        ImapCommand::Login { user, session, ip, password_file, password_argument } => {
+        ImapCommand::Login { user, session, ip, password } => {
             let what = format!("imap login {user}");
-            no_password_argument(password_argument.as_deref())?;
-            let password = read_password(password_file, user)?;
+            let password = password.read(user)?;
             let login = match c.imap_login(user, &password, session, ip) {
                 Ok(l) => l,
                 Err(e) => {
@@ -94,10 +93,9 @@ pub(crate) fn run(cli: &Cli, c: &Client, cmd: &ImapCommand) -> Result<i32, Fail>
             })?;
             Ok(EXIT_OK)
         }
-        ImapCommand::Auth { user, ip, password_file, password_argument } => {
+        ImapCommand::Auth { user, ip, password } => {
             let what = format!("imap auth {user}");
-            no_password_argument(password_argument.as_deref())?;
-            let password = read_password(password_file, user)?;
+            let password = password.read(user)?;
             let a = match c.imap_auth(user, &password, ip) {
                 Ok(a) => a,
                 Err(e) => {
@@ -160,6 +158,15 @@ fn base64(bytes: &[u8]) -> String {
 /// The tag and command name, for messages (arguments may be secrets).
 fn first_words(command: &str) -> String {
     command.split([' ', '\r', '\n']).take(2).collect::<Vec<_>>().join(" ")
+}
+
+impl PasswordSource {
+    /// The password for `user`: an argument is refused first, then the file (or standard
+    /// input) is read.
+    fn read(&self, user: &str) -> Result<String, Fail> {
+        no_password_argument(self.password_argument.as_deref())?;
+        read_password(&self.password_file, user)
+    }
 }
 
 /// A password given as an argument is refused (without repeating it): every user sees a

@@ -5,7 +5,7 @@ use crate::imap;
 use crate::output;
 use crate::private::PrivateServer;
 use inquery::resolve::Target;
-use inquery::{Client, Direct, Error, QueryKind};
+use inquery::{Client, Direct, Error, Lookup, QueryKind};
 use std::io::Write;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};

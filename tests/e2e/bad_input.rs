@@ -1,6 +1,7 @@
 //! Bad input: each case, and what it gets. None may cost another client its request.
 
 use crate::harness::{Daemon, Opts, TestDb};
+use inquery::Lookup;
 use std::os::unix::ffi::OsStrExt;
 use std::time::Duration;
 

@@ -1,7 +1,7 @@
 //! The cache: hits without MySQL, negative caching, TTL expiry, serve-stale, HUP and FLUSH.
 
 use crate::harness::{Daemon, Opts, OwnMariadb, TestDb};
-use inquery::{Error, QueryKind, UserStatus};
+use inquery::{Error, Lookup, QueryKind, UserStatus};
 use nix::sys::signal::Signal;
 use std::time::Duration;
 

@@ -3,7 +3,7 @@
 
 use crate::harness::{bin, entries, Daemon, Opts, TempDir, TestDb};
 use inlookup_core::admin::{PingReply, StatsReport};
-use inquery::{Answer, QueryKind};
+use inquery::{Answer, Lookup, QueryKind};
 use std::path::Path;
 use std::process::{Command, Output};
 

@@ -1,6 +1,7 @@
 //! Many clients at once: no lost replies, no crossed replies.
 
 use crate::harness::{Daemon, Opts, TestDb};
+use inquery::Lookup;
 use std::sync::{Arc, Barrier};
 
 #[test]

@@ -3,7 +3,7 @@
 
 use crate::harness::{Daemon, Opts, OwnMariadb, TestDb};
 use inlookup_core::LookupConfig;
-use inquery::{Client, Direct, Error, Mode, Querier, QueryKind, UserStatus};
+use inquery::{Client, Direct, Error, Lookup, Mode, Querier, QueryKind, UserStatus};
 use nix::sys::signal::Signal;
 use std::sync::Arc;
 use std::time::Duration;

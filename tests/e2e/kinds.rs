@@ -1,7 +1,7 @@
 //! Each of IndiMail's seven kinds, found and not found, against the demo data.
 
 use crate::harness::{Daemon, Opts, TestDb};
-use inquery::{Error, QueryKind, UserStatus};
+use inquery::{Error, Lookup, QueryKind, UserStatus};
 
 #[test]
 fn user_reports_every_status() {

@@ -2,7 +2,7 @@
 //! after timeouts against a stopped daemon, not after the daemon is killed mid-query.
 
 use crate::harness::{entries, Daemon, Opts, TestDb};
-use inquery::{Client, Error, Phase, QueryKind};
+use inquery::{Client, Error, Lookup, Phase, QueryKind};
 use nix::sys::signal::Signal;
 use std::sync::Arc;
 use std::time::Duration;

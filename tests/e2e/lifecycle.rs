@@ -1,7 +1,7 @@
 //! Start, instances, signals, stop; privileges and what reaches the log.
 
 use crate::harness::{is_root, Daemon, Opts, TestDb};
-use inquery::UserStatus;
+use inquery::{Lookup, UserStatus};
 use nix::sys::signal::Signal;
 
 #[test]

@@ -7,7 +7,7 @@
 #![allow(clippy::unwrap_used)]
 
 use crate::harness::{bin, is_root, root, TestDb};
-use inquery::{Client, UserStatus};
+use inquery::{Client, Lookup, UserStatus};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -80,14 +80,16 @@ pub fn client_config(verify: bool, ca_file: Option<&Path>) -> io::Result<Arc<Cli
                         path.display()
                     )));
                 }
-                let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
-                    .build()
-                    .map_err(io::Error::other)?;
+                let webpki =
+                    WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+                        .build()
+                        .map_err(io::Error::other)?;
+                let ca = CaFile { webpki, pinned: certs };
                 builder
                     .dangerous()
-                    .with_custom_certificate_verifier(Arc::new(RootsOrPinned {
-                        webpki,
-                        pinned: certs,
+                    .with_custom_certificate_verifier(Arc::new(CertVerifier {
+                        provider,
+                        ca: Some(ca),
                     }))
                     .with_no_client_auth()
             }
@@ -105,7 +107,7 @@ pub fn client_config(verify: bool, ca_file: Option<&Path>) -> io::Result<Arc<Cli
     } else {
         builder
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
+            .with_custom_certificate_verifier(Arc::new(CertVerifier { provider, ca: None }))
             .with_no_client_auth()
     };
     Ok(Arc::new(config))
@@ -120,15 +122,26 @@ pub fn server_name(host: &str) -> io::Result<ServerName<'static>> {
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("{host}: {e}")))
 }
 
+/// Checks the IMAP server's certificate against IMAP_CA_FILE, or not at all when the
+/// administrator turned verification off; the handshake's signatures are checked either way,
+/// with the provider's algorithms (as WebPKI's own verifier does).
+#[derive(Debug)]
+struct CertVerifier {
+    /// Where the signature algorithms come from.
+    provider: Arc<CryptoProvider>,
+    /// IMAP_CA_FILE's certificates; `None` for IMAP_TLS_VERIFY=0 (every certificate).
+    ca: Option<CaFile>,
+}
+
 /// IMAP_CA_FILE's certificates: as roots (WebPKI), or, when the server presents one of
 /// them exactly, as itself (its name still checked).
 #[derive(Debug)]
-struct RootsOrPinned {
+struct CaFile {
     webpki: Arc<WebPkiServerVerifier>,
     pinned: Vec<CertificateDer<'static>>,
 }
 
-impl ServerCertVerifier for RootsOrPinned {
+impl ServerCertVerifier for CertVerifier {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -137,7 +150,10 @@ impl ServerCertVerifier for RootsOrPinned {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        match self.webpki.verify_server_cert(
+        let Some(ca) = &self.ca else {
+            return Ok(ServerCertVerified::assertion());
+        };
+        match ca.webpki.verify_server_cert(
             end_entity,
             intermediates,
             server_name,
@@ -145,7 +161,7 @@ impl ServerCertVerifier for RootsOrPinned {
             now,
         ) {
             Ok(v) => Ok(v),
-            Err(e) if self.pinned.iter().any(|p| p.as_ref() == end_entity.as_ref()) => {
+            Err(e) if ca.pinned.iter().any(|p| p.as_ref() == end_entity.as_ref()) => {
                 let parsed = ParsedCertificate::try_from(end_entity).map_err(|_| e)?;
                 verify_server_name(&parsed, server_name)?;
                 Ok(ServerCertVerified::assertion())
@@ -160,7 +176,7 @@ impl ServerCertVerifier for RootsOrPinned {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.webpki.verify_tls12_signature(message, cert, dss)
+        verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
     }
 
     fn verify_tls13_signature(
@@ -169,50 +185,11 @@ impl ServerCertVerifier for RootsOrPinned {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.webpki.verify_tls13_signature(message, cert, dss)
+        verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.webpki.supported_verify_schemes()
-    }
-}
-
-/// IMAP_TLS_VERIFY=0: accepts every certificate, still checking handshake signatures.
-#[derive(Debug)]
-struct AnyCertificate(Arc<CryptoProvider>);
-
-impl ServerCertVerifier for AnyCertificate {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
+        self.provider.signature_verification_algorithms.supported_schemes()
     }
 }
 
