@@ -2,7 +2,7 @@
 # Usage: scripts/bench.sh [--shared] [BENCH ARGS...]
 #
 # inlookup's benchmarks in one rerunnable command (issue 6). Writes docs/bench/results.md,
-# docs/bench/results.json and docs/bench/results.svg; takes about 8 minutes on 2 vCPUs.
+# docs/bench/results.json and docs/bench/results.svg; takes about 12 minutes on 2 vCPUs.
 #
 #   1. builds target/release/inlookup and the bench program (benches/compare.rs);
 #   2. starts the bench's own MariaDB with scripts/mariadb.sh start target/bench-mariadb,

@@ -13,7 +13,7 @@ with no .N suffix). A FIFO that does not exist gets a private inlookup for this 
 runs as INLOOKUP_USER or nobody), stopped and removed afterwards. Without -i (or -i \"\"),
 INFIFO and INFIFODIR decide, and instances INFIFO.1..N are spread over at random.
 
-imap: the IMAP sessions inlookup keeps (docs/imap.md), for diagnosis. `imap login USER
+imap: the IMAP sessions inlookup keeps (docs/protocol.md §7), for diagnosis. `imap login USER
 SESSION` logs in for SESSION, a key of your choosing; the password is the first line of
 --password-file FILE or of standard input (the default; on a terminal it is asked for
 without echo), never an argument. `imap cmd SESSION COMMAND` runs one command with its own
