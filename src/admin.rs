@@ -166,6 +166,21 @@ pub struct ImapStats {
     pub auth_misses: u64,
 }
 
+impl ImapStats {
+    /// One line for people (the daemon's USR1 log, `inquerytest stats`): the counters,
+    /// what the pool holds now, its peaks, and the auth cache's hits and misses.
+    pub fn line(&self) -> String {
+        let i = self;
+        format!(
+            "IMAP: {} created, {} reused, {} parked, {} reclaimed, {} closed idle, {} closed broken, {} closed; now {} in use ({} busy), {} idle, {} opening; peaks {} open, {} in use; auth cache {} hits, {} negative hits, {} misses; {} login failures, {} connect failures, {} busy replies",
+            i.created, i.reused, i.parked, i.reclaimed, i.closed_idle, i.closed_broken, i.closed,
+            i.in_use, i.busy, i.idle, i.opening, i.peak_open, i.peak_in_use,
+            i.auth_hits, i.auth_negative_hits, i.auth_misses,
+            i.login_failures, i.connect_failures, i.busy_replies
+        )
+    }
+}
+
 /// Why an IMAP request failed. A tagged `NO` or `BAD` from the server is not a failure: it
 /// is the command's answer ([`ImapCommandReply::status`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

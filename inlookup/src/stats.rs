@@ -81,16 +81,9 @@ pub fn describe(r: &StatsReport) -> Vec<String> {
     lines
 }
 
-/// The USR1 line of the IMAP pool: its counters, what it holds now, its peaks, and the
-/// auth cache's hits and misses.
+/// The USR1 line of the IMAP pool ([`ImapStats::line`], as `inquerytest stats` prints it).
 pub fn imap_line(i: &ImapStats) -> String {
-    format!(
-        "IMAP: {} created, {} reused, {} parked, {} reclaimed, {} closed idle, {} closed broken, {} closed; now {} in use ({} busy), {} idle, {} opening; peaks {} open, {} in use; auth cache {} hits, {} negative hits, {} misses; {} login failures, {} connect failures, {} busy replies",
-        i.created, i.reused, i.parked, i.reclaimed, i.closed_idle, i.closed_broken, i.closed,
-        i.in_use, i.busy, i.idle, i.opening, i.peak_open, i.peak_in_use,
-        i.auth_hits, i.auth_negative_hits, i.auth_misses,
-        i.login_failures, i.connect_failures, i.busy_replies
-    )
+    i.line()
 }
 
 #[cfg(test)]

@@ -219,6 +219,7 @@ pub fn stats(s: &StatsReport) -> String {
         row(name, k);
     }
     row("total", &s.totals());
+    let _ = writeln!(out, "{}", s.imap.line());
     out
 }
 

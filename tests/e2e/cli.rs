@@ -341,4 +341,13 @@ fn help_shows_every_option_and_the_man_page_renders() {
     }
     let man = expect(&inquerytest(&d, &["--generate-man"], &[]), 0);
     assert!(man.starts_with(".ie") && man.contains(".TH inquerytest 1"), "{man}");
+    // The README shows both help texts verbatim: they must be the program's current ones.
+    let readme = std::fs::read_to_string(crate::harness::root().join("README.md")).unwrap();
+    let imap_help = expect(&inquerytest(&d, &["imap", "--help"], &[]), 0);
+    for (what, text) in [("--help", &help), ("imap --help", &imap_help)] {
+        assert!(
+            readme.contains(text.trim_end()),
+            "README.md does not show the current `inquerytest {what}`:\n{text}"
+        );
+    }
 }
