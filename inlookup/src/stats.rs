@@ -47,8 +47,11 @@ impl Stats {
 /// and the IMAP pool's line ([`imap_line`]).
 pub fn describe(r: &StatsReport) -> Vec<String> {
     let n = |name: &str| r.kinds.get(name).map_or(0, |k| k.requests);
+    // IndiMail computes queries per second for this line but never prints it; here it is.
+    let total = r.totals().requests;
+    let rate = total as f64 / r.uptime_secs.max(1) as f64;
     let mut lines = vec![format!(
-        "queries User:Relay:Password:Limit:Alias:Host:Domain = {}:{}:{}:{}:{}:{}:{}; cache {} of {} entries; uptime {} s",
+        "queries User:Relay:Password:Limit:Alias:Host:Domain = {}:{}:{}:{}:{}:{}:{}; {total} in all, {rate:.2} per second since start; cache {} of {} entries; uptime {} s",
         n("user"), n("relay"), n("pwd"), n("limit"), n("alias"), n("host"), n("domain"),
         r.cache_entries, r.cache_capacity, r.uptime_secs
     )];
@@ -89,6 +92,18 @@ pub fn imap_line(i: &ImapStats) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_first_line_has_indimails_counts_and_the_rate() {
+        let mut r = StatsReport { uptime_secs: 10, ..StatsReport::default() };
+        r.kinds.insert("pwd".into(), KindStats { requests: 20, ..KindStats::default() });
+        r.kinds.insert("user".into(), KindStats { requests: 5, ..KindStats::default() });
+        r.kinds.insert("ping".into(), KindStats { requests: 1, ..KindStats::default() });
+        assert_eq!(
+            describe(&r)[0],
+            "queries User:Relay:Password:Limit:Alias:Host:Domain = 5:0:20:0:0:0:0; 26 in all, 2.60 per second since start; cache 0 of 0 entries; uptime 10 s"
+        );
+    }
 
     #[test]
     fn the_imap_line_names_every_counter() {
