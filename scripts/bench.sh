@@ -23,12 +23,12 @@
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)
+PROG=bench.sh
+# shellcheck source=scripts/lib.sh
+. "$root/scripts/lib.sh"
 cd "$root"
 
-usage() {
-  sed -n '2,22s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2
-  exit 2
-}
+usage() { usage_from_header 22; }
 
 shared=0
 args=()
@@ -47,12 +47,19 @@ cargo bench --quiet --bench compare --no-run
 state="$root/target/bench-mariadb"
 started=0
 if ((shared)); then
-  read -r host port < <(scripts/mariadb.sh ensure "$root/target/bench-mariadb-ensure")
+  # ensure uses the machine's MariaDB, else starts a throwaway one here: stop that one at
+  # the end, as test.sh does.
+  state="$root/target/bench-mariadb-ensure"
+  live_pid_of "$state/mysqld.pid" mariadbd mysqld >/dev/null || started=2
+  read -r host port < <(scripts/mariadb.sh ensure "$state")
+  if ((started == 2)); then
+    started=0
+    live_pid_of "$state/mysqld.pid" mariadbd mysqld >/dev/null && started=1
+  fi
   own=()
 else
-  if ! pid=$(cat "$state/mysqld.pid" 2>/dev/null) || ! kill -0 "$pid" 2>/dev/null; then
-    started=1
-  fi
+  # Stop it at the end only if it is not running yet (mariadb.sh start reuses a live one).
+  live_pid_of "$state/mysqld.pid" mariadbd mysqld >/dev/null || started=1
   read -r host port < <(scripts/mariadb.sh start "$state")
   own=(--own-mariadb --mariadb-pid "$(cat "$state/mysqld.pid")")
 fi

@@ -14,10 +14,9 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)
 OUT=${1:-$ROOT/target/debian}
 
-die() {
-  echo "build-deb.sh: $*" >&2
-  exit 1
-}
+PROG=build-deb.sh
+# shellcheck source=scripts/lib.sh
+. "$ROOT/scripts/lib.sh"
 
 cd "$ROOT"
 if ! cargo deb --version >/dev/null 2>&1; then

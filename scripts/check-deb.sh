@@ -10,10 +10,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-die() {
-  echo "check-deb.sh: $*" >&2
-  exit 1
-}
+PROG=check-deb.sh
+# shellcheck source=scripts/lib.sh
+. scripts/lib.sh
 
 ((EUID == 0)) || die "needs root (dpkg -i)"
 if dpkg-query -W -f='${Status}' inlookup 2>/dev/null | grep -q 'ok installed'; then

@@ -73,21 +73,22 @@ IMAP_DEMO=alice:secret target/release/examples/demo "$run/fifo/infifo" "$run/tmp
 echo
 echo "== the same daemon through inquerytest (IndiMail's options; exit code in brackets)"
 export INFIFO="$run/fifo/infifo"
-for args in "-q 1 testuser@example.com" "-q 3 alice@example.com" "-q 4 testuser@example.com" "-q 2 alice@example.com 192.0.2.10"; do
-  echo "\$ inquerytest $args"
-  # shellcheck disable=SC2086 # the options are meant to split
-  target/release/inquerytest -i "$INFIFO" $args && rc=0 || rc=$?
+# ask SHOWN ARG...: prints "$ SHOWN", runs inquerytest ARG... on this daemon (stdin passed
+# on), then its exit code in brackets.
+ask() {
+  local rc=0
+  echo "\$ $1"
+  shift
+  target/release/inquerytest -i "$INFIFO" "$@" || rc=$?
   echo "[$rc]"
+}
+for args in "-q 1 testuser@example.com" "-q 3 alice@example.com" "-q 4 testuser@example.com" "-q 2 alice@example.com 192.0.2.10"; do
+  # shellcheck disable=SC2086 # the options are meant to split
+  ask "inquerytest $args" $args
 done
-echo "\$ echo secret | inquerytest imap login alice cli-session"
-echo secret | target/release/inquerytest -i "$INFIFO" imap login alice cli-session && rc=0 || rc=$?
-echo "[$rc]"
-echo "\$ inquerytest imap cmd cli-session 'c1 STATUS INBOX (MESSAGES UNSEEN)'"
-target/release/inquerytest -i "$INFIFO" imap cmd cli-session 'c1 STATUS INBOX (MESSAGES UNSEEN)' && rc=0 || rc=$?
-echo "[$rc]"
-echo "\$ inquerytest imap logout cli-session"
-target/release/inquerytest -i "$INFIFO" imap logout cli-session && rc=0 || rc=$?
-echo "[$rc]"
+echo secret | ask "echo secret | inquerytest imap login alice cli-session" imap login alice cli-session
+ask "inquerytest imap cmd cli-session 'c1 STATUS INBOX (MESSAGES UNSEEN)'" imap cmd cli-session 'c1 STATUS INBOX (MESSAGES UNSEEN)'
+ask "inquerytest imap logout cli-session" imap logout cli-session
 echo "\$ inquerytest stats"
 target/release/inquerytest -i "$INFIFO" stats
 

@@ -14,15 +14,11 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)
 MAN=$ROOT/docs/man
 
-die() {
-  echo "gen-man.sh: $*" >&2
-  exit 1
-}
+PROG=gen-man.sh
+# shellcheck source=scripts/lib.sh
+. "$ROOT/scripts/lib.sh"
 
-usage() {
-  sed -n '2,11s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2
-  exit 2
-}
+usage() { usage_from_header 11; }
 
 # splice PARTS: copies stdin to stdout with the file PARTS inserted before the first
 # `.SH VERSION` line (at the end when there is none).
@@ -61,12 +57,8 @@ main() {
     bin=${page%.*}
     section=${page##*.}
     [[ -x $bindir/$bin ]] || die "no $bindir/$bin (build it first)"
-    if ! "$bindir/$bin" --generate-man >"$NEW" 2>/dev/null || ! grep -q "^\.TH $bin $section" "$NEW"; then
-      # inquerytest gains --generate-man with the C ABI work (issue 3); until then its
-      # page cannot be generated.
-      echo "gen-man.sh: warning: $bin --generate-man gave no $page; docs/man/$page left as it is" >&2
-      continue
-    fi
+    "$bindir/$bin" --generate-man >"$NEW" || die "$bin --generate-man failed"
+    grep -q "^\.TH $bin $section" "$NEW" || die "$bin --generate-man gave no $page"
     splice "$MAN/parts/$page.roff" <"$NEW" >"$NEW.page"
     mv -f "$NEW.page" "$NEW"
     if ((check)); then

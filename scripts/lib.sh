@@ -1,6 +1,6 @@
 # shellcheck shell=bash
-# Shared by scripts/mariadb.sh and scripts/dovecot.sh (sourced, not run). The caller sets
-# PROG (its name, for messages) before sourcing.
+# Shared by the scripts here (sourced, not run). The caller sets PROG (its name, for
+# messages) before sourcing. install-service.sh does without it: the .deb ships it alone.
 
 die() {
   echo "$PROG: $*" >&2

@@ -7,6 +7,15 @@ use std::collections::BTreeMap;
 /// The most JSON a reply of inlookup's own kinds may carry.
 pub const MAX_JSON_REPLY: usize = 1 << 20;
 
+/// The reply bytes of one of inlookup's own kinds: the JSON of `body` behind its length, or
+/// `None` when it cannot be serialised or passes [`MAX_JSON_REPLY`].
+pub fn json_reply<T: Serialize>(body: &T) -> Option<Vec<u8>> {
+    serde_json::to_vec(body)
+        .ok()
+        .filter(|j| j.len() <= MAX_JSON_REPLY)
+        .map(|j| crate::wire::body_reply(&j))
+}
+
 /// PING's reply.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PingReply {

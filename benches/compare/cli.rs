@@ -46,6 +46,13 @@ impl Args {
         self.get(key).ok_or_else(|| format!("missing {key}").into())
     }
 
+    /// A required `HOST:PORT` value.
+    pub fn host_port(&self, key: &str) -> Res<(String, u16)> {
+        let v = self.need(key)?;
+        let (h, p) = v.rsplit_once(':').ok_or_else(|| format!("{key}: want HOST:PORT"))?;
+        Ok((h.to_string(), p.parse()?))
+    }
+
     /// A parsed value, or `default` when absent.
     pub fn or<T: FromStr>(&self, key: &str, default: T) -> Res<T> {
         match self.get(key) {

@@ -60,7 +60,8 @@ pub const RUNS: [(&str, bool, How); 6] = [
     ("own open connection, process-reusing Dovecot", true, How::Open),
 ];
 
-/// Connect, LOGIN, [`COMMAND`], LOGOUT, as a program without a pool does per request.
+/// Connect, LOGIN, [`COMMAND`], LOGOUT, as a program without a pool does per request
+/// (an [`Open`] used once).
 #[derive(Debug)]
 pub struct Fresh {
     /// Dovecot's plain IMAP listener.
@@ -90,30 +91,9 @@ fn tagged(r: &mut impl BufRead, tag: &str) -> Result<String, String> {
 impl Fresh {
     /// One request.
     pub fn ask(&self) -> Result<(), String> {
-        let s = TcpStream::connect_timeout(&self.addr, Duration::from_secs(5))
-            .map_err(|e| format!("connect: {e}"))?;
-        let _ = s.set_nodelay(true);
-        let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
-        let mut r = BufReader::new(&s);
-        let mut greeting = String::new();
-        r.read_line(&mut greeting).map_err(|e| format!("greeting: {e}"))?;
-        if !greeting.starts_with("* OK") {
-            return Err(format!("greeting {greeting:?}"));
-        }
-        let mut say = |tag: &str, cmd: &str| -> Result<String, String> {
-            (&s).write_all(format!("{tag} {cmd}\r\n").as_bytes())
-                .map_err(|e| format!("write: {e}"))?;
-            tagged(&mut r, tag)
-        };
-        match say("a", &format!("LOGIN {} {}", self.user, self.pass))?.as_str() {
-            "OK" => {}
-            st => return Err(format!("LOGIN: {st}")),
-        }
-        match say("b", COMMAND)?.as_str() {
-            "OK" => {}
-            st => return Err(format!("STATUS: {st}")),
-        }
-        say("c", "LOGOUT").map(drop)
+        let mut o = Open::connect(self)?;
+        o.ask()?;
+        o.say("LOGOUT").map(drop)
     }
 }
 
@@ -136,6 +116,9 @@ impl Open {
         let mut o = Open { r: BufReader::new(s), n: 0 };
         let mut greeting = String::new();
         o.r.read_line(&mut greeting).map_err(|e| format!("greeting: {e}"))?;
+        if !greeting.starts_with("* OK") {
+            return Err(format!("greeting {greeting:?}"));
+        }
         match o.say(&format!("LOGIN {} {}", f.user, f.pass))?.as_str() {
             "OK" => Ok(o),
             st => Err(format!("LOGIN: {st}")),
@@ -242,20 +225,19 @@ pub fn measure(
     let most = counts.last().copied().unwrap_or(1);
     let pool = most.max(15);
     let dovecot_max = pool + 2 * most + 16;
+    let limits =
+        [("IMAP_MAX_CONNECTIONS", pool.to_string()), ("IMAP_WORKERS", (pool + 2).to_string())];
     let setup = ImapSetup {
         clients: counts.clone(),
-        daemon_env: format!("IMAP_MAX_CONNECTIONS={pool} IMAP_WORKERS={}", pool + 2),
+        daemon_env: limits.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" "),
         dovecot_env: format!("DOVECOT_MAX_CONNECTIONS={dovecot_max}"),
     };
     let fork = Dovecot::start(&run.0.join("dovecot-fork"), false, dovecot_max)?;
     let reuse = Dovecot::start(&run.0.join("dovecot-reuse"), true, dovecot_max)?;
     let daemon = |label: &str, d: &Dovecot| {
-        let env = [
-            ("IMAP_HOST", "127.0.0.1".to_string()),
-            ("IMAP_PORT", d.port.to_string()),
-            ("IMAP_MAX_CONNECTIONS", pool.to_string()),
-            ("IMAP_WORKERS", (pool + 2).to_string()),
-        ];
+        let mut env =
+            vec![("IMAP_HOST", "127.0.0.1".to_string()), ("IMAP_PORT", d.port.to_string())];
+        env.extend(limits.iter().cloned());
         Server::daemon(inlookup, run, label, db, &env)
     };
     let (via_fork, via_reuse) = (daemon("imap-fork", &fork)?, daemon("imap-reuse", &reuse)?);

@@ -11,7 +11,7 @@ use crate::stats::{Cell, CellAcc};
 use crate::worker::Outcome;
 use crate::Res;
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 /// `compare help`.
@@ -129,15 +129,21 @@ impl Rig {
     }
 }
 
+/// Writes `out_dir`/results.md (with the current docs/bench/findings.md) and results.svg.
+fn render(out_dir: &Path, r: &Results) -> Res<()> {
+    let findings = std::fs::read_to_string(setup::root().join("docs/bench/findings.md")).ok();
+    std::fs::write(out_dir.join("results.md"), report::markdown(r, findings.as_deref()))?;
+    std::fs::write(out_dir.join("results.svg"), report::svg(r))?;
+    Ok(())
+}
+
 /// `report [--out DIR]`: renders results.md and results.svg again from DIR/results.json and
 /// the current docs/bench/findings.md (after the findings were edited), without measuring.
 pub fn rerender(args: &[String]) -> Res<()> {
     let a = Args::parse(args)?;
     let out_dir = a.get("out").map_or_else(|| setup::root().join("docs/bench"), PathBuf::from);
     let r: Results = serde_json::from_str(&std::fs::read_to_string(out_dir.join("results.json"))?)?;
-    let findings = std::fs::read_to_string(setup::root().join("docs/bench/findings.md")).ok();
-    std::fs::write(out_dir.join("results.md"), report::markdown(&r, findings.as_deref()))?;
-    std::fs::write(out_dir.join("results.svg"), report::svg(&r))?;
+    render(&out_dir, &r)?;
     eprintln!("bench: rendered {}/results.{{md,svg}} from results.json", out_dir.display());
     Ok(())
 }
@@ -147,11 +153,7 @@ pub fn main(args: &[String]) -> Res<()> {
     let a = Args::parse(args)?;
     let t_run = Instant::now();
     let quick = a.flag("quick");
-    let (mysql_host, mysql_port) = {
-        let v = a.need("mysql")?;
-        let (h, p) = v.rsplit_once(':').ok_or("--mysql HOST:PORT")?;
-        (h.to_string(), p.parse::<u16>()?)
-    };
+    let (mysql_host, mysql_port) = a.host_port("mysql")?;
     let out_dir = a.get("out").map_or_else(
         || setup::root().join(if quick { "target/bench-quick" } else { "docs/bench" }),
         PathBuf::from,
@@ -175,7 +177,7 @@ pub fn main(args: &[String]) -> Res<()> {
     let only: Vec<String> = a.list("only", &[])?;
     let part = |p: &str| only.is_empty() || only.iter().any(|o| o == p);
     let clients_default: &[usize] = if quick { &[1, 4] } else { &[1, 4, 16, 64] };
-    let settings = Settings {
+    let mut settings = Settings {
         rounds: a.or("rounds", if quick { 1 } else { 5 })?,
         secs: a.or("secs", if quick { 0.5 } else { 2.0 })?,
         clients: a.list("clients", clients_default)?,
@@ -215,8 +217,7 @@ pub fn main(args: &[String]) -> Res<()> {
     r.versions.mariadb = setup::mariadb_version(&mysql_host, mysql_port)?;
     r.versions.mysql_crate = mysql_crate_version();
     r.versions.rustc = cmd_output("rustc", &["-V"]);
-    let git = cmd_output("git", &["describe", "--always", "--dirty"]);
-    r.versions.git = git;
+    r.versions.git = cmd_output("git", &["describe", "--always", "--dirty"]);
 
     let mdb_pid = match a.get("mariadb-pid") {
         Some(p) => p.parse()?,
@@ -241,10 +242,10 @@ pub fn main(args: &[String]) -> Res<()> {
     // shorter than a full run); everything else is inlookup's default.
     let hit_env = [("CACHE_TTL", "pwd=86400/20".to_string())];
     let miss_env = [("CACHE_ENTRIES", "0".to_string())];
-    let mut settings = settings;
     settings.fifo_dir = format!("{} ({})", run.0.display(), setup::fs_type(&run.0));
-    settings.daemon_env.insert("hit".into(), "CACHE_TTL=pwd=86400/20".into());
-    settings.daemon_env.insert("miss".into(), "CACHE_ENTRIES=0".into());
+    for (label, [(k, v)]) in [("hit", &hit_env), ("miss", &miss_env)] {
+        settings.daemon_env.insert(label.into(), format!("{k}={v}"));
+    }
     let rig = Rig {
         echo: Server::echo(&run, "echo", &pwd_body(1), false)?,
         checked: Server::echo(&run, "echo-checked", &pwd_body(1), true)?,
@@ -334,11 +335,9 @@ pub fn main(args: &[String]) -> Res<()> {
     r.settings = Some(settings);
     r.goals = goals(&r);
 
-    let findings = std::fs::read_to_string(setup::root().join("docs/bench/findings.md")).ok();
     std::fs::create_dir_all(&out_dir)?;
     std::fs::write(out_dir.join("results.json"), serde_json::to_string_pretty(&r)? + "\n")?;
-    std::fs::write(out_dir.join("results.md"), report::markdown(&r, findings.as_deref()))?;
-    std::fs::write(out_dir.join("results.svg"), report::svg(&r))?;
+    render(&out_dir, &r)?;
     eprintln!(
         "bench: wrote {}/results.{{md,json,svg}} in {:.0} s",
         out_dir.display(),
@@ -527,7 +526,7 @@ fn mariadb_cpu(rig: &Rig, s: &Settings, pid: u32, idle_ms_per_s: &mut f64) -> Re
 
 /// A daemon with room for the largest size: VmRSS with its workers connected and the
 /// cache empty, then after filling it to each size with PWD lookups of generated users.
-fn rss(inlookup: &std::path::Path, run: &RunDir, db: &Db, s: &Settings) -> Res<Rss> {
+fn rss(inlookup: &Path, run: &RunDir, db: &Db, s: &Settings) -> Res<Rss> {
     let cap = *s.rss_sizes.last().ok_or("no sizes")?;
     let env = [("CACHE_ENTRIES", cap.to_string())];
     let d = Server::daemon(inlookup, run, "rss", db, &env)?;

@@ -297,8 +297,7 @@ pub fn markdown(r: &Results, findings: Option<&str>) -> String {
 
     let _ = writeln!(m, "\n## IMAP\n");
     if r.imap_cells.is_empty() {
-        let _ =
-            writeln!(m, "{}.", if r.imap.is_empty() { IMAP_NOT_MEASURED } else { r.imap.as_str() });
+        let _ = writeln!(m, "{}.", r.imap_missing());
     } else {
         let _ = writeln!(
             m,

@@ -166,6 +166,17 @@ fn is_root() -> bool {
     nix::unistd::getuid().is_root()
 }
 
+/// The FIFO client of the workers and the orchestrator: reply FIFOs in `tmpdir` with mode
+/// 0660 (the daemon's group writes them), a 2 s write timeout and a `read` one.
+pub fn fifo_client(fifo: &Path, tmpdir: &Path, read: Duration) -> inquery::Client {
+    let mut c = inquery::Client::for_fifo(fifo);
+    c.tmpdir = tmpdir.to_path_buf();
+    c.fifo_mode = 0o660;
+    c.timeouts.read = read;
+    c.timeouts.write = Duration::from_secs(2);
+    c
+}
+
 /// The filesystem type of the mount holding `p` (from /proc/mounts, longest prefix).
 pub fn fs_type(p: &Path) -> String {
     let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
@@ -321,12 +332,7 @@ impl Server {
 
     /// A client for it, set up as the workers' clients are.
     pub fn client(&self) -> inquery::Client {
-        let mut c = inquery::Client::for_fifo(&self.fifo);
-        c.tmpdir = self.tmp.clone();
-        c.fifo_mode = 0o660;
-        c.timeouts.read = Duration::from_secs(2);
-        c.timeouts.write = Duration::from_secs(2);
-        c
+        fifo_client(&self.fifo, &self.tmp, Duration::from_secs(2))
     }
 
     /// The daemon's counters.

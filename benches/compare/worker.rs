@@ -13,11 +13,11 @@
 
 use crate::case::Case;
 use crate::cli::Args;
-use crate::setup::email;
+use crate::setup::{email, fifo_client};
 use crate::Res;
 use inlookup_core::{Answer, LookupConfig, Lookups, MysqlSettings, QueryKind};
 use std::io::{Read, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 /// What a worker measured.
@@ -71,21 +71,14 @@ impl Asker {
                     timeout: Duration::from_secs(2),
                 })
             }
-            Case::Floor | Case::Hit | Case::Miss => {
-                let mut c = inquery::Client::for_fifo(a.need("fifo")?);
-                c.tmpdir = PathBuf::from(a.need("tmpdir")?);
-                c.fifo_mode = 0o660;
-                c.timeouts.read = Duration::from_secs(2);
-                c.timeouts.write = Duration::from_secs(2);
-                Asker::Fifo(c)
-            }
+            Case::Floor | Case::Hit | Case::Miss => Asker::Fifo(client(a, Duration::from_secs(2))?),
             Case::Raw => {
                 let conn = mysql::Conn::new(tuned(a)?)?;
                 Asker::Raw { conn: Box::new(conn), lookups: lookups()? }
             }
             Case::DirectTuned => Asker::Direct { opts: tuned(a)?, lookups: lookups()? },
             Case::DirectDefault => {
-                let (host, port) = mysql_addr(a)?;
+                let (host, port) = a.host_port("mysql")?;
                 // Only what a program must say; everything else is the crate's default.
                 let opts = mysql::OptsBuilder::new()
                     .ip_or_hostname(Some(host))
@@ -99,11 +92,7 @@ impl Asker {
                 let (user, pass) = (a.need("user")?, a.need("pass")?);
                 match a.need("imap")? {
                     "reused" => {
-                        let mut client = inquery::Client::for_fifo(a.need("fifo")?);
-                        client.tmpdir = PathBuf::from(a.need("tmpdir")?);
-                        client.fifo_mode = 0o660;
-                        client.timeouts.read = Duration::from_secs(5);
-                        client.timeouts.write = Duration::from_secs(2);
+                        let client = client(a, Duration::from_secs(5))?;
                         let session = format!("bench-{}-{}", a.need("lane")?, std::process::id());
                         client
                             .imap_login(user, pass, &session, "127.0.0.1")
@@ -130,16 +119,10 @@ impl Asker {
 
     fn ask(&mut self, email: &str) -> Result<(), String> {
         match self {
-            Asker::Fifo(c) => match c.raw(QueryKind::Pwd.byte(), email, "") {
-                Ok((n, body)) if n > 0 && body.starts_with(b"PWSTRUCT=u") => Ok(()),
-                Ok((n, body)) => Err(format!("reply {n}: {:?}", String::from_utf8_lossy(&body))),
-                Err(e) => Err(e.to_string()),
-            },
-            Asker::Lean(c) => match c.raw(QueryKind::Pwd, email, "") {
-                Ok((n, body)) if n > 0 && body.starts_with(b"PWSTRUCT=u") => Ok(()),
-                Ok((n, body)) => Err(format!("reply {n}: {:?}", String::from_utf8_lossy(&body))),
-                Err(e) => Err(e),
-            },
+            Asker::Fifo(c) => {
+                pwstruct(c.raw(QueryKind::Pwd.byte(), email, "").map_err(|e| e.to_string()))
+            }
+            Asker::Lean(c) => pwstruct(c.raw(QueryKind::Pwd, email, "")),
             Asker::Raw { conn, lookups } => {
                 found(lookups.answer(&mut **conn, QueryKind::Pwd, email, ""))
             }
@@ -164,6 +147,20 @@ impl Asker {
     }
 }
 
+/// The FIFO client of the `fifo=` and `tmpdir=` arguments, with a `read` timeout.
+fn client(a: &Args, read: Duration) -> Res<inquery::Client> {
+    Ok(fifo_client(Path::new(a.need("fifo")?), Path::new(a.need("tmpdir")?), read))
+}
+
+/// A raw PWD reply is a user's PWSTRUCT.
+fn pwstruct(r: Result<(i32, Vec<u8>), String>) -> Result<(), String> {
+    match r {
+        Ok((n, body)) if n > 0 && body.starts_with(b"PWSTRUCT=u") => Ok(()),
+        Ok((n, body)) => Err(format!("reply {n}: {:?}", String::from_utf8_lossy(&body))),
+        Err(e) => Err(e),
+    }
+}
+
 fn found(r: Result<Answer, inlookup_core::LookupError>) -> Result<(), String> {
     match r {
         Ok(Answer::Pwd { passwd: Some(_), .. }) => Ok(()),
@@ -172,14 +169,8 @@ fn found(r: Result<Answer, inlookup_core::LookupError>) -> Result<(), String> {
     }
 }
 
-fn mysql_addr(a: &Args) -> Res<(String, u16)> {
-    let v = a.need("mysql")?;
-    let (h, p) = v.rsplit_once(':').ok_or("mysql=HOST:PORT")?;
-    Ok((h.to_string(), p.parse()?))
-}
-
 /// inlookup's own connection options, for the bench database.
-pub fn tuned_settings(host: &str, port: u16, db: &str) -> MysqlSettings {
+fn tuned_settings(host: &str, port: u16, db: &str) -> MysqlSettings {
     MysqlSettings {
         host: host.to_string(),
         port,
@@ -191,7 +182,7 @@ pub fn tuned_settings(host: &str, port: u16, db: &str) -> MysqlSettings {
 }
 
 fn tuned(a: &Args) -> Res<mysql::Opts> {
-    let (host, port) = mysql_addr(a)?;
+    let (host, port) = a.host_port("mysql")?;
     Ok(tuned_settings(&host, port, a.need("db")?).opts())
 }
 

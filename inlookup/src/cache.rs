@@ -189,15 +189,15 @@ struct Lru {
 impl Lru {
     /// Stores an entry; returns the kind of the one evicted to make room, if any.
     fn insert(&mut self, key: &[u8], reply: &[u8], meta: Meta) -> Option<QueryKind> {
+        // A key's new reply is a new slot: the old entry goes, and only a new key can need
+        // room.
         let mut evicted = None;
-        if !self.map.contains(key) && self.map.len() >= self.cap {
+        if self.map.pop(key).is_none() && self.map.len() >= self.cap {
             evicted = self
                 .map
                 .pop_lru()
                 .and_then(|(old, _)| std::str::from_utf8(old.key()).ok().and_then(key_kind));
         }
-        // `push` replaces the slot too (a key's new reply), not only the value.
-        self.map.pop(key);
         self.map.push(Slot::new(key, reply), meta);
         evicted
     }

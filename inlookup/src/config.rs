@@ -333,9 +333,10 @@ impl Config {
     }
 }
 
-/// DEBUG's value: on unless empty, `0`, `no`, `off` or `false`.
+/// DEBUG's value: off where [`parse_flag`] reads off (empty, `0`, `no`, `off`, `false`),
+/// on for anything else (IndiMail's meaning for any other value).
 fn debug_on(v: &str) -> bool {
-    !matches!(v.trim().to_ascii_lowercase().as_str(), "" | "0" | "no" | "off" | "false")
+    parse_flag(v).unwrap_or(true)
 }
 
 #[cfg(test)]

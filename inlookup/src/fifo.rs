@@ -171,7 +171,7 @@ pub struct ReplyDir {
 }
 
 /// A reply FIFO opened by [`ReplyDir::open_reply`]: the descriptor to write to, and its
-/// name in FIFOTMPDIR, to remove once the reply is written ([`ReplyDir::remove`]).
+/// name in FIFOTMPDIR, to remove if the reply could not be written ([`ReplyDir::remove`]).
 #[derive(Debug)]
 pub struct ReplyFifo<'p> {
     /// Write end, non-blocking; a FIFO by `fstat`.
@@ -313,22 +313,26 @@ impl ReplyDir {
 
 /// FIFOTMPDIR shared with worker threads, so that they can answer the request they served
 /// themselves: one thread hand-off less per miss or IMAP request than sending the answer
-/// back through the I/O thread.
+/// back through the I/O thread. A reply a worker cannot deliver goes to `undelivered`,
+/// which the I/O thread drains for its counters and log.
 #[derive(Debug, Clone)]
 pub struct DirectReply {
     /// FIFOTMPDIR, as the I/O thread holds it.
     pub dir: std::sync::Arc<ReplyDir>,
     /// How long a write may wait (timeoutwrite).
     pub write_timeout: std::time::Duration,
+    /// Replies not delivered: the reply path and why.
+    pub undelivered: crossbeam_channel::Sender<(Box<[u8]>, ReplyFailure)>,
 }
 
 impl DirectReply {
-    /// [`ReplyDir::send`] with the write timeout.
-    ///
-    /// # Errors
-    /// As [`ReplyDir::send`].
-    pub fn send(&self, reply_path: &[u8], bytes: &[u8]) -> Result<(), ReplyFailure> {
-        self.dir.send(reply_path, bytes, std::time::Instant::now() + self.write_timeout)
+    /// Writes a reply of at most `PIPE_BUF` bytes ([`ReplyDir::send`] with the write
+    /// timeout); a failure is passed on to the I/O thread through `undelivered`.
+    pub fn deliver(&self, reply_path: &[u8], bytes: &[u8]) {
+        let deadline = std::time::Instant::now() + self.write_timeout;
+        if let Err(why) = self.dir.send(reply_path, bytes, deadline) {
+            let _ = self.undelivered.send((reply_path.into(), why));
+        }
     }
 }
 

@@ -6,7 +6,7 @@
 //! after handing it over: one thread hand-off less on that client's path.
 
 use crate::backend::BackendFactory;
-use crate::fifo::{DirectReply, ReplyFailure};
+use crate::fifo::DirectReply;
 use crate::wake::Waker;
 use crossbeam_channel::{bounded, unbounded, Receiver, Sender, TrySendError};
 use inlookup_core::{Answer, QueryKind};
@@ -43,13 +43,11 @@ pub struct Done {
     pub epoch: u64,
     /// The answer, or a message saying why the backend failed.
     pub result: Result<Answer, String>,
-    /// The answer's reply bytes, when the worker encoded them.
-    pub encoded: Option<Vec<u8>>,
-    /// True when the worker writes the answer to `reply_to` itself, right after handing
+    /// Set when the worker writes the answer to `reply_to` itself, right after handing
     /// over this result (so the cache holds the answer before its client can ask again):
-    /// the first waiter, the request that started the lookup, is not to be answered here.
-    /// A write that fails comes back through [`Pool::try_undelivered`].
-    pub delivering: bool,
+    /// the answer's reply bytes. The first waiter, the request that started the lookup, is
+    /// then not to be answered by the I/O thread.
+    pub delivering: Option<Vec<u8>>,
 }
 
 /// The pool.
@@ -59,8 +57,6 @@ pub struct Pool {
     jobs: Option<Sender<Job>>,
     /// Where results come from.
     done: Receiver<Done>,
-    /// Replies the workers could not deliver themselves: for the counters and the log.
-    undelivered: Receiver<(Box<[u8]>, ReplyFailure)>,
     /// The threads.
     threads: Vec<JoinHandle<()>>,
     /// Bumped on HUP: workers drop their connections before their next job.
@@ -90,13 +86,11 @@ impl Pool {
     ) -> std::io::Result<Pool> {
         let (jobs_tx, jobs_rx) = bounded::<Job>(queue.max(1));
         let (done_tx, done_rx) = unbounded::<Done>();
-        let (undelivered_tx, undelivered_rx) = unbounded::<(Box<[u8]>, ReplyFailure)>();
         let reset_generation = Arc::new(AtomicU64::new(0));
         let mut threads = Vec::with_capacity(workers);
         for n in 0..workers.max(1) {
             let (rx, tx, waker, factory, direct) =
                 (jobs_rx.clone(), done_tx.clone(), waker.clone(), factory.clone(), direct.clone());
-            let undelivered = undelivered_tx.clone();
             let generation = reset_generation.clone();
             let t = std::thread::Builder::new().name(format!("worker-{n}")).spawn(move || {
                 let mut backend = factory();
@@ -121,8 +115,7 @@ impl Pool {
                         kind: job.kind,
                         epoch: job.epoch,
                         result,
-                        encoded: direct_reply.as_ref().map(|(_, b)| b.clone()),
-                        delivering: direct_reply.is_some(),
+                        delivering: direct_reply.as_ref().map(|(_, b)| b.clone()),
                     };
                     // The result first, then the reply: by the time the client can ask
                     // again, the I/O thread has been woken with the answer to cache.
@@ -131,22 +124,13 @@ impl Pool {
                     }
                     waker.wake();
                     if let Some((d, bytes)) = direct_reply {
-                        if let Err(why) = d.send(&job.reply_to, &bytes) {
-                            let _ = undelivered.send((job.reply_to, why));
-                            waker.wake();
-                        }
+                        d.deliver(&job.reply_to, &bytes);
                     }
                 }
             })?;
             threads.push(t);
         }
-        Ok(Pool {
-            jobs: Some(jobs_tx),
-            done: done_rx,
-            undelivered: undelivered_rx,
-            threads,
-            reset_generation,
-        })
+        Ok(Pool { jobs: Some(jobs_tx), done: done_rx, threads, reset_generation })
     }
 
     /// Queues a job without waiting.
@@ -161,11 +145,6 @@ impl Pool {
     /// A finished job, if one is ready.
     pub fn try_done(&self) -> Option<Done> {
         self.done.try_recv().ok()
-    }
-
-    /// A reply a worker could not deliver itself, if there is one: its path and why.
-    pub fn try_undelivered(&self) -> Option<(Box<[u8]>, ReplyFailure)> {
-        self.undelivered.try_recv().ok()
     }
 
     /// Asks every worker to reconnect before its next job.

@@ -6,13 +6,13 @@ use crate::backend::BackendFactory;
 use crate::cache::{Cache, Found};
 use crate::config::Config;
 use crate::fifo::{write_reply, DirectReply, FifoError, ReplyDir, ReplyFailure, RequestFifo};
-use crate::imap::{ImapDone, ImapService};
+use crate::imap::ImapService;
 use crate::pool::{Done, Job, Pool, Refused};
 use crate::signals::{Control, Controls};
 use crate::stats::{self, Stats};
-use crossbeam_channel::Sender;
-use inlookup_core::admin::{FlushReply, FlushRequest, PingReply, StatsReport, MAX_JSON_REPLY};
-use inlookup_core::wire::{self, body_reply, Decoded, Frame, ERROR_REPLY, PIPE_BUF};
+use crossbeam_channel::{Receiver, Sender};
+use inlookup_core::admin::{json_reply, FlushReply, FlushRequest, PingReply, StatsReport};
+use inlookup_core::wire::{self, Decoded, Frame, ERROR_REPLY, PIPE_BUF};
 use inlookup_core::{address, cache_key, QueryKind};
 use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
@@ -182,6 +182,8 @@ struct Server {
     stats: Stats,
     inflight: HashMap<Box<str>, Vec<Waiter>>,
     pool: Pool,
+    /// Replies the workers could not deliver themselves ([`DirectReply`]).
+    undelivered: Receiver<(Box<[u8]>, ReplyFailure)>,
     /// The IMAP kinds' own workers and connection pool.
     imap: ImapService,
     controls: Controls,
@@ -209,7 +211,8 @@ pub fn run(
     let Listener { fifos, replies } = listener;
     let replies = Arc::new(replies);
     let write_timeout = cfg.timeouts.write;
-    let direct = DirectReply { dir: replies.clone(), write_timeout };
+    let (undelivered_tx, undelivered) = crossbeam_channel::unbounded();
+    let direct = DirectReply { dir: replies.clone(), write_timeout, undelivered: undelivered_tx };
     let imap = ImapService::start(
         cfg.imap.clone(),
         controls.waker.clone(),
@@ -239,6 +242,7 @@ pub fn run(
         stats: Stats::default(),
         inflight: HashMap::new(),
         pool,
+        undelivered,
         imap,
         controls,
         epoch: 0,
@@ -282,7 +286,7 @@ impl Server {
             while let Some(done) = self.pool.try_done() {
                 self.finished(done);
             }
-            while let Some((path, why)) = self.pool.try_undelivered() {
+            while let Ok((path, why)) = self.undelivered.try_recv() {
                 Replier::account(&mut self.stats, &path, Err(why));
             }
             self.imap_finished();
@@ -389,16 +393,10 @@ impl Server {
         }
     }
 
-    /// IMAP replies: write those the workers left to us (too large for one write), count
-    /// the ones they could not deliver themselves.
+    /// IMAP replies the workers left to us (too large for one write).
     fn imap_finished(&mut self) {
-        while let Some(done) = self.imap.try_done() {
-            match done {
-                ImapDone::ToSend { path, bytes } => self.reply(&path, &bytes),
-                ImapDone::Failed { path, why } => {
-                    Replier::account(&mut self.stats, &path, Err(why));
-                }
-            }
+        while let Some((path, bytes)) = self.imap.try_done() {
+            self.reply(&path, &bytes);
         }
     }
 
@@ -520,7 +518,7 @@ impl Server {
     /// A worker finished: cache the answer and reply to everyone waiting for it.
     fn finished(&mut self, done: Done) {
         let mut waiters = self.inflight.remove(&done.key).unwrap_or_default();
-        if done.delivering && !waiters.is_empty() {
+        if done.delivering.is_some() && !waiters.is_empty() {
             // The worker answers the request that started the lookup: the first waiter,
             // with which the entry was made at submission.
             waiters.remove(0);
@@ -529,7 +527,7 @@ impl Server {
         let bytes = match done.result {
             Ok(answer) => {
                 self.recovered();
-                let bytes = done.encoded.unwrap_or_else(|| answer.encode());
+                let bytes = done.delivering.unwrap_or_else(|| answer.encode());
                 if done.epoch == self.epoch {
                     if let Some(k) = self.cache.insert(&done.key, &bytes, answer.is_negative(), now)
                     {
@@ -586,9 +584,9 @@ impl Server {
     }
 
     fn json_reply<T: serde::Serialize>(&mut self, path: &[u8], body: &T) {
-        match serde_json::to_vec(body) {
-            Ok(json) if json.len() <= MAX_JSON_REPLY => self.reply(path, &body_reply(&json)),
-            _ => self.reply(path, &ERROR_REPLY),
+        match json_reply(body) {
+            Some(bytes) => self.reply(path, &bytes),
+            None => self.reply(path, &ERROR_REPLY),
         }
     }
 

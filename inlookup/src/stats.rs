@@ -1,6 +1,6 @@
 //! The daemon's counters, owned by the I/O thread (so exact, without atomics).
 
-use inlookup_core::admin::{ImapStats, KindStats, StatsReport};
+use inlookup_core::admin::{KindStats, StatsReport};
 use inlookup_core::QueryKind;
 use std::fmt::Write as _;
 
@@ -44,7 +44,7 @@ impl Stats {
 
 /// The USR1 log text: IndiMail's one-line `User:Relay:Password:Limit:Alias:Host:Domain`
 /// request counts, then one readable line per kind that saw traffic, the global counters,
-/// and the IMAP pool's line ([`imap_line`]).
+/// and the IMAP pool's line ([`inlookup_core::admin::ImapStats::line`]).
 pub fn describe(r: &StatsReport) -> Vec<String> {
     let n = |name: &str| r.kinds.get(name).map_or(0, |k| k.requests);
     // IndiMail computes queries per second for this line but never prints it; here it is.
@@ -80,18 +80,14 @@ pub fn describe(r: &StatsReport) -> Vec<String> {
         "{} bad frames, {} bad requests, {} refused reply paths, {} vanished clients, {} in flight, {} MySQL connects",
         r.bad_frames, r.bad_requests, r.refused_reply_paths, r.vanished_clients, r.in_flight, r.mysql_connects
     ));
-    lines.push(imap_line(&r.imap));
+    lines.push(r.imap.line());
     lines
-}
-
-/// The USR1 line of the IMAP pool ([`ImapStats::line`], as `inquerytest stats` prints it).
-pub fn imap_line(i: &ImapStats) -> String {
-    i.line()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use inlookup_core::admin::ImapStats;
 
     #[test]
     fn the_first_line_has_indimails_counts_and_the_rate() {

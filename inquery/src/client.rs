@@ -229,7 +229,7 @@ impl Client {
         Ok(())
     }
 
-    fn json<T: serde::de::DeserializeOwned>(
+    pub(crate) fn json<T: serde::de::DeserializeOwned>(
         &self,
         kind: QueryKind,
         payload: &str,
@@ -294,12 +294,7 @@ impl Lookup for Client {
     /// # Errors
     /// As [`Client::raw`], plus [`Error::Backend`] for the daemon's error reply.
     fn ask(&self, kind: QueryKind, email: &str, ip: &str) -> Result<Answer, Error> {
-        if !kind.is_classic() {
-            return Err(Error::BadArgument(format!("{kind} is not a lookup")));
-        }
-        if kind == QueryKind::Relay && ip.trim().is_empty() {
-            return Err(Error::BadArgument("a relay query needs an IP address".into()));
-        }
+        crate::lookup::check_classic(kind, ip)?;
         let (n, body) = self.raw(kind.byte(), email, ip)?;
         Ok(Answer::decode(kind, n, &body, email)?)
     }

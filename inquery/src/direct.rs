@@ -179,13 +179,8 @@ impl Lookup for Direct {
 }
 
 /// Refuses what the FIFO client would refuse before sending, so both modes fail alike.
-pub(crate) fn check_request(kind: QueryKind, email: &str, ip: &str) -> Result<(), Error> {
-    if !kind.is_classic() {
-        return Err(Error::BadArgument(format!("{kind} is not a lookup")));
-    }
-    if kind == QueryKind::Relay && ip.trim().is_empty() {
-        return Err(Error::BadArgument("a relay query needs an IP address".into()));
-    }
+fn check_request(kind: QueryKind, email: &str, ip: &str) -> Result<(), Error> {
+    crate::lookup::check_classic(kind, ip)?;
     // The shortest reply path possible: what does not fit with it never fits.
     encode_request(kind.byte(), email.as_bytes(), b"/", ip.as_bytes())
         .map(drop)

@@ -212,43 +212,44 @@ fn shared_direct() -> Arc<Direct> {
     DIRECT.get_or_init(|| Arc::new(Direct::from_env())).clone()
 }
 
-/// A request read from C arguments.
-struct Request {
-    kind: QueryKind,
-    email: String,
-    ip: String,
-}
-
-/// Reads a C string argument; NULL reads as empty.
+/// Borrows a C string argument for the call, without copying it (passwords are not copied
+/// here at all). NULL is `EINVAL` when `required`, else empty. Every entry point reads its
+/// strings with it.
 ///
 /// # Safety
 /// `p` is NULL or points to a NUL-terminated string that stays valid during the call.
-unsafe fn c_str(p: *const c_char, what: &str) -> Result<String, Failure> {
+unsafe fn c_arg<'a>(p: *const c_char, what: &str, required: bool) -> Result<&'a str, Failure> {
     if p.is_null() {
-        return Ok(String::new());
+        return if required {
+            Err(Failure::new(libc::EINVAL, format!("the {what} is NULL")))
+        } else {
+            Ok("")
+        };
     }
-    // SAFETY: not NULL, and the caller promises a NUL-terminated string.
+    // SAFETY: not NULL, and the caller promises a NUL-terminated string alive for the call.
     let s = unsafe { CStr::from_ptr(p) };
-    s.to_str()
-        .map(str::to_string)
-        .map_err(|_| Failure::new(libc::EINVAL, format!("the {what} is not UTF-8")))
+    s.to_str().map_err(|_| Failure::new(libc::EINVAL, format!("the {what} is not UTF-8")))
+}
+
+/// A request read from C arguments, borrowed from them for the call.
+struct Request<'a> {
+    kind: QueryKind,
+    email: &'a str,
+    ip: &'a str,
 }
 
 /// # Safety
-/// As [`c_str`], for both pointers.
-unsafe fn request(
+/// `email` and `ip` are NULL or NUL-terminated strings that stay valid during the call.
+unsafe fn request<'a>(
     query_type: c_char,
     email: *const c_char,
     ip: *const c_char,
-) -> Result<Request, Failure> {
+) -> Result<Request<'a>, Failure> {
     let kind = QueryKind::from_byte(query_type as u8)
         .filter(|k| k.is_classic())
         .ok_or_else(|| Failure::new(libc::EINVAL, format!("unknown query type {query_type}")))?;
-    if email.is_null() {
-        return Err(Failure::new(libc::EINVAL, "the email is NULL"));
-    }
     // SAFETY: the caller's promise, passed on.
-    let (email, ip) = unsafe { (c_str(email, "email")?, c_str(ip, "IP address")?) };
+    let (email, ip) = unsafe { (c_arg(email, "email", true)?, c_arg(ip, "IP address", false)?) };
     if kind == QueryKind::Relay && ip.is_empty() {
         return Err(Failure::new(libc::EINVAL, "a relay query needs an IP address"));
     }
@@ -257,10 +258,10 @@ unsafe fn request(
 
 /// Asks the daemon named by the environment (read on every call, as IndiMail does), with
 /// the MySQL fallback when INQUERY_FALLBACK is on.
-fn answer(req: &Request) -> Result<Answer, Failure> {
+fn answer(req: &Request<'_>) -> Result<Answer, Failure> {
     let q = Querier::with_parts(Mode::Daemon, Client::from_env(), shared_direct())
         .with_fallback(fallback_from_env());
-    let a = q.ask(req.kind, &req.email, &req.ip);
+    let a = q.ask(req.kind, req.email, req.ip);
     FALLBACKS.fetch_add(q.fallbacks(), Ordering::Relaxed);
     Ok(a?)
 }
@@ -470,24 +471,6 @@ fn imap_call<T>(f: impl FnOnce() -> Result<T, ImapFail>) -> Option<T> {
             None
         }
     }
-}
-
-/// Borrows a C string argument for the call, without copying it (passwords are not copied
-/// here at all). NULL is `EINVAL` when `required`, else empty.
-///
-/// # Safety
-/// `p` is NULL or points to a NUL-terminated string that stays valid during the call.
-unsafe fn c_arg<'a>(p: *const c_char, what: &str, required: bool) -> Result<&'a str, Failure> {
-    if p.is_null() {
-        return if required {
-            Err(Failure::new(libc::EINVAL, format!("the {what} is NULL")))
-        } else {
-            Ok("")
-        };
-    }
-    // SAFETY: not NULL, and the caller promises a NUL-terminated string alive for the call.
-    let s = unsafe { CStr::from_ptr(p) };
-    s.to_str().map_err(|_| Failure::new(libc::EINVAL, format!("the {what} is not UTF-8")))
 }
 
 /// Copies `response` and a NUL into `buf`. Too small: as much as fits (NUL-terminated when

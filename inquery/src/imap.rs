@@ -119,12 +119,7 @@ impl Client {
     ) -> Result<R, ImapError> {
         let payload =
             serde_json::to_string(request).map_err(|e| Error::BadArgument(e.to_string()))?;
-        let (n, body) = self.raw(kind.byte(), &payload, "")?;
-        if n < 0 {
-            return Err(Error::Backend.into());
-        }
-        Ok(serde_json::from_slice(&body)
-            .map_err(|e| Error::Malformed(format!("{kind} reply: {e}")))?)
+        Ok(self.json(kind, &payload)?)
     }
 
     /// IMAP login: a logged-in connection for `session` (a key the caller chooses, a web

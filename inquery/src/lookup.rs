@@ -176,6 +176,18 @@ pub trait Lookup {
     }
 }
 
+/// Refuses what is never asked: a kind that is not one of the seven, or RELAY without an
+/// IP. The FIFO client and direct mode both check this first, so both modes fail alike.
+pub(crate) fn check_classic(kind: QueryKind, ip: &str) -> Result<(), Error> {
+    if !kind.is_classic() {
+        return Err(Error::BadArgument(format!("{kind} is not a lookup")));
+    }
+    if kind == QueryKind::Relay && ip.trim().is_empty() {
+        return Err(Error::BadArgument("a relay query needs an IP address".into()));
+    }
+    Ok(())
+}
+
 /// An answer of another kind than asked: `ask` decodes by the kind asked, so never in
 /// practice, but a typed call must not panic on it.
 fn unexpected(a: Answer) -> Error {

@@ -11,7 +11,7 @@ use inlookup_core::admin::{
 };
 use inquery::imap::{ImapError, ImapStatus};
 use inquery::Client;
-use std::io::{BufRead, IsTerminal, Write};
+use std::io::{BufRead, IsTerminal};
 use std::process::{Command, Stdio};
 
 /// Runs one `imap` subcommand; the exit code.
@@ -69,10 +69,7 @@ pub(crate) fn run(cli: &Cli, c: &Client, cmd: &ImapCommand) -> Result<i32, Fail>
                 };
                 print(&to_json(&reply)?)?;
             } else {
-                let mut out = std::io::stdout().lock();
-                out.write_all(&r.response)
-                    .and_then(|()| out.flush())
-                    .map_err(|e| fail(EXIT_SYSTEM, format!("stdout: {e}")))?;
+                print(&r.response)?;
             }
             Ok(code)
         }

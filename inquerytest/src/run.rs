@@ -95,9 +95,10 @@ fn run(cli: &Cli) -> Result<i32, Fail> {
     }
 }
 
-pub(crate) fn print(s: &str) -> Result<(), Fail> {
+/// Writes `s` (text, or the IMAP server's bytes as they came) to stdout and flushes it.
+pub(crate) fn print(s: impl AsRef<[u8]>) -> Result<(), Fail> {
     let mut out = std::io::stdout().lock();
-    out.write_all(s.as_bytes())
+    out.write_all(s.as_ref())
         .and_then(|()| out.flush())
         .map_err(|e| fail(EXIT_SYSTEM, format!("stdout: {e}")))
 }
@@ -196,7 +197,7 @@ fn query(cli: &Cli) -> Result<i32, Fail> {
     }
     let shown = output::human(&answer, email, ip);
     if cli.json {
-        print(&format!("{}\n", output::json(kind, email, ip, &answer)))?;
+        print(format!("{}\n", output::json(kind, email, ip, &answer)))?;
     } else {
         print(&shown.stdout)?;
     }

@@ -834,10 +834,9 @@ fn term_waits_for_imap_commands_no_longer_than_the_grace() {
     // Never answered: the daemon stops first. (The thread ends at its own timeout.)
     let _cmd = std::thread::spawn(move || ca.imap_command("a", "a1 NOOP"));
     eventually("alice's command is running", || imap_stats(&c).busy == 1);
-    let asked = Instant::now();
+    // The command never finishes, so exiting at all (with success) shows the grace bounds
+    // the wait; `stop` fails the test if TERM is not obeyed in time.
     let status = d.stop();
-    // The grace (1 s), then at most about 2 s for the IMAP threads and LOGOUTs.
-    assert!(asked.elapsed() < Duration::from_secs(10), "took {:?}", asked.elapsed());
     assert!(status.success(), "{status}:\n{}", d.log_text());
     assert!(d.log_text().contains("1 clients left without a reply"), "{}", d.log_text());
 }

@@ -3,6 +3,7 @@
 //! bytes), and nothing after its end. Also the LOGIN command built with quoting or
 //! literals, so no password can break out of its argument.
 
+use super::frame::literal_announcement;
 use std::fmt;
 
 /// Commands a caller may not send through a pooled session: they would log in or out
@@ -94,18 +95,6 @@ fn tag_char(b: u8) -> bool {
     b.is_ascii_graphic() && !b"(){%*\"\\+".contains(&b)
 }
 
-/// A literal announcement at the end of `line` (`{n}`, `{n+}`, `~{n}`): where `{` is and n.
-fn announced(line: &[u8]) -> Option<(usize, usize)> {
-    let inner = line.strip_suffix(b"}")?;
-    let open = inner.iter().rposition(|b| *b == b'{')?;
-    let digits = &inner[open + 1..];
-    let digits = digits.strip_suffix(b"+").unwrap_or(digits);
-    if digits.is_empty() || digits.len() > 10 || !digits.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    Some((open, std::str::from_utf8(digits).ok()?.parse().ok()?))
-}
-
 /// Checks a caller's command and cuts it into segments. A final CRLF is optional;
 /// `{n+}` (LITERAL+) is sent as `{n}`, so a server without LITERAL+ stays in step.
 ///
@@ -145,7 +134,7 @@ pub fn parse(text: &str) -> Result<Command, CommandError> {
         if line.contains(&0) {
             return Err(CommandError::Nul);
         }
-        let literal = announced(line);
+        let literal = literal_announcement(line);
         let Some(eol) = line_end else {
             // The end, without a CRLF: a literal announced here would never come.
             if literal.is_some() {
@@ -167,7 +156,7 @@ pub fn parse(text: &str) -> Result<Command, CommandError> {
             return Err(CommandError::LineBreak);
         };
         let lit_start = eol + 2;
-        let literal = rest.get(lit_start..lit_start + n).ok_or(CommandError::ShortLiteral)?;
+        let literal = rest[lit_start..].get(..n).ok_or(CommandError::ShortLiteral)?;
         let mut out = line[..open].to_vec();
         out.extend_from_slice(format!("{{{n}}}\r\n").as_bytes());
         segments.push(Segment { line: out, literal: Some(literal.to_vec()) });
@@ -176,26 +165,28 @@ pub fn parse(text: &str) -> Result<Command, CommandError> {
     Ok(Command { tag: String::from_utf8_lossy(tag).into_owned(), name, segments })
 }
 
+/// `s` as an IMAP quoted string, or `None` when a quoted string cannot hold it (CR, LF,
+/// NUL or 8-bit bytes).
+fn quoted(s: &str) -> Option<String> {
+    let ok = s.bytes().all(|b| (1..0x80).contains(&b) && !matches!(b, b'\r' | b'\n'));
+    ok.then(|| format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\"")))
+}
+
 /// `LOGIN user password`, each argument quoted when it can be and a literal otherwise
 /// (CR, LF, NUL or 8-bit bytes), so no argument can end the command early.
 pub fn login(user: &str, password: &str) -> Command {
     let mut segments = Vec::new();
     let mut line = b"LOGIN".to_vec();
-    for arg in [user.as_bytes(), password.as_bytes()] {
+    for arg in [user, password] {
         line.push(b' ');
-        let quotable = arg.iter().all(|b| (1..0x80).contains(b) && !matches!(b, b'\r' | b'\n'));
-        if quotable {
-            line.push(b'"');
-            for b in arg {
-                if matches!(b, b'"' | b'\\') {
-                    line.push(b'\\');
-                }
-                line.push(*b);
-            }
-            line.push(b'"');
+        if let Some(q) = quoted(arg) {
+            line.extend_from_slice(q.as_bytes());
         } else {
             line.extend_from_slice(format!("{{{}}}\r\n", arg.len()).as_bytes());
-            segments.push(Segment { line: std::mem::take(&mut line), literal: Some(arg.to_vec()) });
+            segments.push(Segment {
+                line: std::mem::take(&mut line),
+                literal: Some(arg.as_bytes().to_vec()),
+            });
         }
     }
     line.extend_from_slice(b"\r\n");
@@ -212,12 +203,8 @@ pub fn login(user: &str, password: &str) -> Command {
 /// assert_eq!(c.segments[0].line, b"ID (\"x-originating-ip\" \"192.0.2.7\")\r\n");
 /// ```
 pub fn id(fields: &[(&str, &str)]) -> Command {
-    let quote = |s: &str| -> Option<String> {
-        let ok = s.bytes().all(|b| (1..0x80).contains(&b) && !matches!(b, b'\r' | b'\n'));
-        ok.then(|| format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\"")))
-    };
     let pairs: Vec<String> =
-        fields.iter().filter_map(|(k, v)| Some(format!("{} {}", quote(k)?, quote(v)?))).collect();
+        fields.iter().filter_map(|(k, v)| Some(format!("{} {}", quoted(k)?, quoted(v)?))).collect();
     let list = if pairs.is_empty() { "NIL".to_string() } else { format!("({})", pairs.join(" ")) };
     Command {
         tag: String::new(),

@@ -253,7 +253,12 @@ fn tcp_connect(
 fn capability_code(text: &str) -> Option<Vec<String>> {
     let start = text.find("[CAPABILITY ")? + "[CAPABILITY ".len();
     let end = text[start..].find(']')? + start;
-    Some(text[start..end].split_ascii_whitespace().map(str::to_ascii_uppercase).collect())
+    Some(capability_list(&text[start..end]))
+}
+
+/// A capability list (`IMAP4rev1 unselect IDLE`), upper case.
+fn capability_list(list: &str) -> Vec<String> {
+    list.split_ascii_whitespace().map(str::to_ascii_uppercase).collect()
 }
 
 impl Conn {
@@ -322,7 +327,7 @@ impl Conn {
         let text = String::from_utf8_lossy(&ran.response).into_owned();
         for line in text.split("\r\n") {
             if let Some(rest) = line.strip_prefix("* CAPABILITY ") {
-                self.caps = rest.split_ascii_whitespace().map(str::to_ascii_uppercase).collect();
+                self.caps = capability_list(rest);
             }
         }
         Ok(())

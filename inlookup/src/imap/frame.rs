@@ -239,6 +239,12 @@ fn classify(line: &[u8]) -> Result<(Kind, bool), FrameError> {
 
 /// The length announced by a line ending in `{n}` (or `{n+}`), if it does.
 fn literal_len(line: &[u8]) -> Option<usize> {
+    literal_announcement(line).map(|(_, n)| n)
+}
+
+/// A literal announcement at the end of `line` (`{n}`, `{n+}`, `~{n}`): where its `{` is,
+/// and n. Shared with the caller's commands ([`super::command::parse`]).
+pub(super) fn literal_announcement(line: &[u8]) -> Option<(usize, usize)> {
     let inner = line.strip_suffix(b"}")?;
     let open = inner.iter().rposition(|b| *b == b'{')?;
     let digits = &inner[open + 1..];
@@ -246,7 +252,7 @@ fn literal_len(line: &[u8]) -> Option<usize> {
     if digits.is_empty() || digits.len() > 19 || !digits.iter().all(u8::is_ascii_digit) {
         return None;
     }
-    std::str::from_utf8(digits).ok()?.parse().ok()
+    Some((open, std::str::from_utf8(digits).ok()?.parse().ok()?))
 }
 
 #[cfg(test)]

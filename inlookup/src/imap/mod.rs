@@ -4,10 +4,10 @@
 //! connections for them. The four IMAP kinds (login, command, logout, auth) arrive on the
 //! I/O thread, which hands them to [`ImapService::submit`] without blocking; the service's
 //! own worker threads talk to the IMAP servers and write each reply to its client
-//! themselves (through the same confined [`crate::fifo::ReplyDir`]), one thread hand-off less than a
-//! reply sent back through the I/O thread; only a reply too large for one write, or the
-//! news that a reply could not be delivered, goes back to the I/O thread, woken through the
-//! wake pipe.
+//! themselves (through the same confined [`crate::fifo::ReplyDir`]), one thread hand-off
+//! less than a reply sent back through the I/O thread. Only a reply too large for one
+//! write goes back to the I/O thread, woken through the wake pipe; a failed delivery is
+//! reported through [`DirectReply`].
 //!
 //! One bounded [`pool::Pool`] holds every connection: at most `max_connections`; a login
 //! reuses a connection held for the same user, password, session key and client IP; when
@@ -37,7 +37,7 @@ pub mod worker;
 pub use tls::TlsMode;
 
 use crate::backend::BackendFactory;
-use crate::fifo::{DirectReply, ReplyFailure};
+use crate::fifo::DirectReply;
 use crate::pool::Refused;
 use crate::wake::Waker;
 use crossbeam_channel::{bounded, unbounded, Receiver, Sender, TrySendError};
@@ -169,34 +169,14 @@ struct Job {
     reply_path: Box<[u8]>,
 }
 
-/// What the I/O thread hears of a finished IMAP request (a reply a worker delivered itself
-/// is not reported).
-#[derive(Debug)]
-pub enum ImapDone {
-    /// A reply for the I/O thread to write (larger than one atomic write, or no
-    /// [`DirectReply`]).
-    ToSend {
-        /// The reply path.
-        path: Box<[u8]>,
-        /// The whole reply.
-        bytes: Vec<u8>,
-    },
-    /// A worker could not deliver its reply: for the counters and the log.
-    Failed {
-        /// The reply path.
-        path: Box<[u8]>,
-        /// Why.
-        why: ReplyFailure,
-    },
-}
-
 /// The IMAP service: its queue, workers and reaper.
 #[derive(Debug)]
 pub struct ImapService {
     /// Where requests go; `None` once shut down.
     jobs: Option<Sender<Job>>,
-    /// Finished requests the I/O thread must see.
-    done: Receiver<ImapDone>,
+    /// Replies for the I/O thread to write (larger than one atomic write, or no
+    /// [`DirectReply`]): reply path and bytes. A worker delivers the others itself.
+    done: Receiver<(Box<[u8]>, Vec<u8>)>,
     /// The state the threads share.
     shared: Arc<Shared>,
     /// Workers and the reaper.
@@ -232,12 +212,10 @@ impl ImapService {
                         let path = job.reply_path;
                         let done = match &direct {
                             Some(d) if bytes.len() <= inlookup_core::wire::PIPE_BUF => {
-                                match d.send(&path, &bytes) {
-                                    Ok(()) => None,
-                                    Err(why) => Some(ImapDone::Failed { path, why }),
-                                }
+                                d.deliver(&path, &bytes);
+                                None
                             }
-                            _ => Some(ImapDone::ToSend { path, bytes }),
+                            _ => Some((path, bytes)),
                         };
                         // Counted out only once the reply is delivered or where the I/O
                         // thread looks, so "nothing in flight" at shutdown means every
@@ -283,9 +261,9 @@ impl ImapService {
         }
     }
 
-    /// A finished request the I/O thread must act on, if one is ready: a reply to write
-    /// (length and JSON, or the error reply), or one a worker could not deliver.
-    pub fn try_done(&self) -> Option<ImapDone> {
+    /// A reply for the I/O thread to write, if one is ready: the reply path and the whole
+    /// reply (length and JSON, or the error reply).
+    pub fn try_done(&self) -> Option<(Box<[u8]>, Vec<u8>)> {
         self.done.try_recv().ok()
     }
 

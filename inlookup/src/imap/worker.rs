@@ -6,16 +6,16 @@
 use super::auth::{AuthCache, Hasher};
 use super::command::{self, CommandError};
 use super::conn::{Conn, ConnError, Dial};
-use super::pool::{Back, Gone, Lease, LoginStep, Pool};
+use super::pool::{Back, Gone, Lease, LoginStep, Pool, SessionStep};
 use super::ImapConfig;
 use crate::backend::{Backend, BackendFactory};
 use base64::Engine as _;
 use inlookup_core::admin::{
-    ImapAuthReply, ImapAuthRequest, ImapCommandReply, ImapCommandRequest, ImapErrorCode,
-    ImapFailure, ImapLoginReply, ImapLoginRequest, ImapLogoutReply, ImapLogoutRequest, ImapStats,
-    MAX_JSON_REPLY,
+    json_reply, ImapAuthReply, ImapAuthRequest, ImapCommandReply, ImapCommandRequest,
+    ImapErrorCode, ImapFailure, ImapLoginReply, ImapLoginRequest, ImapLogoutReply,
+    ImapLogoutRequest, ImapStats,
 };
-use inlookup_core::wire::{body_reply, ERROR_REPLY};
+use inlookup_core::wire::ERROR_REPLY;
 use inlookup_core::{Answer, QueryKind};
 use rustls::ClientConfig;
 use serde::de::DeserializeOwned;
@@ -308,6 +308,21 @@ impl Shared {
         }
     }
 
+    /// The failure once the back-off is used up, counted as a busy reply: the session's
+    /// own connection was running a command, or the whole pool was.
+    fn busy(&self, session_busy: bool) -> Option<ImapFailure> {
+        self.pool.note(|s| s.busy_replies += 1);
+        if session_busy {
+            failure(
+                ImapErrorCode::SessionBusy,
+                "the session's connection is running another command",
+            )
+        } else {
+            let n = self.cfg.max_connections;
+            failure(ImapErrorCode::Busy, format!("all {n} IMAP connections are busy"))
+        }
+    }
+
     /// Drops a connection that failed: never back in the pool.
     fn broken(&self, lease: Lease<Conn>) {
         self.pool.discard(lease.id, Gone::Broken);
@@ -417,20 +432,9 @@ impl Shared {
                 }
                 LoginStep::Wait { session_busy } => {
                     if !backoff.wait() {
-                        self.pool.note(|s| s.busy_replies += 1);
-                        return if session_busy {
-                            fail(
-                                ImapErrorCode::SessionBusy,
-                                "the session's connection is running another command".into(),
-                            )
-                        } else {
-                            fail(
-                                ImapErrorCode::Busy,
-                                format!(
-                                    "all {} IMAP connections are busy",
-                                    self.cfg.max_connections
-                                ),
-                            )
+                        return ImapLoginReply {
+                            error: self.busy(session_busy),
+                            ..Default::default()
                         };
                     }
                 }
@@ -446,23 +450,19 @@ impl Shared {
         let mut backoff = Backoff::default();
         loop {
             match self.pool.session(session) {
-                super::pool::SessionStep::Held(lease) => return Ok(lease),
-                super::pool::SessionStep::Unknown => {
+                SessionStep::Held(lease) => return Ok(lease),
+                SessionStep::Unknown => {
                     return Err(failure(
                         ImapErrorCode::NoSession,
                         "no IMAP connection is logged in for this session",
                     ))
                 }
-                super::pool::SessionStep::Busy => {
+                SessionStep::Busy => {
                     if !backoff.wait() {
-                        self.pool.note(|s| s.busy_replies += 1);
-                        return Err(failure(
-                            ImapErrorCode::SessionBusy,
-                            "the session's connection is running another command",
-                        ));
+                        return Err(self.busy(true));
                     }
                 }
-                super::pool::SessionStep::Closing => {
+                SessionStep::Closing => {
                     return Err(failure(ImapErrorCode::ShuttingDown, "inlookup is stopping"))
                 }
             }
@@ -556,14 +556,14 @@ impl Shared {
     /// (escaped control bytes can take six bytes each) goes as base64, or fails.
     fn command_reply(&self, payload: &str) -> Vec<u8> {
         let mut reply = self.command(payload);
-        if let Some(bytes) = json_within(&reply) {
+        if let Some(bytes) = json_reply(&reply) {
             return bytes;
         }
         if !reply.base64 {
             reply.response =
                 base64::engine::general_purpose::STANDARD.encode(reply.response.as_bytes());
             reply.base64 = true;
-            if let Some(bytes) = json_within(&reply) {
+            if let Some(bytes) = json_reply(&reply) {
                 return bytes;
             }
         }
@@ -653,12 +653,9 @@ impl Shared {
                     // open_only never returns these; give it back untouched.
                     self.give_back(lease, Back::InUse);
                 }
-                LoginStep::Wait { .. } => {
+                LoginStep::Wait { session_busy } => {
                     if !backoff.wait() {
-                        self.pool.note(|s| s.busy_replies += 1);
-                        let msg =
-                            format!("all {} IMAP connections are busy", self.cfg.max_connections);
-                        return fail(failure(ImapErrorCode::Busy, msg));
+                        return fail(self.busy(session_busy));
                     }
                 }
             }
@@ -666,14 +663,9 @@ impl Shared {
     }
 }
 
-/// The reply bytes of a JSON body, if it fits a reply.
-fn json_within<T: Serialize>(body: &T) -> Option<Vec<u8>> {
-    serde_json::to_vec(body).ok().filter(|j| j.len() <= MAX_JSON_REPLY).map(|j| body_reply(&j))
-}
-
 /// The reply bytes of a JSON body, or the error reply when it cannot be one.
 fn json<T: Serialize>(body: &T) -> Vec<u8> {
-    json_within(body).unwrap_or_else(|| ERROR_REPLY.to_vec())
+    json_reply(body).unwrap_or_else(|| ERROR_REPLY.to_vec())
 }
 
 #[cfg(test)]
