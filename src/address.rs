@@ -118,6 +118,53 @@ fn push_ip(key: &mut String, kind: QueryKind, ip: &str) {
     }
 }
 
+/// A cache key ([`cache_key`]) as a type: built once per miss, it names the in-flight
+/// lookup and the cache entry, and says which kind and subject it is about.
+///
+/// ```
+/// use inlookup_core::{CacheKey, QueryKind};
+/// let k = CacheKey::new(QueryKind::Relay, "Bob@X.org", "10.0.0.1", None);
+/// assert_eq!((k.kind(), k.subject()), (Some(QueryKind::Relay), "bob@x.org"));
+/// assert_eq!(k, CacheKey::from(inlookup_core::cache_key(QueryKind::Relay, "bob@x.org", "10.0.0.1", None)));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CacheKey(Box<str>);
+
+impl CacheKey {
+    /// The key of a classic request, as [`cache_key`] folds it.
+    pub fn new(kind: QueryKind, email: &str, ip: &str, default_domain: Option<&str>) -> CacheKey {
+        CacheKey(cache_key(kind, email, ip, default_domain).into_boxed_str())
+    }
+
+    /// The key's text (what the cache stores it under).
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The kind it was built for.
+    pub fn kind(&self) -> Option<QueryKind> {
+        key_kind(&self.0)
+    }
+
+    /// The subject (email or domain), without the kind and the IP.
+    pub fn subject(&self) -> &str {
+        key_subject(&self.0)
+    }
+}
+
+impl From<String> for CacheKey {
+    /// A key built by [`cache_key`] or [`cache_key_into`].
+    fn from(s: String) -> CacheKey {
+        CacheKey(s.into_boxed_str())
+    }
+}
+
+impl std::borrow::Borrow<str> for CacheKey {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
 /// The kind a key was built for.
 pub fn key_kind(key: &str) -> Option<QueryKind> {
     key.bytes().next().and_then(QueryKind::from_byte)

@@ -111,9 +111,9 @@ impl StatsReport {
 /// FLUSH's payload: everything (both `None`), one kind, or one key of one kind.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FlushRequest {
-    /// A kind's short name (`pwd`), or none for all kinds.
+    /// A kind (by its short name on the wire, `pwd`), or none for all kinds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub kind: Option<String>,
+    pub kind: Option<crate::QueryKind>,
     /// An email or domain, as a client would ask it; needs `kind`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key: Option<String>,

@@ -73,7 +73,12 @@ impl Timeouts {
 
 /// DEFAULT_DOMAIN, else the `defaultdomain` control file: the domain for a bare user name.
 pub fn default_domain(dir: &Path) -> Option<String> {
-    env_var("DEFAULT_DOMAIN")
+    default_domain_from(dir, &env_var)
+}
+
+/// As [`default_domain`], reading DEFAULT_DOMAIN through `get`.
+pub fn default_domain_from(dir: &Path, get: &dyn Fn(&str) -> Option<String>) -> Option<String> {
+    get("DEFAULT_DOMAIN")
         .filter(|d| !d.is_empty())
         .or_else(|| read_line(dir, "defaultdomain"))
         .map(|d| d.to_ascii_lowercase())

@@ -198,6 +198,21 @@ impl FromStr for QueryKind {
     }
 }
 
+impl serde::Serialize for QueryKind {
+    /// As its short name (`pwd`), the name FLUSH and `CACHE_TTL` take.
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for QueryKind {
+    /// From anything [`QueryKind::from_str`] accepts.
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -28,7 +28,7 @@ pub mod lookup;
 pub mod mysqlconf;
 pub mod wire;
 
-pub use address::{cache_key, Address};
+pub use address::{cache_key, Address, CacheKey};
 pub use answer::{Answer, MailHost, Passwd, ReplyError, UserStatus};
 pub use kind::QueryKind;
 pub use limits::Limits;

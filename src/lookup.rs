@@ -78,9 +78,17 @@ impl LookupConfig {
     /// RELAY_TABLE, RELAY_CLEAR_MINUTES, DEFAULT_DOMAIN) and inlookup's (DEFAULT_MDAHOST,
     /// MDA_PORT), with `default_domain` already resolved by the caller.
     pub fn from_env(default_domain: Option<String>) -> LookupConfig {
+        Self::from_lookup(default_domain, &env_var)
+    }
+
+    /// As [`LookupConfig::from_env`], reading variables through `get`.
+    pub fn from_lookup(
+        default_domain: Option<String>,
+        get: &dyn Fn(&str) -> Option<String>,
+    ) -> LookupConfig {
         let mut c = LookupConfig { default_domain, ..LookupConfig::default() };
         let set = |dst: &mut String, name: &str| {
-            if let Some(v) = env_var(name).filter(|v| !v.is_empty()) {
+            if let Some(v) = get(name).filter(|v| !v.is_empty()) {
                 *dst = v;
             }
         };
@@ -88,10 +96,10 @@ impl LookupConfig {
         set(&mut c.tables.inactive, "MYSQL_INACTIVE_TABLE");
         set(&mut c.tables.relay, "RELAY_TABLE");
         set(&mut c.mda_port, "MDA_PORT");
-        if let Some(m) = env_var("RELAY_CLEAR_MINUTES").and_then(|v| v.trim().parse().ok()) {
+        if let Some(m) = get("RELAY_CLEAR_MINUTES").and_then(|v| v.trim().parse().ok()) {
             c.relay_clear_minutes = m;
         }
-        c.default_mdahost = env_var("DEFAULT_MDAHOST").filter(|v| !v.is_empty());
+        c.default_mdahost = get("DEFAULT_MDAHOST").filter(|v| !v.is_empty());
         c
     }
 }

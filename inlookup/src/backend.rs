@@ -1,21 +1,303 @@
-//! What answers a cache miss: a [`Backend`] owned by one worker thread. The real one keeps
-//! a persistent MySQL connection; tests plug in backends built to fail or to stall.
+//! What answers a cache miss: a [`Backend`] owned by one worker thread (the real one keeps a
+//! persistent MySQL connection; tests plug in backends built to fail, stall or panic), the
+//! [`Lookup`] handler the worker pool runs, and the typed [`BackendError`] it reports.
 
-use inlookup_core::{Answer, LookupError, Lookups, MysqlSettings, QueryKind};
+use crate::pool::{Finished, Handler, Reply};
+use inlookup_core::{Answer, CacheKey, LookupError, Lookups, MysqlSettings, QueryKind};
+use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// One worker's way of answering classic queries.
 pub trait Backend: Send {
-    /// Answers one query; the error is a message for the log (no secrets).
-    fn answer(&mut self, kind: QueryKind, email: &str, ip: &str) -> Result<Answer, String>;
+    /// Answers one query.
+    ///
+    /// # Errors
+    /// The backend could not answer (not found is an answer).
+    fn answer(&mut self, kind: QueryKind, email: &str, ip: &str) -> Result<Answer, BackendError>;
     /// Drops connections so the next query opens fresh ones (HUP).
     fn reset(&mut self);
 }
 
 /// Makes one backend per worker.
 pub type BackendFactory = Arc<dyn Fn() -> Box<dyn Backend> + Send + Sync>;
+
+/// The backends a daemon runs with: how to make one, and how many connections they opened.
+#[derive(Clone)]
+pub struct Backends {
+    /// Makes one backend per worker (and for the IMAP side's mail-store lookups).
+    pub factory: BackendFactory,
+    /// Connections opened by every backend (shown in STATS).
+    pub connects: Arc<AtomicU64>,
+}
+
+impl fmt::Debug for Backends {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Backends({} connects)", self.connects.load(Ordering::Relaxed))
+    }
+}
+
+impl Backends {
+    /// Backends from a factory of one's own (tests); they count no connects.
+    pub fn new(factory: BackendFactory) -> Backends {
+        Backends { factory, connects: Arc::new(AtomicU64::new(0)) }
+    }
+
+    /// MySQL backends, connecting lazily, pinging a connection idle `ping_after`.
+    pub fn mysql(settings: MysqlSettings, lookups: Lookups, ping_after: Duration) -> Backends {
+        let connects = Arc::new(AtomicU64::new(0));
+        let (s, l, c) = (Arc::new(settings), Arc::new(lookups), connects.clone());
+        let factory: BackendFactory = Arc::new(move || {
+            Box::new(MysqlBackend::new(s.clone(), l.clone(), ping_after, c.clone()))
+                as Box<dyn Backend>
+        });
+        Backends { factory, connects }
+    }
+}
+
+/// What kind of failure a backend had: what health and logs say, and what an operator
+/// fixes (a password, a database name, a server that is down).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorClass {
+    /// Nothing listens at the address, or it cannot be reached.
+    ConnectRefused,
+    /// The server refused the user or password (or the user the database).
+    AccessDenied,
+    /// The database does not exist.
+    UnknownDatabase,
+    /// The connection broke during a query.
+    ConnectionLost,
+    /// The connect or a query took too long.
+    Timeout,
+    /// The server answered a query with an error.
+    QueryFailed,
+    /// The configuration cannot work (a bad table name).
+    Config,
+    /// The worker serving the lookup panicked.
+    Panicked,
+    /// Anything else.
+    Other,
+}
+
+impl ErrorClass {
+    /// The class of a MySQL error.
+    pub fn of_mysql(e: &mysql::Error) -> ErrorClass {
+        use mysql::DriverError as D;
+        match e {
+            mysql::Error::MySqlError(m) => match m.code {
+                1044 | 1045 | 1698 => ErrorClass::AccessDenied,
+                1049 => ErrorClass::UnknownDatabase,
+                1053 | 1927 | 2006 | 2013 | 4031 => ErrorClass::ConnectionLost,
+                _ => ErrorClass::QueryFailed,
+            },
+            mysql::Error::IoError(io) => match io.kind() {
+                std::io::ErrorKind::ConnectionRefused
+                | std::io::ErrorKind::NotFound
+                | std::io::ErrorKind::AddrNotAvailable => ErrorClass::ConnectRefused,
+                std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock => {
+                    ErrorClass::Timeout
+                }
+                _ => ErrorClass::ConnectionLost,
+            },
+            mysql::Error::DriverError(D::ConnectTimeout | D::Timeout) => ErrorClass::Timeout,
+            mysql::Error::DriverError(D::CouldNotConnect(_)) => ErrorClass::ConnectRefused,
+            mysql::Error::DriverError(_) | mysql::Error::CodecError(_) => {
+                ErrorClass::ConnectionLost
+            }
+            _ => ErrorClass::Other,
+        }
+    }
+
+    /// The class of a lookup's failure.
+    pub fn of_lookup(e: &LookupError) -> ErrorClass {
+        match e {
+            LookupError::Mysql(m) => ErrorClass::of_mysql(m),
+            LookupError::BadTableName(_) => ErrorClass::Config,
+        }
+    }
+
+    /// A short name, for logs and STATS.
+    pub fn name(self) -> &'static str {
+        match self {
+            ErrorClass::ConnectRefused => "connect refused",
+            ErrorClass::AccessDenied => "access denied",
+            ErrorClass::UnknownDatabase => "unknown database",
+            ErrorClass::ConnectionLost => "connection lost",
+            ErrorClass::Timeout => "timeout",
+            ErrorClass::QueryFailed => "query failed",
+            ErrorClass::Config => "configuration",
+            ErrorClass::Panicked => "worker panicked",
+            ErrorClass::Other => "error",
+        }
+    }
+}
+
+impl fmt::Display for ErrorClass {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Why a backend could not answer: its class, and a message for the log (no secrets).
+#[derive(Debug)]
+pub struct BackendError {
+    class: ErrorClass,
+    message: String,
+    source: Option<LookupError>,
+}
+
+impl BackendError {
+    /// An error of a class, with a message.
+    pub fn new(class: ErrorClass, message: impl Into<String>) -> BackendError {
+        BackendError { class, message: message.into(), source: None }
+    }
+
+    /// A lookup's failure, with what was being done (`connect to …`), keeping its class.
+    pub fn lookup(context: Option<String>, e: LookupError) -> BackendError {
+        let message = match context {
+            Some(c) => format!("{c}: {e}"),
+            None => e.to_string(),
+        };
+        BackendError { class: ErrorClass::of_lookup(&e), message, source: Some(e) }
+    }
+
+    /// The worker serving the lookup panicked.
+    pub fn panicked() -> BackendError {
+        BackendError::new(ErrorClass::Panicked, "the worker serving this lookup panicked")
+    }
+
+    /// Its class.
+    pub fn class(&self) -> ErrorClass {
+        self.class
+    }
+}
+
+impl fmt::Display for BackendError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for BackendError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source.as_ref().map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}
+
+impl From<&str> for BackendError {
+    /// An error of class [`ErrorClass::Other`].
+    fn from(message: &str) -> BackendError {
+        BackendError::new(ErrorClass::Other, message)
+    }
+}
+
+/// A lookup for a worker.
+#[derive(Debug)]
+pub struct LookupJob {
+    /// The cache key; requests for the same key share the result.
+    pub key: CacheKey,
+    /// The kind.
+    pub kind: QueryKind,
+    /// The email or domain as asked.
+    pub email: String,
+    /// The IP (RELAY).
+    pub ip: String,
+    /// The cache generation when queued: a result from before a flush is not cached.
+    pub epoch: u64,
+    /// The reply path of the request that started the lookup, which the worker answers
+    /// itself when the lookup succeeds.
+    pub reply_to: Box<[u8]>,
+}
+
+/// A finished lookup, for the I/O thread.
+#[derive(Debug)]
+pub struct Done {
+    /// The job's key.
+    pub key: CacheKey,
+    /// The job's kind.
+    pub kind: QueryKind,
+    /// The job's epoch.
+    pub epoch: u64,
+    /// What came of it.
+    pub outcome: Outcome,
+}
+
+/// What came of a lookup.
+#[derive(Debug)]
+pub enum Outcome {
+    /// Answered: the reply bytes (already written by the worker to the request that
+    /// started the lookup) and whether the answer is "not found".
+    Answered {
+        /// The reply, to cache and to send to the requests that joined.
+        reply: Vec<u8>,
+        /// True for "not found".
+        negative: bool,
+    },
+    /// The backend failed (or the worker panicked): nobody has been answered, the request
+    /// that started the lookup included.
+    Failed {
+        /// Why.
+        error: BackendError,
+        /// The reply path of the request that started the lookup.
+        starter: Box<[u8]>,
+    },
+}
+
+/// The worker pool's handler for lookups: one backend per worker.
+pub struct Lookup {
+    backend: Box<dyn Backend>,
+    /// Bumped on HUP: the backend reconnects before its next lookup.
+    reset: Arc<AtomicU64>,
+    seen: u64,
+}
+
+impl fmt::Debug for Lookup {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Lookup(reset generation {})", self.seen)
+    }
+}
+
+impl Lookup {
+    /// A handler around a backend; `reset` is the pool-wide HUP generation.
+    pub fn new(backend: Box<dyn Backend>, reset: Arc<AtomicU64>) -> Lookup {
+        let seen = reset.load(Ordering::Acquire);
+        Lookup { backend, reset, seen }
+    }
+}
+
+impl Handler for Lookup {
+    type Job = LookupJob;
+    type Output = Result<Answer, BackendError>;
+    type Report = Done;
+
+    fn handle(&mut self, job: &LookupJob) -> Result<Answer, BackendError> {
+        let g = self.reset.load(Ordering::Acquire);
+        if g != self.seen {
+            self.backend.reset();
+            self.seen = g;
+        }
+        self.backend.answer(job.kind, &job.email, &job.ip)
+    }
+
+    /// A found answer goes to the request that started the lookup from the worker itself,
+    /// right after the I/O thread has it to cache (so by the time that client can ask
+    /// again, the cache holds the answer); a failure goes back for the I/O thread to
+    /// answer everyone waiting (serve-stale, or the error reply).
+    fn finish(job: LookupJob, output: Option<Result<Answer, BackendError>>) -> Finished<Done> {
+        let LookupJob { key, kind, epoch, reply_to, .. } = job;
+        let (outcome, reply) = match output {
+            Some(Ok(answer)) => {
+                let bytes = answer.encode();
+                let reply = Reply { to: reply_to, bytes: bytes.clone() };
+                (Outcome::Answered { reply: bytes, negative: answer.is_negative() }, Some(reply))
+            }
+            Some(Err(error)) => (Outcome::Failed { error, starter: reply_to }, None),
+            None => (Outcome::Failed { error: BackendError::panicked(), starter: reply_to }, None),
+        };
+        Finished { report: Some(Done { key, kind, epoch, outcome }), reply }
+    }
+}
 
 /// A persistent MySQL connection answering with the shared [`Lookups`].
 pub struct MysqlBackend {
@@ -31,8 +313,8 @@ pub struct MysqlBackend {
     connects: Arc<AtomicU64>,
 }
 
-impl std::fmt::Debug for MysqlBackend {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl fmt::Debug for MysqlBackend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "MysqlBackend({})", self.settings.describe())
     }
 }
@@ -48,66 +330,86 @@ impl MysqlBackend {
         MysqlBackend { settings, lookups, conn: None, ping_after, connects }
     }
 
-    /// A factory of these, for the pool.
-    pub fn factory(
-        settings: MysqlSettings,
-        lookups: Lookups,
-        ping_after: Duration,
-        connects: Arc<AtomicU64>,
-    ) -> BackendFactory {
-        let (s, l) = (Arc::new(settings), Arc::new(lookups));
-        Arc::new(move || {
-            Box::new(MysqlBackend::new(s.clone(), l.clone(), ping_after, connects.clone()))
-                as Box<dyn Backend>
-        })
-    }
-
     /// The open connection, checked with a ping when it sat idle; a new one otherwise.
-    fn connection(&mut self) -> Result<&mut mysql::Conn, String> {
+    fn connection(&mut self) -> Result<&mut mysql::Conn, BackendError> {
         let stale = match &mut self.conn {
             Some((c, used)) if used.elapsed() >= self.ping_after => c.ping().is_err(),
             Some(_) => false,
             None => true,
         };
-        if stale {
-            self.conn = None;
-            let c = mysql::Conn::new(self.settings.opts())
-                .map_err(|e| format!("connect to {}: {e}", self.settings.describe()))?;
-            self.connects.fetch_add(1, Ordering::Relaxed);
-            log::debug!("connected to {}", self.settings.describe());
-            self.conn = Some((c, Instant::now()));
-        }
-        let (c, used) = self.conn.as_mut().ok_or("no connection")?;
+        let open = match self.conn.take() {
+            Some(open) if !stale => open,
+            _ => {
+                let c = mysql::Conn::new(self.settings.opts()).map_err(|e| {
+                    let context = format!("connect to {}", self.settings.describe());
+                    BackendError::lookup(Some(context), LookupError::Mysql(e))
+                })?;
+                self.connects.fetch_add(1, Ordering::Relaxed);
+                log::debug!("connected to {}", self.settings.describe());
+                (c, Instant::now())
+            }
+        };
+        let (c, used) = self.conn.insert(open);
         *used = Instant::now();
         Ok(c)
     }
 }
 
 impl Backend for MysqlBackend {
-    fn answer(&mut self, kind: QueryKind, email: &str, ip: &str) -> Result<Answer, String> {
-        // One retry on a fresh connection when the old one turns out dead: every lookup is
-        // a read, so repeating it is safe.
-        for attempt in 0..2 {
-            let lookups = self.lookups.clone();
-            let conn = self.connection()?;
-            match lookups.answer(conn, kind, email, ip) {
-                Ok(a) => return Ok(a),
-                Err(e) if e.is_connection_lost() => {
-                    self.conn = None;
-                    if attempt == 1 {
-                        return Err(e.to_string());
+    fn answer(&mut self, kind: QueryKind, email: &str, ip: &str) -> Result<Answer, BackendError> {
+        let lookups = self.lookups.clone();
+        match lookups.answer(self.connection()?, kind, email, ip) {
+            Err(e) if e.is_connection_lost() => {
+                // Once more on a fresh connection: every lookup is a read, so repeating it
+                // is safe.
+                self.conn = None;
+                log::info!("MySQL connection lost ({e}); reconnecting");
+                lookups.answer(self.connection()?, kind, email, ip).map_err(|e| {
+                    if e.is_connection_lost() {
+                        self.conn = None;
                     }
-                    log::info!("MySQL connection lost ({e}); reconnecting");
-                }
-                Err(e @ LookupError::Mysql(_)) | Err(e @ LookupError::BadTableName(_)) => {
-                    return Err(e.to_string())
-                }
+                    BackendError::lookup(None, e)
+                })
             }
+            r => r.map_err(|e| BackendError::lookup(None, e)),
         }
-        Err("unreachable".into())
     }
 
     fn reset(&mut self) {
         self.conn = None;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mysql_errors_keep_their_class() {
+        let server = |code| {
+            mysql::Error::MySqlError(mysql::MySqlError {
+                state: "28000".into(),
+                message: "m".into(),
+                code,
+            })
+        };
+        assert_eq!(ErrorClass::of_mysql(&server(1045)), ErrorClass::AccessDenied);
+        assert_eq!(ErrorClass::of_mysql(&server(1049)), ErrorClass::UnknownDatabase);
+        assert_eq!(ErrorClass::of_mysql(&server(2013)), ErrorClass::ConnectionLost);
+        assert_eq!(ErrorClass::of_mysql(&server(1146)), ErrorClass::QueryFailed);
+        let io = |k| mysql::Error::IoError(std::io::Error::from(k));
+        assert_eq!(
+            ErrorClass::of_mysql(&io(std::io::ErrorKind::ConnectionRefused)),
+            ErrorClass::ConnectRefused
+        );
+        assert_eq!(ErrorClass::of_mysql(&io(std::io::ErrorKind::TimedOut)), ErrorClass::Timeout);
+        let e = BackendError::lookup(Some("connect to x".into()), LookupError::Mysql(server(1045)));
+        assert_eq!(e.class(), ErrorClass::AccessDenied);
+        assert!(e.to_string().starts_with("connect to x: "), "{e}");
+        assert!(std::error::Error::source(&e).is_some());
+        assert_eq!(
+            ErrorClass::of_lookup(&LookupError::BadTableName("x y".into())),
+            ErrorClass::Config
+        );
     }
 }

@@ -98,6 +98,15 @@ impl FromStr for Ttls {
     }
 }
 
+/// Whether an answer found something: each sign has its own TTL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sign {
+    /// It found something.
+    Positive,
+    /// "Not found".
+    Negative,
+}
+
 /// What the cache holds for a key.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Found<'a> {
@@ -282,12 +291,15 @@ impl Cache {
         &mut self,
         key: &str,
         reply: &[u8],
-        negative: bool,
+        sign: Sign,
         now: Instant,
     ) -> Option<QueryKind> {
         let kind = key_kind(key)?;
         let t = self.ttls.get(kind);
-        let ttl = if negative { t.negative } else { t.positive };
+        let (ttl, negative) = match sign {
+            Sign::Positive => (t.positive, false),
+            Sign::Negative => (t.negative, true),
+        };
         let now_s = self.now_s(now);
         let lru = self.lru.as_mut()?;
         if ttl.is_zero() || key.len() > usize::from(u16::MAX) {
@@ -309,6 +321,7 @@ impl Cache {
     }
 
     /// Drops one key; returns 1 if it was there.
+    #[cfg(test)]
     pub fn remove(&mut self, key: &str) -> usize {
         let Some(lru) = self.lru.as_mut() else { return 0 };
         usize::from(lru.map.pop(key.as_bytes()).is_some())
@@ -354,7 +367,7 @@ mod tests {
         let mut c = Cache::new(10, Ttls::default(), Duration::from_secs(100));
         let t0 = Instant::now();
         let k = key(QueryKind::Pwd, "a@x");
-        c.insert(&k, b"reply", false, t0);
+        c.insert(&k, b"reply", Sign::Positive, t0);
         assert_eq!(c.get(&k, t0), Found::Fresh { reply: b"reply", negative: false });
         let later = t0 + Duration::from_secs(301);
         assert_eq!(c.get(&k, later), Found::Expired);
@@ -363,7 +376,7 @@ mod tests {
         // Serve-stale off: an entry expired this very second is not served either.
         let mut c = Cache::new(10, Ttls::default(), Duration::ZERO);
         let t1 = Instant::now();
-        c.insert(&k, b"reply", false, t1);
+        c.insert(&k, b"reply", Sign::Positive, t1);
         assert_eq!(c.get(&k, t1 + Duration::from_secs(300)), Found::Expired);
         assert_eq!(c.stale(&k, t1 + Duration::from_secs(300)), None);
     }
@@ -373,7 +386,7 @@ mod tests {
         let mut c = Cache::new(10, Ttls::default(), Duration::ZERO);
         let t0 = Instant::now();
         let k = key(QueryKind::User, "n@x");
-        c.insert(&k, b"1", true, t0);
+        c.insert(&k, b"1", Sign::Negative, t0);
         assert!(matches!(
             c.get(&k, t0 + Duration::from_secs(19)),
             Found::Fresh { negative: true, .. }
@@ -387,12 +400,12 @@ mod tests {
         let t0 = Instant::now();
         let (a, b, d) =
             (key(QueryKind::Pwd, "a@x"), key(QueryKind::User, "b@x"), key(QueryKind::Host, "d@x"));
-        c.insert(&a, b"a", false, t0);
-        c.insert(&b, b"b", false, t0);
+        c.insert(&a, b"a", Sign::Positive, t0);
+        c.insert(&b, b"b", Sign::Positive, t0);
         assert!(matches!(c.get(&a, t0), Found::Fresh { .. })); // a is now most recent
-        assert_eq!(c.insert(&d, b"d", false, t0), Some(QueryKind::User));
+        assert_eq!(c.insert(&d, b"d", Sign::Positive, t0), Some(QueryKind::User));
         assert_eq!(c.get(&b, t0), Found::Absent);
-        assert_eq!(c.insert(&d, b"d2", false, t0), None, "replacing a key evicts nothing");
+        assert_eq!(c.insert(&d, b"d2", Sign::Positive, t0), None, "replacing a key evicts nothing");
         assert_eq!(c.len(), 2);
     }
 
@@ -400,10 +413,10 @@ mod tests {
     fn zero_capacity_is_off_and_zero_ttl_is_not_cached() {
         let mut c = Cache::new(0, Ttls::default(), Duration::ZERO);
         let k = key(QueryKind::Pwd, "a@x");
-        c.insert(&k, b"r", false, Instant::now());
+        c.insert(&k, b"r", Sign::Positive, Instant::now());
         assert_eq!(c.get(&k, Instant::now()), Found::Absent);
         let mut c = Cache::new(5, "pwd=0/0".parse().unwrap(), Duration::ZERO);
-        c.insert(&k, b"r", false, Instant::now());
+        c.insert(&k, b"r", Sign::Positive, Instant::now());
         assert!(c.is_empty());
     }
 
@@ -412,8 +425,8 @@ mod tests {
         let mut c = Cache::new(10, Ttls::default(), Duration::ZERO);
         let t0 = Instant::now();
         for e in ["a@x", "b@x"] {
-            c.insert(&key(QueryKind::Pwd, e), b"r", false, t0);
-            c.insert(&key(QueryKind::User, e), b"r", false, t0);
+            c.insert(&key(QueryKind::Pwd, e), b"r", Sign::Positive, t0);
+            c.insert(&key(QueryKind::User, e), b"r", Sign::Positive, t0);
         }
         assert_eq!(c.remove(&key(QueryKind::Pwd, "a@x")), 1);
         assert_eq!(c.remove(&key(QueryKind::Pwd, "a@x")), 0);
@@ -439,7 +452,7 @@ mod tests {
                 match op {
                     0 | 1 => {
                         let reply = format!("r{n}").into_bytes();
-                        let evicted = c.insert(&k, &reply, false, t0);
+                        let evicted = c.insert(&k, &reply, Sign::Positive, t0);
                         if let Some(at) = at {
                             model.remove(at);
                             proptest::prop_assert_eq!(evicted, None);
@@ -482,7 +495,7 @@ mod tests {
             c.insert(
                 &key(QueryKind::Pwd, &format!("u{i}@x")),
                 format!("{i}").as_bytes(),
-                false,
+                Sign::Positive,
                 t0,
             );
         }

@@ -125,7 +125,7 @@ pub struct Args {
 
     /// IMAP transport: plain, starttls or imaps.
     #[arg(long, env = "IMAP_TLS", default_value = "plain")]
-    pub imap_tls: crate::imap::TlsMode,
+    pub imap_tls: inlookup_imap::TlsMode,
 
     /// Verify the IMAP server's certificate (0 turns verification off).
     #[arg(long, env = "IMAP_TLS_VERIFY", default_value = "1", value_parser = parse_flag, action = clap::ArgAction::Set)]
@@ -231,18 +231,31 @@ pub struct Config {
     pub user: Option<String>,
     /// Syslog facility.
     pub syslog: Option<String>,
-    /// The IMAP session pool.
-    pub imap: crate::imap::ImapConfig,
+    /// The IMAP sessions.
+    pub imap: inlookup_imap::ImapConfig,
+    /// Warnings about the settings, for the log once it is set up.
+    pub notices: Vec<String>,
+}
+
+/// Where [`Config::from_args`] reads variables that have no flag: the process environment
+/// ([`process_env`]) or, in tests, a map.
+pub type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+/// The process environment, as [`Env`].
+pub fn process_env(name: &str) -> Option<String> {
+    control::env_var(name)
 }
 
 impl Config {
-    /// Resolves flags, environment and control files.
+    /// Resolves flags (clap has already merged the environment names it knows into
+    /// them), the variables without a flag, read through `env`, and the control files in
+    /// CONTROLDIR. Logs nothing: warnings go to [`Config::notices`].
     ///
     /// # Errors
     /// A setting that does not parse, with a message naming it.
-    pub fn from_args(a: Args) -> Result<Config, String> {
+    pub fn from_args(a: Args, env: Env<'_>) -> Result<Config, crate::Error> {
         let controldir = control::controldir(a.controldir.as_deref());
-        let mut mysql = MysqlSettings::from_env(&controldir);
+        let mut mysql = MysqlSettings::from_lookup(&controldir, env);
         if let Some(h) = a.mysql_host {
             mysql.host = h;
         }
@@ -258,16 +271,22 @@ impl Config {
         if let Some(s) = a.mysql_socket {
             mysql.socket = Some(s);
         }
-        let ttls: Ttls = a.ttl.parse().map_err(|e| format!("CACHE_TTL: {e}"))?;
+        let ttls: Ttls = a
+            .ttl
+            .parse()
+            .map_err(|reason| crate::Error::Config { setting: "CACHE_TTL", reason })?;
         // IndiMail turns debug on for any DEBUG that is set; "0" (or empty) means off here,
         // which is what an envdir file holding 0 is meant to say.
-        let debug = a.verbose || control::env_var("DEBUG").is_some_and(|v| debug_on(&v));
+        let debug = a.verbose || env("DEBUG").is_some_and(|v| debug_on(&v));
+        let mut notices = Vec::new();
         if a.preload_secs.is_some() {
-            log::warn!("-c (preload of active users) is not supported; the cache fills on demand");
+            notices.push(
+                "-c (preload of active users) is not supported; the cache fills on demand".into(),
+            );
         }
-        let default_domain = control::default_domain(&controldir);
+        let default_domain = control::default_domain_from(&controldir, env);
         let max_connections = a.imap_max_connections.max(1);
-        let imap = crate::imap::ImapConfig {
+        let imap = inlookup_imap::ImapConfig {
             host: a.imap_host,
             port: a.imap_port,
             tls: a.imap_tls,
@@ -282,12 +301,12 @@ impl Config {
             connect_timeout: Duration::from_secs(a.imap_connect_timeout.max(1)),
             command_timeout: Duration::from_secs(a.imap_command_timeout.max(1)),
             send_id: a.imap_send_id,
-            keepalive: crate::imap::conn::Keepalive {
+            keepalive: inlookup_imap::Keepalive {
                 idle: mysql.keepalive_idle,
                 interval: mysql.keepalive_interval,
                 count: mysql.keepalive_count,
             },
-            ..crate::imap::ImapConfig::default()
+            ..inlookup_imap::ImapConfig::default()
         };
         Ok(Config {
             fifos: crate::fifo::request_paths(&a.fifo_dir, &a.infifo, a.instances),
@@ -305,10 +324,11 @@ impl Config {
             timeouts: Timeouts::from_controldir(&controldir),
             debug,
             mysql,
-            lookup: LookupConfig::from_env(default_domain),
+            lookup: LookupConfig::from_lookup(default_domain, env),
             user: a.user.filter(|u| !u.is_empty()),
             syslog: a.syslog.filter(|s| !s.is_empty()),
             imap,
+            notices,
         })
     }
 
@@ -364,6 +384,25 @@ mod tests {
     }
 
     #[test]
+    fn variables_without_a_flag_come_from_the_env_given() {
+        let a = Args::try_parse_from(["inlookup"]).unwrap();
+        let env = |name: &str| match name {
+            "DEBUG" => Some("1".to_string()),
+            "DEFAULT_DOMAIN" => Some("Example.COM".to_string()),
+            "MYSQL_USER" => Some("reader".to_string()),
+            "RELAY_CLEAR_MINUTES" => Some("30".to_string()),
+            _ => None,
+        };
+        let c = Config::from_args(a.clone(), &env).unwrap();
+        assert!(c.debug);
+        assert_eq!(c.lookup.default_domain.as_deref(), Some("example.com"));
+        assert_eq!(c.mysql.user, "reader");
+        assert_eq!(c.lookup.relay_clear_minutes, 30);
+        let quiet = Config::from_args(a, &|_| None).unwrap();
+        assert!(!quiet.debug && quiet.notices.is_empty());
+    }
+
+    #[test]
     fn indimail_flags_are_accepted() {
         let a =
             Args::try_parse_from(["inlookup", "-f", "/x/infifo", "-i", "3", "-v", "-c", "86400"])
@@ -372,8 +411,9 @@ mod tests {
             (a.infifo.as_str(), a.instances, a.verbose, a.preload_secs),
             ("/x/infifo", 3, true, Some(86400))
         );
-        let c = Config::from_args(a).unwrap();
+        let c = Config::from_args(a, &|_| None).unwrap();
         assert_eq!(c.fifos.len(), 3);
+        assert_eq!(c.notices.len(), 1, "-c is reported, for the log: {:?}", c.notices);
         assert!(c.describe().contains("/x/infifo.2"));
         assert!(!c.describe().contains(&c.mysql.password));
     }

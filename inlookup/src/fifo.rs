@@ -50,7 +50,14 @@ impl fmt::Display for FifoError {
     }
 }
 
-impl std::error::Error for FifoError {}
+impl std::error::Error for FifoError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            FifoError::Sys(_, _, e) => Some(e),
+            FifoError::NotAFifo(_) | FifoError::InUse(_) => None,
+        }
+    }
+}
 
 fn is_fifo(mode: nix::libc::mode_t) -> bool {
     SFlag::from_bits_truncate(mode & SFlag::S_IFMT.bits()) == SFlag::S_IFIFO
@@ -139,11 +146,45 @@ pub fn request_paths(dir: &Path, infifo: &str, instances: u32) -> Vec<PathBuf> {
 pub enum ReplyFailure {
     /// The client already gave up (no reader, or the FIFO is gone). Not the daemon's fault.
     Vanished,
-    /// The path is not one of ours: outside FIFOTMPDIR, a symlink, not a FIFO, or not a
-    /// plain name. Nothing was written.
-    Refused(String),
+    /// The path is not one of ours. Nothing was written.
+    Refused(PathRefused),
     /// A write failed or could not finish in time.
-    Failed(String),
+    Failed(WriteFailed),
+}
+
+/// Why a reply path is not one the daemon writes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PathRefused {
+    /// It ends in a slash, `.` or `..`.
+    NoFileName,
+    /// Its directory is not FIFOTMPDIR.
+    OutsideDir,
+    /// The name is a symbolic link.
+    Symlink,
+    /// The name is not a FIFO.
+    NotAFifo,
+    /// Its directory could not be looked at.
+    Directory(Errno),
+}
+
+/// Why a reply to a good path could not be written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteFailed {
+    /// Opening the FIFO failed.
+    Open(Errno),
+    /// `fstat` of the opened FIFO failed.
+    Fstat(Errno),
+    /// A write failed.
+    Write(Errno),
+    /// The client read too slowly: `written` of `of` bytes by the deadline.
+    TimedOut {
+        /// Bytes written.
+        written: usize,
+        /// The reply's length.
+        of: usize,
+    },
+    /// The thread that writes large replies is gone (the daemon is stopping).
+    WriterGone,
 }
 
 impl fmt::Display for ReplyFailure {
@@ -156,11 +197,63 @@ impl fmt::Display for ReplyFailure {
     }
 }
 
+impl std::error::Error for ReplyFailure {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ReplyFailure::Vanished => None,
+            ReplyFailure::Refused(e) => Some(e),
+            ReplyFailure::Failed(e) => Some(e),
+        }
+    }
+}
+
+impl fmt::Display for PathRefused {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PathRefused::NoFileName => f.write_str("no file name"),
+            PathRefused::OutsideDir => f.write_str("not in FIFOTMPDIR"),
+            PathRefused::Symlink => f.write_str("a symbolic link"),
+            PathRefused::NotAFifo => f.write_str("not a FIFO"),
+            PathRefused::Directory(e) => write!(f, "directory: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for PathRefused {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            PathRefused::Directory(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for WriteFailed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            WriteFailed::Open(e) => write!(f, "open: {e}"),
+            WriteFailed::Fstat(e) => write!(f, "fstat: {e}"),
+            WriteFailed::Write(e) => write!(f, "write: {e}"),
+            WriteFailed::TimedOut { written, of } => {
+                write!(f, "timed out after {written} of {of} bytes")
+            }
+            WriteFailed::WriterGone => f.write_str("writer thread gone"),
+        }
+    }
+}
+
+impl std::error::Error for WriteFailed {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            WriteFailed::Open(e) | WriteFailed::Fstat(e) | WriteFailed::Write(e) => Some(e),
+            WriteFailed::TimedOut { .. } | WriteFailed::WriterGone => None,
+        }
+    }
+}
+
 /// FIFOTMPDIR, held open so reply names are resolved inside it and nowhere else.
 #[derive(Debug)]
 pub struct ReplyDir {
-    /// Its path, as configured.
-    path: PathBuf,
     /// The path's bytes without trailing slashes: a reply path whose directory part is
     /// exactly this needs no `stat` (its name is opened under `fd` anyway).
     spelled: Box<[u8]>,
@@ -194,17 +287,7 @@ impl ReplyDir {
             Some(last) => &bytes[..=last],
             None => &bytes[..0], // "/" (or "//"): a reply path "/name" has an empty directory part
         };
-        Ok(ReplyDir {
-            path: path.to_path_buf(),
-            spelled: trimmed.into(),
-            fd,
-            id: (st.st_dev, st.st_ino),
-        })
-    }
-
-    /// The directory's path.
-    pub fn path(&self) -> &Path {
-        &self.path
+        Ok(ReplyDir { spelled: trimmed.into(), fd, id: (st.st_dev, st.st_ino) })
     }
 
     /// Checks a reply path and opens it for writing, without blocking, never following a
@@ -219,7 +302,7 @@ impl ReplyDir {
     /// one is left in place: the caller writes, and calls [`ReplyDir::remove`] only if the
     /// write failed.
     pub fn open_reply<'p>(&self, reply_path: &'p [u8]) -> Result<ReplyFifo<'p>, ReplyFailure> {
-        let refuse = |why: &str| Err(ReplyFailure::Refused(why.to_string()));
+        let refuse = |why| Err(ReplyFailure::Refused(why));
         let (dir, name) = match reply_path.iter().rposition(|&b| b == b'/') {
             Some(i) => (Some(&reply_path[..i]), &reply_path[i + 1..]),
             None => (None, reply_path),
@@ -238,13 +321,13 @@ impl ReplyDir {
                 return Err(ReplyFailure::Vanished);
             }
             Err(Errno::ENOENT) => return Err(ReplyFailure::Vanished),
-            Err(Errno::ELOOP) => return refuse("a symbolic link"),
-            Err(e) => return Err(ReplyFailure::Failed(format!("open: {e}"))),
+            Err(Errno::ELOOP) => return refuse(PathRefused::Symlink),
+            Err(e) => return Err(ReplyFailure::Failed(WriteFailed::Open(e))),
         };
         match fstat(&fd) {
             Ok(st) if is_fifo(st.st_mode) => {}
-            Ok(_) => return refuse("not a FIFO"),
-            Err(e) => return Err(ReplyFailure::Failed(format!("fstat: {e}"))),
+            Ok(_) => return refuse(PathRefused::NotAFifo),
+            Err(e) => return Err(ReplyFailure::Failed(WriteFailed::Fstat(e))),
         }
         Ok(ReplyFifo { fd, name })
     }
@@ -252,13 +335,13 @@ impl ReplyDir {
     /// The slow path of [`ReplyDir::open_reply`]: the reply path's parent, however spelled,
     /// must be FIFOTMPDIR by device and inode. Returns the plain name to open in it.
     fn check_parent<'p>(&self, reply_path: &'p [u8]) -> Result<&'p OsStr, ReplyFailure> {
-        let refuse = |why: &str| Err(ReplyFailure::Refused(why.to_string()));
+        let refuse = |why| Err(ReplyFailure::Refused(why));
         let path = Path::new(OsStr::from_bytes(reply_path));
         let Some(Component::Normal(name)) = path.components().next_back() else {
-            return refuse("no file name");
+            return refuse(PathRefused::NoFileName);
         };
         if reply_path.ends_with(b"/") {
-            return refuse("no file name");
+            return refuse(PathRefused::NoFileName);
         }
         let parent = match path.parent() {
             Some(p) if !p.as_os_str().is_empty() => p,
@@ -266,9 +349,9 @@ impl ReplyDir {
         };
         match stat(parent) {
             Ok(st) if (st.st_dev, st.st_ino) == self.id => Ok(name),
-            Ok(_) => refuse("not in FIFOTMPDIR"),
+            Ok(_) => refuse(PathRefused::OutsideDir),
             Err(Errno::ENOENT) => Err(ReplyFailure::Vanished),
-            Err(e) => refuse(&format!("directory: {e}")),
+            Err(e) => refuse(PathRefused::Directory(e)),
         }
     }
 
@@ -278,26 +361,6 @@ impl ReplyDir {
     /// racy (a process that can swap a file into FIFOTMPDIR can remove it itself).
     pub fn remove(&self, reply: &ReplyFifo<'_>) {
         let _ = unlinkat(&self.fd, reply.name, UnlinkatFlags::NoRemoveDir);
-    }
-
-    /// Opens a reply FIFO ([`ReplyDir::open_reply`]) and writes a reply of at most
-    /// `PIPE_BUF` bytes in one go; removes the FIFO's name if the write failed. Safe from
-    /// any thread: IMAP workers answer their own requests this way.
-    ///
-    /// # Errors
-    /// As [`ReplyDir::open_reply`] and [`write_reply`].
-    pub fn send(
-        &self,
-        reply_path: &[u8],
-        bytes: &[u8],
-        deadline: std::time::Instant,
-    ) -> Result<(), ReplyFailure> {
-        let reply = self.open_reply(reply_path)?;
-        let sent = write_reply(&reply.fd, bytes, deadline);
-        if sent.is_err() {
-            self.remove(&reply);
-        }
-        sent
     }
 
     /// Unlinks a name in FIFOTMPDIR if (and only if) it is a FIFO there: a FIFO nobody
@@ -311,28 +374,86 @@ impl ReplyDir {
     }
 }
 
-/// FIFOTMPDIR shared with worker threads, so that they can answer the request they served
-/// themselves: one thread hand-off less per miss or IMAP request than sending the answer
-/// back through the I/O thread. A reply a worker cannot deliver goes to `undelivered`,
-/// which the I/O thread drains for its counters and log.
+/// Writes replies, from any thread: the I/O thread answers hits and its own kinds, workers
+/// answer the requests they served. A reply of at most `PIPE_BUF` bytes is written at
+/// once; a larger one (STATS, IMAP) is handed, with its opened FIFO, to one writer thread
+/// that waits for the client to read, up to the write timeout.
 #[derive(Debug, Clone)]
-pub struct DirectReply {
-    /// FIFOTMPDIR, as the I/O thread holds it.
-    pub dir: std::sync::Arc<ReplyDir>,
+pub struct Replier {
+    /// FIFOTMPDIR.
+    dir: std::sync::Arc<ReplyDir>,
+    /// To the writer thread of large replies.
+    large: crossbeam_channel::Sender<(OwnedFd, Vec<u8>)>,
     /// How long a write may wait (timeoutwrite).
-    pub write_timeout: std::time::Duration,
-    /// Replies not delivered: the reply path and why.
-    pub undelivered: crossbeam_channel::Sender<(Box<[u8]>, ReplyFailure)>,
+    write_timeout: std::time::Duration,
 }
 
-impl DirectReply {
-    /// Writes a reply of at most `PIPE_BUF` bytes ([`ReplyDir::send`] with the write
-    /// timeout); a failure is passed on to the I/O thread through `undelivered`.
-    pub fn deliver(&self, reply_path: &[u8], bytes: &[u8]) {
-        let deadline = std::time::Instant::now() + self.write_timeout;
-        if let Err(why) = self.dir.send(reply_path, bytes, deadline) {
-            let _ = self.undelivered.send((reply_path.into(), why));
+impl Replier {
+    /// A replier for FIFOTMPDIR, and its writer thread for large replies (which ends when
+    /// the last clone of the replier is dropped).
+    ///
+    /// # Errors
+    /// The thread could not be spawned.
+    pub fn start(
+        dir: std::sync::Arc<ReplyDir>,
+        write_timeout: std::time::Duration,
+    ) -> std::io::Result<Replier> {
+        let (large, queue) = crossbeam_channel::bounded::<(OwnedFd, Vec<u8>)>(64);
+        std::thread::Builder::new().name("reply-writer".into()).spawn(move || {
+            for (fd, bytes) in queue {
+                let deadline = std::time::Instant::now() + write_timeout;
+                if let Err(e) = write_reply(&fd, &bytes, deadline) {
+                    log::debug!("large reply of {} bytes not delivered: {e}", bytes.len());
+                }
+            }
+        })?;
+        Ok(Replier { dir, large, write_timeout })
+    }
+
+    /// Opens the reply FIFO and writes the reply (or hands a large one to the writer
+    /// thread).
+    ///
+    /// A delivered reply's FIFO is left to its client, which removes it on every path
+    /// (inquery's guard; IndiMail's `inquery()` unlinks it after every outcome): a third
+    /// directory update per request, by the daemon, cost 2–3 µs of its CPU per hit and
+    /// contended with every client's `mkfifo` and `unlink` (`docs/bench/findings.md`,
+    /// finding 2). The daemon removes the name only when its client cannot: the write
+    /// failed here, or nobody reads the FIFO any more ([`ReplyDir::open_reply`]).
+    ///
+    /// # Errors
+    /// As [`ReplyDir::open_reply`] and [`write_reply`].
+    pub fn send(&self, path: &[u8], bytes: &[u8]) -> Result<(), ReplyFailure> {
+        let reply = self.open(path)?;
+        self.write(reply, bytes)
+    }
+
+    /// Checks and opens a reply FIFO ([`ReplyDir::open_reply`]) without writing: a worker
+    /// opens its client's FIFO before it reports, so that a client already gone is
+    /// counted no later than the lookup's result.
+    ///
+    /// # Errors
+    /// As [`ReplyDir::open_reply`].
+    pub fn open<'p>(&self, path: &'p [u8]) -> Result<ReplyFifo<'p>, ReplyFailure> {
+        self.dir.open_reply(path)
+    }
+
+    /// Writes a reply to a FIFO from [`Replier::open`] (a large one: hands it to the writer
+    /// thread); removes the FIFO's name if the write failed.
+    ///
+    /// # Errors
+    /// As [`write_reply`].
+    pub fn write(&self, reply: ReplyFifo<'_>, bytes: &[u8]) -> Result<(), ReplyFailure> {
+        if bytes.len() <= inlookup_core::wire::PIPE_BUF {
+            let deadline = std::time::Instant::now() + self.write_timeout;
+            let sent = write_reply(&reply.fd, bytes, deadline);
+            if sent.is_err() {
+                self.dir.remove(&reply);
+            }
+            return sent;
         }
+        self.large
+            .send((reply.fd, bytes.to_vec()))
+            .map_err(|_| ReplyFailure::Failed(WriteFailed::WriterGone))
     }
 }
 
@@ -354,17 +475,17 @@ pub fn write_reply(
             Err(Errno::EAGAIN) => {
                 let left = deadline.saturating_duration_since(std::time::Instant::now());
                 if left.is_zero() {
-                    return Err(ReplyFailure::Failed(format!(
-                        "timed out after {off} of {} bytes",
-                        bytes.len()
-                    )));
+                    return Err(ReplyFailure::Failed(WriteFailed::TimedOut {
+                        written: off,
+                        of: bytes.len(),
+                    }));
                 }
                 let ms = PollTimeout::try_from(left.as_millis().min(60_000) as i32)
                     .unwrap_or(PollTimeout::MAX);
                 let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLOUT)];
                 let _ = poll(&mut fds, ms);
             }
-            Err(e) => return Err(ReplyFailure::Failed(format!("write: {e}"))),
+            Err(e) => return Err(ReplyFailure::Failed(WriteFailed::Write(e))),
         }
     }
     Ok(())

@@ -5,25 +5,36 @@
 //! cache hits and inlookup's own kinds itself, and hands misses to a bounded pool of worker
 //! threads, each owning one MySQL connection; a slow backend never stalls a cache hit.
 //!
-//! The binary binds the FIFOs ([`Listener::bind`]), drops root, installs the signal
-//! mapping and calls [`run`]; tests drive the same [`run`] with backends built to fail.
+//! The binary builds its [`Config`] ([`Config::from_args`]), sets up logging, binds the
+//! FIFOs ([`Listener::bind`]), drops root, installs the signal mapping and calls [`run`]
+//! with its listener, its backends and its controls; tests drive the same [`run`] with
+//! backends built to fail, stall or panic, and send the controls themselves.
 //!
 //! # Layout
 //!
-//! - [`config`]: flags and IndiMail's environment names, resolved into a [`Config`].
-//! - [`server`]: the I/O thread ([`run`]).
+//! A miss, from frame to reply: [`server`] reads and decodes it, [`dispatch`] decides (a
+//! miss: queue a lookup), [`pool`] runs it on a worker, [`backend`] asks MySQL (with the
+//! SQL of `inlookup_core::lookup`), and [`fifo`] writes the reply.
+//!
+//! - [`server`]: the I/O thread: poll, read, decode, and carry out the dispatcher's effects.
+//! - [`dispatch`]: every decision: cache, coalescing, flush generations, counters, health.
+//! - [`pool`]: the one worker pool (bounded queue, threads, job guard), for lookups and IMAP.
+//! - [`backend`]: what answers a miss ([`backend::MysqlBackend`]), its typed errors, and
+//!   the lookup handler the pool runs.
+//! - [`fifo`]: request FIFOs, the confined reply FIFOs and the [`fifo::Replier`].
 //! - [`cache`]: the LRU with per-kind positive and negative TTLs.
-//! - [`pool`]: the bounded job queue and worker threads.
-//! - [`backend`]: what answers a miss ([`backend::MysqlBackend`]).
-//! - [`fifo`]: request FIFOs and the confined reply writer.
-//! - [`imap`]: persistent, reusable IMAP sessions (the four IMAP kinds).
+//! - [`imap`]: the wiring of the IMAP sessions (crate `inlookup-imap`) into the daemon.
+//! - [`config`]: flags and IndiMail's environment names, resolved into a [`Config`].
 //! - [`signals`]: signals into [`signals::Control`] messages.
 //! - [`stats`]: counters and their USR1 text.
+//! - [`error`]: the daemon's [`Error`].
 //! - [`logging`], [`privs`], [`wake`]: stderr/syslog logging, dropping root, the self-pipe.
 
 pub mod backend;
 pub mod cache;
 pub mod config;
+pub mod dispatch;
+pub mod error;
 pub mod fifo;
 pub mod imap;
 pub mod logging;
@@ -34,5 +45,7 @@ pub mod signals;
 pub mod stats;
 pub mod wake;
 
+pub use backend::Backends;
 pub use config::{Args, Config};
-pub use server::{run, Listener, ServeError};
+pub use error::Error;
+pub use server::{run, Listener};

@@ -1,6 +1,7 @@
 //! Logging through the `log` facade: stderr (multilog and svlogd add timestamps) or syslog.
 //! Debug lines are switched on and off at run time (`-v`, DEBUG, USR2).
 
+use crate::error::LoggingError;
 use log::{LevelFilter, Log, Metadata, Record};
 use std::io::Write;
 use std::sync::Mutex;
@@ -54,19 +55,19 @@ impl Log for Logger {
 ///
 /// # Errors
 /// An unknown facility or no syslog socket.
-pub fn init(syslog_facility: Option<&str>, debug: bool) -> Result<(), String> {
+pub fn init(syslog_facility: Option<&str>, debug: bool) -> Result<(), LoggingError> {
     let sink = match syslog_facility {
         None => Sink::Stderr,
         Some(f) => {
             let facility: syslog::Facility =
-                f.parse().map_err(|_| format!("unknown syslog facility {f:?}"))?;
+                f.parse().map_err(|_| LoggingError::UnknownFacility(f.into()))?;
             let fmt = syslog::Formatter3164 {
                 facility,
                 hostname: None,
                 process: "inlookup".into(),
                 pid: std::process::id(),
             };
-            let l = syslog::unix(fmt).map_err(|e| format!("syslog: {e}"))?;
+            let l = syslog::unix(fmt).map_err(LoggingError::Syslog)?;
             Sink::Syslog(Mutex::new(l))
         }
     };

@@ -1,12 +1,10 @@
 //! `inlookup`: bind the FIFOs, drop root, map signals, serve until TERM.
 
 use clap::Parser;
-use inlookup::backend::MysqlBackend;
-use inlookup::{logging, privs, signals, Args, Config, Listener};
+use inlookup::{config, logging, privs, signals, Args, Backends, Config, Error, Listener};
 use inlookup_core::Lookups;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::atomic::AtomicU64;
-use std::sync::Arc;
 
 fn fail(msg: impl std::fmt::Display) -> ExitCode {
     log::error!("{msg}");
@@ -33,7 +31,7 @@ fn main() -> ExitCode {
         return generate_man();
     }
     let args = Args::parse();
-    let cfg = match Config::from_args(args) {
+    let cfg = match Config::from_args(args, &config::process_env) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("inlookup: {e}");
@@ -44,21 +42,26 @@ fn main() -> ExitCode {
         eprintln!("inlookup: {e}");
         return ExitCode::from(111);
     }
-    let lookups = match Lookups::new(cfg.lookup.clone()) {
-        Ok(l) => l,
-        Err(e) => return fail(e),
-    };
-    let target = match privs::target(cfg.user.as_deref()) {
-        Ok(t) => t,
-        Err(e) => return fail(e),
-    };
+    for notice in &cfg.notices {
+        log::warn!("{notice}");
+    }
+    match start(cfg) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(e),
+    }
+}
+
+/// Everything after logging: the lookups, privileges, FIFOs, signals, then [`inlookup::run`].
+fn start(cfg: Config) -> Result<(), Error> {
+    let lookups = Lookups::new(cfg.lookup.clone()).map_err(Error::Lookups)?;
+    let target = privs::target(cfg.user.as_deref())?;
     // FIFO directories that bind is about to create: the unprivileged user must own them to
     // remove its FIFOs at exit (and a supervisor's restart must find them writable).
-    let new_dirs: Vec<std::path::PathBuf> = if target.is_some() {
-        let mut v: Vec<std::path::PathBuf> = cfg
+    let new_dirs: Vec<PathBuf> = if target.is_some() {
+        let mut v: Vec<PathBuf> = cfg
             .fifos
             .iter()
-            .filter_map(|p| p.parent().map(std::path::Path::to_path_buf))
+            .filter_map(|p| p.parent().map(Path::to_path_buf))
             .filter(|d| !d.as_os_str().is_empty() && !d.exists())
             .collect();
         v.dedup();
@@ -66,30 +69,15 @@ fn main() -> ExitCode {
     } else {
         Vec::new()
     };
-    let listener = match Listener::bind(&cfg) {
-        Ok(l) => l,
-        Err(e) => return fail(e),
-    };
+    let listener = Listener::bind(&cfg)?;
     if let Some(t) = &target {
         for p in new_dirs.iter().chain(listener.paths().iter()) {
             t.chown(p);
         }
-        if let Err(e) = t.drop_root() {
-            return fail(e);
-        }
+        t.drop_root()?;
     }
-    let (handle, controls) = match signals::channel() {
-        Ok(c) => c,
-        Err(e) => return fail(e),
-    };
-    if let Err(e) = signals::install(handle) {
-        return fail(format!("signals: {e}"));
-    }
-    let connects = Arc::new(AtomicU64::new(0));
-    let backends =
-        MysqlBackend::factory(cfg.mysql.clone(), lookups, cfg.ping_idle, connects.clone());
-    match inlookup::run(cfg, listener, backends, connects, controls) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => fail(e),
-    }
+    let (handle, controls) = signals::channel().map_err(Error::io("wake pipe"))?;
+    signals::install(handle).map_err(Error::io("signals"))?;
+    let backends = Backends::mysql(cfg.mysql.clone(), lookups, cfg.ping_idle);
+    inlookup::run(cfg, listener, backends, controls)
 }

@@ -1,5 +1,6 @@
 //! Dropping root: inlookup serves as an unprivileged user, never as root.
 
+use crate::error::PrivsError;
 use nix::unistd::{getuid, initgroups, setgid, setuid, User};
 use std::ffi::CString;
 use std::path::Path;
@@ -15,19 +16,16 @@ pub struct Target {
 ///
 /// # Errors
 /// Root without `--user`, an unknown user, or a non-root process asked to switch.
-pub fn target(name: Option<&str>) -> Result<Option<Target>, String> {
+pub fn target(name: Option<&str>) -> Result<Option<Target>, PrivsError> {
     let uid = getuid();
     match (uid.is_root(), name) {
-        (true, None) => Err(
-            "refusing to run as root: pass --user (INLOOKUP_USER) or start under setuidgid/chpst"
-                .into(),
-        ),
+        (true, None) => Err(PrivsError::RootWithoutUser),
         (true, Some(n)) => {
             let user = User::from_name(n)
-                .map_err(|e| format!("user {n}: {e}"))?
-                .ok_or(format!("no such user {n:?}"))?;
+                .map_err(|e| PrivsError::UserLookup(n.into(), e))?
+                .ok_or_else(|| PrivsError::NoSuchUser(n.into()))?;
             if user.uid.is_root() {
-                return Err(format!("--user {n} is root; name an unprivileged user"));
+                return Err(PrivsError::RootTarget(n.into()));
             }
             Ok(Some(Target { user }))
         }
@@ -36,7 +34,7 @@ pub fn target(name: Option<&str>) -> Result<Option<Target>, String> {
             if me.as_deref() == Some(n) {
                 Ok(None)
             } else {
-                Err(format!("--user {n}: only root can switch users"))
+                Err(PrivsError::NotRoot(n.into()))
             }
         }
         (false, None) => Ok(None),
@@ -55,14 +53,13 @@ impl Target {
     ///
     /// # Errors
     /// Any of the calls failed; the process must not go on as root.
-    pub fn drop_root(&self) -> Result<(), String> {
-        let name =
-            CString::new(self.user.name.clone()).map_err(|_| "user name has a NUL".to_string())?;
-        initgroups(&name, self.user.gid).map_err(|e| format!("initgroups: {e}"))?;
-        setgid(self.user.gid).map_err(|e| format!("setgid: {e}"))?;
-        setuid(self.user.uid).map_err(|e| format!("setuid: {e}"))?;
+    pub fn drop_root(&self) -> Result<(), PrivsError> {
+        let name = CString::new(self.user.name.clone()).map_err(|_| PrivsError::NulInName)?;
+        initgroups(&name, self.user.gid).map_err(|e| PrivsError::Call("initgroups", e))?;
+        setgid(self.user.gid).map_err(|e| PrivsError::Call("setgid", e))?;
+        setuid(self.user.uid).map_err(|e| PrivsError::Call("setuid", e))?;
         if getuid().is_root() || nix::unistd::geteuid().is_root() {
-            return Err("still root after setuid".into());
+            return Err(PrivsError::StillRoot);
         }
         log::info!("running as {} (uid {}, gid {})", self.user.name, self.user.uid, self.user.gid);
         Ok(())

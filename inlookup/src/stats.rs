@@ -1,5 +1,6 @@
 //! The daemon's counters, owned by the I/O thread (so exact, without atomics).
 
+use crate::fifo::ReplyFailure;
 use inlookup_core::admin::{KindStats, StatsReport};
 use inlookup_core::QueryKind;
 use std::fmt::Write as _;
@@ -28,6 +29,24 @@ impl Stats {
     /// The counters of one kind.
     pub fn kind(&mut self, kind: QueryKind) -> &mut KindStats {
         &mut self.kinds[slot(kind)]
+    }
+
+    /// Counts and logs a reply's fate, whoever wrote it.
+    pub fn account(&mut self, path: &[u8], sent: Result<(), ReplyFailure>) {
+        match sent {
+            Ok(()) => {}
+            Err(ReplyFailure::Vanished) => {
+                self.vanished_clients += 1;
+                log::debug!("{}: client gone before its reply", String::from_utf8_lossy(path));
+            }
+            Err(ReplyFailure::Refused(why)) => {
+                self.refused_reply_paths += 1;
+                log::warn!("not replying to {:?}: {why}", String::from_utf8_lossy(path));
+            }
+            Err(ReplyFailure::Failed(why)) => {
+                log::warn!("reply to {:?} {why}", String::from_utf8_lossy(path));
+            }
+        }
     }
 
     /// Fills the per-kind and global counters of a STATS report.

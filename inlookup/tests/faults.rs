@@ -5,13 +5,13 @@
 // Helpers outside #[test] fns are test code too.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use inlookup::backend::{Backend, BackendFactory};
+use inlookup::backend::{Backend, BackendError, BackendFactory, Backends};
 use inlookup::signals::{self, Control, ControlHandle};
 use inlookup::{Args, Config, Listener};
 use inlookup_core::{Answer, QueryKind, UserStatus};
 use inquery::{Client, Error, Lookup};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -25,12 +25,16 @@ struct Script {
     gate: Option<Arc<(Mutex<bool>, Condvar)>>,
     /// Calls made, across all workers.
     calls: Arc<AtomicUsize>,
+    /// This many calls panic (counting down), then calls answer again.
+    panics: Arc<AtomicUsize>,
+    /// Backends made by the factory.
+    made: Arc<AtomicUsize>,
 }
 
 struct TestBackend(Script);
 
 impl Backend for TestBackend {
-    fn answer(&mut self, kind: QueryKind, email: &str, _ip: &str) -> Result<Answer, String> {
+    fn answer(&mut self, kind: QueryKind, email: &str, _ip: &str) -> Result<Answer, BackendError> {
         self.0.calls.fetch_add(1, Ordering::SeqCst);
         if let Some(g) = &self.0.gate {
             let (lock, cv) = &**g;
@@ -41,6 +45,14 @@ impl Backend for TestBackend {
         }
         if self.0.fail {
             return Err("backend built to fail".into());
+        }
+        if self
+            .0
+            .panics
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+        {
+            panic!("backend built to panic");
         }
         Ok(match kind {
             QueryKind::User if email.starts_with("absent") => {
@@ -74,13 +86,16 @@ impl Served {
         let mut argv = vec!["inlookup".to_string(), "-f".into(), fifo.display().to_string()];
         argv.extend(["--fifo-tmpdir".to_string(), dir.join("tmp").display().to_string()]);
         argv.extend(extra.iter().map(|s| s.to_string()));
-        let cfg = Config::from_args(<Args as clap::Parser>::try_parse_from(argv).unwrap()).unwrap();
+        let args = <Args as clap::Parser>::try_parse_from(argv).unwrap();
+        let cfg = Config::from_args(args, &|_| None).unwrap();
         let listener = Listener::bind(&cfg).unwrap();
         let (handle, controls) = signals::channel().unwrap();
-        let factory: BackendFactory =
-            Arc::new(move || Box::new(TestBackend(script.clone())) as Box<dyn Backend>);
+        let factory: BackendFactory = Arc::new(move || {
+            script.made.fetch_add(1, Ordering::SeqCst);
+            Box::new(TestBackend(script.clone())) as Box<dyn Backend>
+        });
         let thread = std::thread::spawn(move || {
-            inlookup::run(cfg, listener, factory, Arc::new(AtomicU64::new(0)), controls).unwrap();
+            inlookup::run(cfg, listener, Backends::new(factory), controls).unwrap();
         });
         let mut client = Client::for_fifo(&fifo);
         client.tmpdir = dir.join("tmp");
@@ -97,6 +112,23 @@ impl Drop for Served {
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// `n` clients ask USER for `email` at once; returns once all of them were read (all but
+/// the first joined its lookup), with their threads.
+fn coalesced_users(s: &Served, email: &str, n: u64) -> Vec<JoinHandle<Result<UserStatus, Error>>> {
+    let asking = (0..n)
+        .map(|_| {
+            let (c, email) = (s.client.clone(), email.to_string());
+            std::thread::spawn(move || c.user_status(&email))
+        })
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while s.client.stats().unwrap().kinds["user"].coalesced < n - 1 {
+        assert!(Instant::now() < deadline, "requests not coalesced");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    asking
 }
 
 fn open(gate: &Arc<(Mutex<bool>, Condvar)>) {
@@ -174,18 +206,8 @@ fn identical_misses_in_flight_are_one_backend_call() {
     let script = Script { gate: Some(gate.clone()), ..Script::default() };
     let calls = script.calls.clone();
     let s = Served::start(script, &["--workers", "4"]);
-    let waiting: Vec<_> = (0..20)
-        .map(|_| {
-            let c = s.client.clone();
-            std::thread::spawn(move || c.user_status("Same@X"))
-        })
-        .collect();
     // Wait until all 20 requests were read (19 joined the first).
-    let deadline = Instant::now() + Duration::from_secs(3);
-    while s.client.stats().unwrap().kinds["user"].coalesced < 19 {
-        assert!(Instant::now() < deadline, "requests not coalesced");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let waiting = coalesced_users(&s, "Same@X", 20);
     open(&gate);
     for w in waiting {
         assert_eq!(w.join().unwrap().unwrap(), UserStatus::Active);
@@ -228,4 +250,32 @@ fn shutdown_answers_lookups_in_flight_within_the_grace() {
     open(&gate);
     assert_eq!(t.join().unwrap().unwrap(), UserStatus::Active);
     s.thread.take().unwrap().join().unwrap();
+}
+
+#[test]
+fn a_worker_that_panics_answers_its_key_with_an_error_and_a_new_worker_serves_it_next() {
+    let gate = Arc::new((Mutex::new(false), Condvar::new()));
+    let script = Script {
+        gate: Some(gate.clone()),
+        panics: Arc::new(AtomicUsize::new(1)),
+        ..Script::default()
+    };
+    let (calls, made) = (script.calls.clone(), script.made.clone());
+    let s = Served::start(script, &["--workers", "1"]);
+    // Three requests wait for the one lookup, which panics once the gate opens.
+    let joined = coalesced_users(&s, "boom@x", 3);
+    open(&gate);
+    // Every one of them gets the error reply, not its timeout.
+    for j in joined {
+        assert!(matches!(j.join().unwrap(), Err(Error::Backend)));
+    }
+    let st = s.client.stats().unwrap();
+    assert_eq!(st.in_flight, 0, "the panicked lookup left no in-flight entry");
+    assert_eq!(st.cache_entries, 0, "and nothing cached");
+    // The next request for the key is a new lookup on a new backend, and is answered.
+    assert_eq!(s.client.user_status("boom@x").unwrap(), UserStatus::Active);
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+    assert_eq!(made.load(Ordering::SeqCst), 2, "the one worker replaced its backend once");
+    assert_eq!(s.client.user_status("boom@x").unwrap(), UserStatus::Active, "now a hit");
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
 }

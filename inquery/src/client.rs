@@ -281,8 +281,7 @@ impl Client {
     /// # Errors
     /// [`Error::Backend`] when the daemon refuses the request; otherwise as [`Client::raw`].
     pub fn flush(&self, kind: Option<QueryKind>, key: Option<&str>) -> Result<u64, Error> {
-        let req =
-            FlushRequest { kind: kind.map(|k| k.name().to_string()), key: key.map(str::to_string) };
+        let req = FlushRequest { kind, key: key.map(str::to_string) };
         let payload = serde_json::to_string(&req).map_err(|e| Error::BadArgument(e.to_string()))?;
         Ok(self.json::<FlushReply>(QueryKind::Flush, &payload)?.flushed)
     }

@@ -3,9 +3,9 @@
 //! (anyone can read another process's arguments in `ps`), and are never printed.
 
 use crate::cli::{Cli, ImapCommand, PasswordSource};
+use crate::exit::{fail, print, query_failed, to_json, Fail, EXIT_FAILURE, EXIT_OK};
+use crate::exit::{EXIT_SYSTEM, EXIT_USAGE};
 use crate::output;
-use crate::run::{fail, print, query_failed, to_json, Fail, EXIT_FAILURE, EXIT_OK};
-use crate::run::{EXIT_SYSTEM, EXIT_USAGE};
 use inlookup_core::admin::{
     ImapAuthReply, ImapCommandReply, ImapFailure, ImapLoginReply, ImapLogoutReply,
 };

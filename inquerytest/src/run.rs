@@ -1,46 +1,18 @@
 //! From parsed arguments to output and an exit code.
 
 use crate::cli::{self, Cli, Command, FlushKind};
+use crate::exit::{fail, print, query_failed, to_json, Fail};
+use crate::exit::{EXIT_FAILURE, EXIT_OK, EXIT_SYSTEM, EXIT_USAGE};
 use crate::imap;
 use crate::output;
 use crate::private::PrivateServer;
 use inquery::resolve::Target;
-use inquery::{Client, Direct, Error, Lookup, QueryKind};
-use std::io::Write;
+use inquery::{Client, Direct, Lookup, QueryKind};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-/// Answered (also: user absent, not allowed to relay, no aliases).
-pub const EXIT_OK: i32 = 0;
-/// Not found (PWD, HOST, LIMIT), or the query failed.
-pub const EXIT_FAILURE: i32 = 1;
-/// Usage mistake.
-pub const EXIT_USAGE: i32 = 100;
-/// A system error of our own: the reply FIFO, the private server.
-pub const EXIT_SYSTEM: i32 = 111;
-
 /// How long the `imap` subcommands wait for a reply at least, without `-t`.
 const IMAP_READ_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// Why the program stops early: one line for stderr and an exit code.
-#[derive(Debug)]
-pub(crate) struct Fail {
-    pub(crate) code: i32,
-    pub(crate) msg: String,
-}
-
-pub(crate) fn fail(code: i32, msg: impl Into<String>) -> Fail {
-    Fail { code, msg: msg.into() }
-}
-
-pub(crate) fn query_failed(what: &str, e: &Error) -> Fail {
-    let code = match e {
-        Error::BadArgument(_) => EXIT_USAGE,
-        Error::Io { .. } => EXIT_SYSTEM,
-        _ => EXIT_FAILURE,
-    };
-    fail(code, format!("{what}: {e}"))
-}
 
 /// clap's message on one line: its text before the usage, lines joined.
 fn usage_line(e: &clap::Error) -> String {
@@ -95,14 +67,6 @@ fn run(cli: &Cli) -> Result<i32, Fail> {
     }
 }
 
-/// Writes `s` (text, or the IMAP server's bytes as they came) to stdout and flushes it.
-pub(crate) fn print(s: impl AsRef<[u8]>) -> Result<(), Fail> {
-    let mut out = std::io::stdout().lock();
-    out.write_all(s.as_ref())
-        .and_then(|()| out.flush())
-        .map_err(|e| fail(EXIT_SYSTEM, format!("stdout: {e}")))
-}
-
 /// `-i NAME`: absolute or `./relative` as given, else NAME inside INFIFODIR, with no
 /// instance suffix (IndiMail's inquerytest).
 fn infifo_path(name: &str) -> PathBuf {
@@ -129,14 +93,23 @@ fn describe(target: &Target) -> String {
     }
 }
 
+/// Whether a query may start a private inlookup when `-i` names a FIFO that does not exist.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Server {
+    /// It may (classic queries, as IndiMail's inquerytest).
+    MayStart,
+    /// It must find a running daemon (inlookup's own requests).
+    MustRun,
+}
+
 /// The client for `-i` (or the environment), and a private server when `-i` names a FIFO
-/// that does not exist and `private` allows one.
-pub(crate) fn client(cli: &Cli, private: bool) -> Result<(Client, Option<PrivateServer>), Fail> {
+/// that does not exist and `server` allows one.
+fn client(cli: &Cli, server: Server) -> Result<(Client, Option<PrivateServer>), Fail> {
     let (mut client, server) = match cli.infifo.as_deref().filter(|s| !s.is_empty()) {
         None => (Client::from_env(), None),
         Some(name) => {
             let path = infifo_path(name);
-            if private && std::fs::symlink_metadata(&path).is_err() {
+            if server == Server::MayStart && std::fs::symlink_metadata(&path).is_err() {
                 let server =
                     PrivateServer::start(&path, cli.verbose).map_err(|e| fail(EXIT_SYSTEM, e))?;
                 if cli.verbose {
@@ -187,7 +160,7 @@ fn query(cli: &Cli) -> Result<i32, Fail> {
         d.ask(kind, email, ip)
     } else {
         // The private server, if any, lives until the answer is in.
-        let (client, _server) = client(cli, true)?;
+        let (client, _server) = client(cli, Server::MayStart)?;
         started = Instant::now();
         client.ask(kind, email, ip)
     };
@@ -207,10 +180,6 @@ fn query(cli: &Cli) -> Result<i32, Fail> {
     Ok(if shown.not_found { EXIT_FAILURE } else { EXIT_OK })
 }
 
-pub(crate) fn to_json<T: serde::Serialize>(v: &T) -> Result<String, Fail> {
-    serde_json::to_string(v).map(|s| s + "\n").map_err(|e| fail(EXIT_SYSTEM, format!("json: {e}")))
-}
-
 fn admin(cli: &Cli, cmd: &Command) -> Result<i32, Fail> {
     let name = match cmd {
         Command::Ping => "ping",
@@ -225,7 +194,7 @@ fn admin(cli: &Cli, cmd: &Command) -> Result<i32, Fail> {
         let hint = format!("an email named {name:?} goes after --");
         return Err(fail(EXIT_USAGE, format!("-q/EMAIL and {name} do not go together ({hint})")));
     }
-    let (client, _) = client(cli, false)?;
+    let (client, _) = client(cli, Server::MustRun)?;
     let out = match cmd {
         Command::Imap(imap) => return imap::run(cli, &client, imap),
         Command::Ping => {

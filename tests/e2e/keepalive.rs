@@ -1,6 +1,6 @@
 //! TCP keepalive on the daemon's MySQL connections, as the kernel reports it: a dead MySQL
 //! peer must be found in about a minute, not after the kernel's two hours. (The IMAP
-//! sockets' keepalive is checked on the socket itself in `inlookup/src/imap/conn.rs`.)
+//! sockets' keepalive is checked on the socket itself in `imap/src/conn.rs`.)
 
 use crate::harness::{mysql_addr, Daemon, Opts, TestDb};
 use inquery::Lookup;

@@ -1,14 +1,16 @@
-//! What each IMAP request does, on a worker thread: parse the JSON, find or open a
-//! connection through the pool (backing off when it is full), talk to the server, and
-//! build the JSON reply. Nothing here logs a password, a command's arguments, a literal
-//! or a response: only user names, hashed session labels, command names and sizes.
+//! The service: what each IMAP request does, on whichever thread calls
+//! [`Sessions::serve`] (the daemon's worker pool): parse the JSON, find or open a
+//! connection through the connection table (backing off when it is full), talk to the
+//! server, and build the JSON reply. Nothing here logs a password, a command's arguments,
+//! a literal or a response: only user names, hashed session labels, command names and
+//! sizes.
 
-use super::auth::{AuthCache, Hasher};
-use super::command::{self, CommandError};
-use super::conn::{Conn, ConnError, Dial};
-use super::pool::{Back, Gone, Lease, LoginStep, Pool, SessionStep};
-use super::ImapConfig;
-use crate::backend::{Backend, BackendFactory};
+use crate::auth::{AuthCache, Hasher, Verdict};
+use crate::command::{self, CommandError};
+use crate::conn::{Conn, ConnError, Dial};
+use crate::table::{Back, Busy, ConnTable, Gone, Lease, LoginStep, SessionStep};
+use crate::tls::Verification;
+use crate::{Forgotten, ImapConfig, TlsMode};
 use base64::Engine as _;
 use inlookup_core::admin::{
     json_reply, ImapAuthReply, ImapAuthRequest, ImapCommandReply, ImapCommandRequest,
@@ -16,21 +18,73 @@ use inlookup_core::admin::{
     ImapLogoutRequest, ImapStats,
 };
 use inlookup_core::wire::ERROR_REPLY;
-use inlookup_core::{Answer, QueryKind};
+use inlookup_core::QueryKind;
 use rustls::ClientConfig;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::num::NonZeroUsize;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// The back-off while the pool (or a session) is busy, then "busy".
+/// The back-off while the table (or a session) is busy, then "busy".
 const BACKOFF_MS: [u64; 5] = [10, 30, 70, 150, 250];
 /// Time allowed for a polite LOGOUT before closing.
 const QUIT_WITHIN: Duration = Duration::from_millis(500);
-/// Host lookup backends kept between logins.
-const SPARE_HOST_BACKENDS: usize = 4;
+
+/// Where a user's mail is: asked before each new connection for that user (the daemon
+/// answers with its HOST lookup in `hostcntrl`).
+pub trait MailStore: Send + Sync {
+    /// `Ok(Some(host))`: the user's IMAP host (reached on [`ImapConfig::port`]);
+    /// `Ok(None)`, or a host that is empty or blank: use [`ImapConfig::host`].
+    ///
+    /// # Errors
+    /// The lookup failed: the failure is logged (at most once per 10 s at warning level)
+    /// and [`ImapConfig::host`] is used.
+    fn mail_store(
+        &self,
+        user: &str,
+    ) -> Result<Option<String>, Box<dyn std::error::Error + Send + Sync>>;
+}
+
+/// One of the four IMAP requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Request {
+    /// A logged-in connection for a session, reused when one is held
+    /// ([`QueryKind::ImapLogin`]).
+    Login,
+    /// One command on a session's connection ([`QueryKind::ImapCommand`]).
+    Command,
+    /// The session ends: its connection is reset and parked, or closed
+    /// ([`QueryKind::ImapLogout`]).
+    Logout,
+    /// Only check a user's credentials, from the auth cache when it knows them
+    /// ([`QueryKind::ImapAuth`]).
+    Auth,
+}
+
+impl Request {
+    /// The request of an IMAP query kind; `None` for every other kind.
+    pub fn from_kind(kind: QueryKind) -> Option<Request> {
+        match kind {
+            QueryKind::ImapLogin => Some(Request::Login),
+            QueryKind::ImapCommand => Some(Request::Command),
+            QueryKind::ImapLogout => Some(Request::Logout),
+            QueryKind::ImapAuth => Some(Request::Auth),
+            _ => None,
+        }
+    }
+
+    /// Its query kind.
+    pub fn kind(self) -> QueryKind {
+        match self {
+            Request::Login => QueryKind::ImapLogin,
+            Request::Command => QueryKind::ImapCommand,
+            Request::Logout => QueryKind::ImapLogout,
+            Request::Auth => QueryKind::ImapAuth,
+        }
+    }
+}
 
 /// The back-off steps of one request.
 #[derive(Debug, Default)]
@@ -85,90 +139,70 @@ enum OpenError {
     Failed(ConnError),
 }
 
-/// Finds each user's mail store: the HOST lookup when it gives one, else the default.
-struct Hosts {
-    factory: BackendFactory,
-    spare: Mutex<Vec<Box<dyn Backend>>>,
-}
-
-impl Hosts {
-    fn lookup(&self, user: &str) -> Result<Option<String>, String> {
-        let spare = self.spare.lock().unwrap_or_else(|e| e.into_inner()).pop();
-        let mut b = spare.unwrap_or_else(|| (self.factory)());
-        let r = b.answer(QueryKind::Host, user, "");
-        let mut spare = self.spare.lock().unwrap_or_else(|e| e.into_inner());
-        if spare.len() < SPARE_HOST_BACKENDS {
-            spare.push(b);
-        }
-        match r? {
-            Answer::Host { host: Some(h) } if !h.host.trim().is_empty() => {
-                Ok(Some(h.host.trim().to_string()))
-            }
-            _ => Ok(None),
-        }
-    }
-}
-
-/// What the workers and the reaper share.
-pub struct Shared {
+/// The IMAP service: the connection table, the auth cache and the TLS configuration,
+/// shared by every thread that serves a request (and the reaper's).
+pub struct Sessions {
     cfg: ImapConfig,
-    pool: Pool<Conn>,
+    table: ConnTable<Conn>,
     hasher: Hasher,
     auth: Mutex<AuthCache>,
     /// The TLS configuration, or why it could not be made (then every connection fails
     /// with that message, and the classic lookups go on).
-    tls: Option<Result<Arc<ClientConfig>, String>>,
-    hosts: Hosts,
-    /// Requests queued or running.
-    pub(super) pending: AtomicUsize,
+    tls: Option<Result<Arc<ClientConfig>, Arc<std::io::Error>>>,
+    stores: Arc<dyn MailStore>,
     started: Instant,
     warned: Throttle,
 }
 
-impl std::fmt::Debug for Shared {
+impl std::fmt::Debug for Sessions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Shared({})", self.cfg.describe())
+        write!(f, "Sessions({})", self.cfg.describe())
     }
 }
 
-impl Shared {
-    /// The shared state for a configuration.
+impl Sessions {
+    /// The service for a configuration, with `stores` telling each user's mail store. No
+    /// connection is made until a request needs one, and no thread is started: the caller
+    /// runs [`Sessions::serve`] and [`Sessions::reap`] (and logs [`ImapConfig::describe`]
+    /// at start-up).
     ///
     /// # Errors
     /// No randomness for the hash key. TLS settings that cannot be used (an unreadable
     /// CA file, no roots) are logged as errors and fail each IMAP connection instead, so
     /// an IMAP mistake never stops the classic lookups.
-    pub fn new(cfg: ImapConfig, hosts: BackendFactory) -> std::io::Result<Shared> {
+    pub fn new(cfg: ImapConfig, stores: Arc<dyn MailStore>) -> std::io::Result<Sessions> {
         let tls = match cfg.tls {
-            super::TlsMode::Plain => None,
-            _ => Some(super::tls::client_config(cfg.verify, cfg.ca_file.as_deref()).map_err(|e| {
-                log::error!("IMAP TLS cannot be used: {e}; every IMAP login will fail");
-                e.to_string()
-            })),
+            TlsMode::Plain => None,
+            _ => Some(
+                crate::tls::client_config(
+                    Verification::from_flag(cfg.verify),
+                    cfg.ca_file.as_deref(),
+                )
+                .map_err(|e| {
+                    log::error!("IMAP TLS cannot be used: {e}; every IMAP login will fail");
+                    Arc::new(e)
+                }),
+            ),
         };
         let entries = NonZeroUsize::new(cfg.auth_cache_entries).unwrap_or(NonZeroUsize::MIN);
-        Ok(Shared {
-            pool: Pool::new(cfg.max_connections, cfg.idle_timeout),
+        Ok(Sessions {
+            table: ConnTable::new(cfg.max_connections, cfg.idle_timeout),
             hasher: Hasher::random()?,
             auth: Mutex::new(AuthCache::new(entries, cfg.auth_ttl, cfg.auth_negative_ttl)),
             tls,
-            hosts: Hosts { factory: hosts, spare: Mutex::new(Vec::new()) },
-            pending: AtomicUsize::new(0),
+            stores,
             started: Instant::now(),
             warned: Throttle::default(),
             cfg,
         })
     }
 
-    /// Requests queued or running.
-    pub fn in_flight(&self) -> usize {
-        self.pending.load(Ordering::Acquire)
-    }
-
     /// Forgets what is known of one user's passwords, or everyone's (HUP, FLUSH): the auth
     /// cache's entries, positive and negative, and the connections logged in (parked ones
-    /// are logged out by the reaper, those in use are closed when their session ends).
-    pub fn forget(&self, user: Option<&str>) -> super::Forgotten {
+    /// are logged out by the reaper, so this never waits on a server; those bound to a
+    /// session are closed when the session ends, not cut, and are not reused by a new
+    /// login).
+    pub fn forget(&self, user: Option<&str>) -> Forgotten {
         let mut auth = self.auth.lock().unwrap_or_else(|e| e.into_inner());
         let digest = user.map(|u| self.hasher.user(u));
         let auth_entries = match &digest {
@@ -176,42 +210,47 @@ impl Shared {
             Some(d) => auth.remove_user(d),
         };
         drop(auth);
-        let (parked, in_use) = self.pool.retire(digest.as_ref());
-        super::Forgotten { auth_entries, parked, in_use }
+        let (parked, in_use) = self.table.retire(digest.as_ref());
+        Forgotten { auth_entries, parked, in_use }
     }
 
-    /// The pool's counters.
+    /// The connection table's counters.
     pub fn stats(&self) -> ImapStats {
-        self.pool.stats()
+        self.table.stats()
     }
 
-    /// Serves one request: the whole reply bytes.
-    /// (The caller counts it out of [`Shared::in_flight`] once the reply is handed on.)
-    pub fn serve(&self, kind: QueryKind, payload: &str) -> Vec<u8> {
-        match kind {
-            QueryKind::ImapLogin => json(&self.login(payload)),
-            QueryKind::ImapCommand => self.command_reply(payload),
-            QueryKind::ImapLogout => json(&self.logout(payload)),
-            QueryKind::ImapAuth => json(&self.auth(payload)),
-            _ => ERROR_REPLY.to_vec(),
+    /// Serves one request: the whole reply bytes (length and JSON, or the error reply),
+    /// for the caller to deliver. Blocks on the IMAP server, and for the back-off when the
+    /// table is busy (at most about half a second).
+    pub fn serve(&self, req: Request, payload: &str) -> Vec<u8> {
+        match req {
+            Request::Login => json(&self.login(payload)),
+            Request::Command => self.command_reply(payload),
+            Request::Logout => json(&self.logout(payload)),
+            Request::Auth => json(&self.auth(payload)),
         }
     }
 
-    /// The reaper: closes idle connections until the pool closes.
+    /// The reaper: logs out of connections idle past the timeout, and of those a flush
+    /// retired while parked, until [`Sessions::close_all`]. Blocks: run it on a thread of
+    /// its own.
     pub fn reap(&self) {
-        while !self.pool.closing() {
-            let (gone, next) = self.pool.expired(Instant::now());
+        while !self.table.closing() {
+            let (gone, next) = self.table.expired(Instant::now());
             for c in gone {
                 log::debug!("IMAP: logging out of {} (idle, or flushed)", c.peer());
                 c.quit(QUIT_WITHIN);
             }
-            self.pool.wait(next.clamp(Duration::from_millis(20), Duration::from_secs(1)));
+            self.table.wait(next.clamp(Duration::from_millis(20), Duration::from_secs(1)));
         }
     }
 
-    /// Logs out of every connection not running a command, by `deadline`.
+    /// Stops handing out connections (every later request is answered "shutting down";
+    /// [`Sessions::reap`] returns) and logs out of every connection not running a command,
+    /// by `deadline` (aborting those it has no time left for). Connections running a
+    /// command are closed when their command ends.
     pub fn close_all(&self, deadline: Instant) {
-        for c in self.pool.close_all() {
+        for c in self.table.close_all() {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 c.abort();
@@ -225,7 +264,7 @@ impl Shared {
         let tls_config = match &self.tls {
             None => None,
             Some(Ok(c)) => Some(c.clone()),
-            Some(Err(why)) => return Err(ConnError::Tls(why.clone())),
+            Some(Err(why)) => return Err(ConnError::tls(why.to_string()).because(why.clone())),
         };
         Ok(Dial {
             host,
@@ -247,12 +286,11 @@ impl Shared {
         }
     }
 
-    /// Opens a connection to the user's mail store and logs in, telling the server the end
-    /// user's address first when there is one (IMAP_SEND_ID).
-    fn open(&self, user: &str, password: &str, ip: &str) -> Result<Conn, OpenError> {
-        let host = match self.hosts.lookup(user) {
-            Ok(Some(h)) => h,
-            Ok(None) => self.cfg.host.clone(),
+    /// The user's mail store, or the default host.
+    fn host(&self, user: &str) -> String {
+        match self.stores.mail_store(user) {
+            Ok(Some(h)) if !h.trim().is_empty() => h.trim().to_string(),
+            Ok(_) => self.cfg.host.clone(),
             Err(e) => {
                 self.warn(format_args!(
                     "IMAP: host lookup for {user} failed ({e}); using {}",
@@ -260,9 +298,15 @@ impl Shared {
                 ));
                 self.cfg.host.clone()
             }
-        };
+        }
+    }
+
+    /// Opens a connection to the user's mail store and logs in, telling the server the end
+    /// user's address first when there is one (IMAP_SEND_ID).
+    fn open(&self, user: &str, password: &str, ip: &str) -> Result<Conn, OpenError> {
+        let host = self.host(user);
         let mut conn = self.dial(host).and_then(|d| Conn::connect(&d)).map_err(|e| {
-            self.pool.note(|s| s.connect_failures += 1);
+            self.table.note(|s| s.connect_failures += 1);
             self.warn(format_args!("IMAP: {e}"));
             OpenError::Failed(e)
         })?;
@@ -270,7 +314,7 @@ impl Shared {
         match conn.login(user, password, originating) {
             Ok(Ok(())) => Ok(conn),
             Ok(Err(text)) => {
-                self.pool.note(|s| s.login_failures += 1);
+                self.table.note(|s| s.login_failures += 1);
                 log::debug!("IMAP: {} refused the login of {user}: {text}", conn.peer());
                 conn.quit(QUIT_WITHIN);
                 Err(OpenError::Refused(text))
@@ -283,22 +327,22 @@ impl Shared {
         }
     }
 
-    fn remember(&self, user: &str, password: &str, valid: bool) {
+    fn remember(&self, user: &str, password: &str, verdict: Verdict) {
         let key = self.hasher.credentials(user, password);
         let who = self.hasher.user(user);
-        self.auth.lock().unwrap_or_else(|e| e.into_inner()).put(key, who, valid, Instant::now());
+        self.auth.lock().unwrap_or_else(|e| e.into_inner()).put(key, who, verdict, Instant::now());
     }
 
     /// The auth cache's answer for these credentials, if fresh.
-    fn cached(&self, user: &str, password: &str) -> Option<bool> {
+    fn cached(&self, user: &str, password: &str) -> Option<Verdict> {
         let key = self.hasher.credentials(user, password);
         self.auth.lock().unwrap_or_else(|e| e.into_inner()).get(&key, Instant::now())
     }
 
     /// Gives a leased connection back; false when it was retired by a flush instead (then
     /// it is logged out here).
-    fn give_back(&self, lease: Lease<Conn>, back: Back) -> bool {
-        match self.pool.put_back(lease, back) {
+    fn give_back(&self, lease: Lease<'_, Conn>, back: Back) -> bool {
+        match lease.put_back(back) {
             None => true,
             Some(conn) => {
                 log::debug!("IMAP: logging out of {} (flushed)", conn.peer());
@@ -309,39 +353,38 @@ impl Shared {
     }
 
     /// The failure once the back-off is used up, counted as a busy reply: the session's
-    /// own connection was running a command, or the whole pool was.
-    fn busy(&self, session_busy: bool) -> Option<ImapFailure> {
-        self.pool.note(|s| s.busy_replies += 1);
-        if session_busy {
-            failure(
+    /// own connection was running a command, or the whole table was.
+    fn busy(&self, what: Busy) -> Option<ImapFailure> {
+        self.table.note(|s| s.busy_replies += 1);
+        match what {
+            Busy::Session => failure(
                 ImapErrorCode::SessionBusy,
                 "the session's connection is running another command",
-            )
-        } else {
-            let n = self.cfg.max_connections;
-            failure(ImapErrorCode::Busy, format!("all {n} IMAP connections are busy"))
+            ),
+            Busy::Table => {
+                let n = self.cfg.max_connections;
+                failure(ImapErrorCode::Busy, format!("all {n} IMAP connections are busy"))
+            }
         }
     }
 
-    /// Drops a connection that failed: never back in the pool.
-    fn broken(&self, lease: Lease<Conn>) {
-        self.pool.discard(lease.id, Gone::Broken);
-        lease.conn.abort();
+    /// Drops a connection that failed: never back in the table.
+    fn broken(&self, lease: Lease<'_, Conn>) {
+        lease.discard(Gone::Broken).abort();
     }
 
     /// Ends a session on its connection: reset and park, or LOGOUT and close. True when
     /// parked.
-    fn release(&self, mut lease: Lease<Conn>) -> bool {
-        if !lease.conn.alive() {
+    fn release(&self, mut lease: Lease<'_, Conn>) -> bool {
+        if !lease.alive() {
             self.broken(lease);
             return false;
         }
         if !self.cfg.park {
-            self.pool.discard(lease.id, Gone::Closed);
-            lease.conn.quit(QUIT_WITHIN);
+            lease.discard(Gone::Closed).quit(QUIT_WITHIN);
             return false;
         }
-        match lease.conn.reset() {
+        match lease.reset() {
             Ok(()) => self.give_back(lease, Back::Parked),
             Err(e) => {
                 log::debug!("IMAP: reset before parking failed: {e}");
@@ -363,10 +406,10 @@ impl Shared {
         }
         let identity = self.hasher.identity(&req.user, &req.password, &req.session, &req.ip);
         let label = self.hasher.session_label(&req.session);
-        if self.cached(&req.user, &req.password) == Some(false) {
+        if self.cached(&req.user, &req.password) == Some(Verdict::Invalid) {
             // Refused moments ago: asking again costs a round trip and, at Dovecot, a
             // longer delay for every login from this address.
-            self.pool.note(|s| s.auth_negative_hits += 1);
+            self.table.note(|s| s.auth_negative_hits += 1);
             log::debug!("IMAP login {} (session {label}): refused (cached)", req.user);
             return fail(
                 ImapErrorCode::AuthFailed,
@@ -378,9 +421,9 @@ impl Shared {
         }
         let mut backoff = Backoff::default();
         loop {
-            match self.pool.login(identity, &req.session) {
+            match self.table.login(identity, &req.session) {
                 LoginStep::Reuse(mut lease) => {
-                    if !lease.conn.alive() {
+                    if !lease.alive() {
                         log::debug!(
                             "IMAP: held connection of {} (session {label}) is dead",
                             req.user
@@ -388,11 +431,11 @@ impl Shared {
                         self.broken(lease);
                         continue;
                     }
-                    let capabilities = lease.conn.capabilities().to_vec();
+                    let capabilities = lease.capabilities().to_vec();
                     if !self.give_back(lease, Back::InUse) {
                         continue;
                     }
-                    self.pool.note(|s| s.reused += 1);
+                    self.table.note(|s| s.reused += 1);
                     log::debug!("IMAP login {} (session {label}): reused", req.user);
                     return ImapLoginReply { ok: true, reused: true, capabilities, error: None };
                 }
@@ -411,8 +454,8 @@ impl Shared {
                         Ok(conn) => {
                             let capabilities = conn.capabilities().to_vec();
                             let user = self.hasher.user(&req.user);
-                            self.pool.opened(ticket, identity, user, &req.session, conn);
-                            self.remember(&req.user, &req.password, true);
+                            ticket.opened(identity, user, &req.session, conn);
+                            self.remember(&req.user, &req.password, Verdict::Valid);
                             log::debug!(
                                 "IMAP login {} (session {label}): new connection",
                                 req.user
@@ -420,22 +463,19 @@ impl Shared {
                             ImapLoginReply { ok: true, reused: false, capabilities, error: None }
                         }
                         Err(OpenError::Refused(text)) => {
-                            self.pool.cancel(ticket);
-                            self.remember(&req.user, &req.password, false);
+                            ticket.cancel();
+                            self.remember(&req.user, &req.password, Verdict::Invalid);
                             fail(ImapErrorCode::AuthFailed, text)
                         }
                         Err(OpenError::Failed(e)) => {
-                            self.pool.cancel(ticket);
+                            ticket.cancel();
                             fail(e.code(), e.to_string())
                         }
                     };
                 }
-                LoginStep::Wait { session_busy } => {
+                LoginStep::Wait(busy) => {
                     if !backoff.wait() {
-                        return ImapLoginReply {
-                            error: self.busy(session_busy),
-                            ..Default::default()
-                        };
+                        return ImapLoginReply { error: self.busy(busy), ..Default::default() };
                     }
                 }
                 LoginStep::Closing => {
@@ -446,10 +486,10 @@ impl Shared {
     }
 
     /// The session's connection, waiting out a command already running on it.
-    fn held(&self, session: &str) -> Result<Lease<Conn>, Option<ImapFailure>> {
+    fn held(&self, session: &str) -> Result<Lease<'_, Conn>, Option<ImapFailure>> {
         let mut backoff = Backoff::default();
         loop {
-            match self.pool.session(session) {
+            match self.table.session(session) {
                 SessionStep::Held(lease) => return Ok(lease),
                 SessionStep::Unknown => {
                     return Err(failure(
@@ -459,7 +499,7 @@ impl Shared {
                 }
                 SessionStep::Busy => {
                     if !backoff.wait() {
-                        return Err(self.busy(true));
+                        return Err(self.busy(Busy::Session));
                     }
                 }
                 SessionStep::Closing => {
@@ -493,7 +533,7 @@ impl Shared {
             Ok(l) => l,
             Err(e) => return fail(e, cmd.tag),
         };
-        if !lease.conn.alive() {
+        if !lease.alive() {
             self.broken(lease);
             log::debug!("IMAP {} (session {label}): connection gone", cmd.name);
             return fail(
@@ -505,7 +545,7 @@ impl Shared {
             );
         }
         let started = Instant::now();
-        match lease.conn.run(&cmd) {
+        match lease.run(&cmd) {
             Ok(ran) => {
                 self.give_back(lease, Back::InUse);
                 log::debug!(
@@ -608,8 +648,9 @@ impl Shared {
         if req.user.is_empty() {
             return fail(failure(ImapErrorCode::BadRequest, "user must not be empty"));
         }
-        if let Some(valid) = self.cached(&req.user, &req.password) {
-            self.pool.note(|s| if valid { s.auth_hits += 1 } else { s.auth_negative_hits += 1 });
+        if let Some(verdict) = self.cached(&req.user, &req.password) {
+            let valid = verdict.is_valid();
+            self.table.note(|s| if valid { s.auth_hits += 1 } else { s.auth_negative_hits += 1 });
             log::debug!(
                 "IMAP auth {}: {} (cached)",
                 req.user,
@@ -617,29 +658,29 @@ impl Shared {
             );
             return ImapAuthReply { ok: true, valid, cached: true, error: None };
         }
-        self.pool.note(|s| s.auth_misses += 1);
+        self.table.note(|s| s.auth_misses += 1);
         let mut backoff = Backoff::default();
         loop {
-            match self.pool.open_only() {
+            match self.table.open_only() {
                 LoginStep::Open { ticket, evicted } => {
                     if let Some(old) = evicted {
                         old.quit(QUIT_WITHIN);
                     }
                     let r = self.open(&req.user, &req.password, &req.ip);
-                    self.pool.cancel(ticket);
+                    ticket.cancel();
                     return match r {
                         Ok(conn) => {
-                            self.pool.note(|s| {
+                            self.table.note(|s| {
                                 s.created += 1;
                                 s.closed += 1;
                             });
                             conn.quit(QUIT_WITHIN);
-                            self.remember(&req.user, &req.password, true);
+                            self.remember(&req.user, &req.password, Verdict::Valid);
                             log::debug!("IMAP auth {}: valid", req.user);
                             ImapAuthReply { ok: true, valid: true, cached: false, error: None }
                         }
                         Err(OpenError::Refused(_)) => {
-                            self.remember(&req.user, &req.password, false);
+                            self.remember(&req.user, &req.password, Verdict::Invalid);
                             log::debug!("IMAP auth {}: invalid", req.user);
                             ImapAuthReply { ok: true, valid: false, cached: false, error: None }
                         }
@@ -653,9 +694,9 @@ impl Shared {
                     // open_only never returns these; give it back untouched.
                     self.give_back(lease, Back::InUse);
                 }
-                LoginStep::Wait { session_busy } => {
+                LoginStep::Wait(busy) => {
                     if !backoff.wait() {
-                        return fail(self.busy(session_busy));
+                        return fail(self.busy(busy));
                     }
                 }
             }

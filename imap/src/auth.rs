@@ -85,10 +85,26 @@ impl Hasher {
     }
 }
 
+/// The IMAP server's answer to a user and password.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// It logged them in.
+    Valid,
+    /// It refused them.
+    Invalid,
+}
+
+impl Verdict {
+    /// True for [`Verdict::Valid`] (the wire format's `valid`).
+    pub fn is_valid(self) -> bool {
+        self == Verdict::Valid
+    }
+}
+
 /// What the cache knows about one user and password.
 #[derive(Debug, Clone, Copy)]
 struct Known {
-    valid: bool,
+    verdict: Verdict,
     expires: Instant,
     /// [`Hasher::user`] of the entry's user, so one user's entries can be forgotten.
     user: Digest,
@@ -109,9 +125,9 @@ impl AuthCache {
     }
 
     /// The cached answer, if fresh.
-    pub fn get(&mut self, key: &Digest, now: Instant) -> Option<bool> {
+    pub fn get(&mut self, key: &Digest, now: Instant) -> Option<Verdict> {
         match self.entries.get(key) {
-            Some(k) if k.expires > now => Some(k.valid),
+            Some(k) if k.expires > now => Some(k.verdict),
             Some(_) => {
                 self.entries.pop(key);
                 None
@@ -140,13 +156,16 @@ impl AuthCache {
     /// Records an answer the IMAP server gave for `key` (of `user`). It replaces what was
     /// there: a valid answer removes an invalid one, whatever the TTLs (a zero TTL keeps
     /// nothing).
-    pub fn put(&mut self, key: Digest, user: Digest, valid: bool, now: Instant) {
-        let ttl = if valid { self.positive } else { self.negative };
+    pub fn put(&mut self, key: Digest, user: Digest, verdict: Verdict, now: Instant) {
+        let ttl = match verdict {
+            Verdict::Valid => self.positive,
+            Verdict::Invalid => self.negative,
+        };
         if ttl.is_zero() {
             self.entries.pop(&key);
             return;
         }
-        self.entries.put(key, Known { valid, expires: now + ttl, user });
+        self.entries.put(key, Known { verdict, expires: now + ttl, user });
     }
 }
 
@@ -179,14 +198,14 @@ mod tests {
         let (good, bad) = (h.credentials("alice", "secret"), h.credentials("alice", "wrong"));
         let alice = h.user("alice");
         let t0 = Instant::now();
-        c.put(good, alice, true, t0);
-        c.put(bad, alice, false, t0);
-        assert_eq!(c.get(&good, t0 + Duration::from_secs(4)), Some(true));
-        assert_eq!(c.get(&bad, t0 + Duration::from_secs(4)), Some(false));
+        c.put(good, alice, Verdict::Valid, t0);
+        c.put(bad, alice, Verdict::Invalid, t0);
+        assert_eq!(c.get(&good, t0 + Duration::from_secs(4)), Some(Verdict::Valid));
+        assert_eq!(c.get(&bad, t0 + Duration::from_secs(4)), Some(Verdict::Invalid));
         assert_eq!(c.get(&bad, t0 + Duration::from_secs(6)), None);
-        assert_eq!(c.get(&good, t0 + Duration::from_secs(6)), Some(true));
+        assert_eq!(c.get(&good, t0 + Duration::from_secs(6)), Some(Verdict::Valid));
         assert_eq!(c.get(&good, t0 + Duration::from_secs(61)), None);
-        c.put(good, alice, true, t0);
+        c.put(good, alice, Verdict::Valid, t0);
         assert_eq!(c.clear(), 1);
         assert_eq!(c.get(&good, t0), None);
     }
@@ -199,10 +218,10 @@ mod tests {
         for positive in [Duration::from_secs(60), Duration::ZERO] {
             let mut c =
                 AuthCache::new(NonZeroUsize::new(4).unwrap(), positive, Duration::from_secs(10));
-            c.put(pw, bob, false, t0);
-            assert_eq!(c.get(&pw, t0), Some(false));
-            c.put(pw, bob, true, t0);
-            let want = if positive.is_zero() { None } else { Some(true) };
+            c.put(pw, bob, Verdict::Invalid, t0);
+            assert_eq!(c.get(&pw, t0), Some(Verdict::Invalid));
+            c.put(pw, bob, Verdict::Valid, t0);
+            let want = if positive.is_zero() { None } else { Some(Verdict::Valid) };
             assert_eq!(c.get(&pw, t0), want, "positive TTL {positive:?}");
         }
     }
@@ -216,12 +235,12 @@ mod tests {
             Duration::from_secs(10),
         );
         let t0 = Instant::now();
-        c.put(h.credentials("alice", "a1"), h.user("alice"), true, t0);
-        c.put(h.credentials("alice", "a2"), h.user("alice"), false, t0);
-        c.put(h.credentials("bob", "b1"), h.user("bob"), true, t0);
+        c.put(h.credentials("alice", "a1"), h.user("alice"), Verdict::Valid, t0);
+        c.put(h.credentials("alice", "a2"), h.user("alice"), Verdict::Invalid, t0);
+        c.put(h.credentials("bob", "b1"), h.user("bob"), Verdict::Valid, t0);
         assert_eq!(c.remove_user(&h.user("alice")), 2);
         assert_eq!(c.get(&h.credentials("alice", "a1"), t0), None);
-        assert_eq!(c.get(&h.credentials("bob", "b1"), t0), Some(true));
+        assert_eq!(c.get(&h.credentials("bob", "b1"), t0), Some(Verdict::Valid));
         assert_eq!(c.remove_user(&h.user("carol")), 0);
     }
 }

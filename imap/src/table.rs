@@ -1,79 +1,182 @@
-//! The one bounded table of IMAP connections, shared by the IMAP workers under a mutex
-//! that is never held across I/O.
+//! The one bounded table of IMAP connections, shared by the threads serving IMAP requests
+//! under a mutex that is never held across I/O.
 //!
 //! A connection is in one of three states:
 //!
-//! - **busy**: a worker holds it (its `conn` is out of the table) for a command, a login
-//!   check, a reset. Never reclaimed, never given to anyone else.
+//! - **busy**: a request holds it (its `conn` is out of the table, in a [`Lease`]) for a
+//!   command, a login check, a reset. Never reclaimed, never given to anyone else.
 //! - **in use**: bound to a session key, between commands.
 //! - **parked**: logged out by its session, kept for the same identity's next login.
 //!
 //! When the table is full, a new connection takes the place of the one idle longest (in
 //! use or parked, never busy). Connections idle past the timeout are handed to the reaper.
 //!
-//! HUP and FLUSH **retire** connections ([`Pool::retire`]): parked ones leave the table at
-//! once (the reaper logs them out); those bound to a session are left alone until the
-//! session ends, then closed instead of parked, and a new login on their session key
+//! A [`Lease`] and a [`Ticket`] give back what they hold when dropped, as a guard does: a
+//! lease dropped without [`Lease::put_back`] or [`Lease::discard`] (a request that
+//! panicked mid-command) removes its slot as broken, and a ticket dropped without
+//! [`Ticket::opened`] frees its kept place. So nothing stays busy for ever.
+//!
+//! HUP and FLUSH **retire** connections ([`ConnTable::retire`]): parked ones leave the
+//! table at once (the reaper logs them out); those bound to a session are left alone until
+//! the session ends, then closed instead of parked, and a new login on their session key
 //! opens a new connection. So no command is cut, and every login after the flush is a
 //! real IMAP login.
 
-use super::auth::Digest;
+use crate::auth::Digest;
 use inlookup_core::admin::ImapStats;
+use std::fmt;
+use std::ops::{Deref, DerefMut};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-/// A connection taken out of the table by a worker, who must give it back
-/// ([`Pool::put_back`]) or drop it ([`Pool::discard`]).
-#[derive(Debug)]
-pub struct Lease<C> {
+/// A connection taken out of the table: busy until given back ([`Lease::put_back`]) or
+/// dropped from the table ([`Lease::discard`]). It derefs to the connection.
+///
+/// Dropped without either (a request that panicked, say), it removes its slot from the
+/// table, counted as closed broken, and drops the connection.
+#[must_use = "a lease keeps its slot busy until put_back() or discard()"]
+pub struct Lease<'a, C> {
+    /// The table the slot is in.
+    table: &'a ConnTable<C>,
     /// The slot it belongs to.
-    pub id: u64,
-    /// The connection.
-    pub conn: C,
+    id: u64,
+    /// The connection; `None` only once given back or discarded.
+    conn: Option<C>,
+}
+
+impl<C: fmt::Debug> fmt::Debug for Lease<'_, C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Lease").field("id", &self.id).field("conn", &self.conn).finish()
+    }
+}
+
+impl<C> Lease<'_, C> {
+    /// The slot it belongs to.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    fn take(&mut self) -> C {
+        self.conn.take().expect("a lease holds its connection until given back")
+    }
+
+    /// Returns the connection to the table, in use or parked. A connection retired by a
+    /// flush is not parked: its slot goes and it is handed back (counted as closed) for
+    /// the caller to log out.
+    #[must_use = "a retired connection comes back to be logged out"]
+    pub fn put_back(mut self, back: Back) -> Option<C> {
+        let conn = self.take();
+        self.table.put_back(self.id, conn, back)
+    }
+
+    /// Removes the connection's slot from the table, counted by `why`, and hands the
+    /// connection over for the caller to close.
+    #[must_use = "the caller closes the connection"]
+    pub fn discard(mut self, why: Gone) -> C {
+        let conn = self.take();
+        self.table.remove(self.id, why);
+        conn
+    }
+}
+
+impl<C> Deref for Lease<'_, C> {
+    type Target = C;
+    fn deref(&self) -> &C {
+        self.conn.as_ref().expect("a lease holds its connection until given back")
+    }
+}
+
+impl<C> DerefMut for Lease<'_, C> {
+    fn deref_mut(&mut self) -> &mut C {
+        self.conn.as_mut().expect("a lease holds its connection until given back")
+    }
+}
+
+impl<C> Drop for Lease<'_, C> {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            self.table.remove(self.id, Gone::Broken);
+            log::warn!("IMAP: a busy connection was dropped before its request finished; closed");
+            drop(conn);
+        }
+    }
 }
 
 /// Leave to open one connection: a place in the table is kept for it until
-/// [`Pool::opened`] or [`Pool::cancel`].
-#[derive(Debug)]
-#[must_use = "a ticket holds a place in the pool until opened() or cancel()"]
-pub struct Ticket(());
+/// [`Ticket::opened`] or [`Ticket::cancel`], or until the ticket is dropped.
+#[must_use = "a ticket holds a place in the table until opened() or cancel()"]
+pub struct Ticket<'a, C> {
+    table: &'a ConnTable<C>,
+}
+
+impl<C> fmt::Debug for Ticket<'_, C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Ticket")
+    }
+}
+
+impl<C> Ticket<'_, C> {
+    /// A freshly logged-in connection of `user` takes the kept place, in use by `session`.
+    pub fn opened(self, identity: Digest, user: Digest, session: &str, conn: C) {
+        let table = self.table;
+        // The place is taken here, not given up: the ticket's drop must not run.
+        std::mem::forget(self);
+        table.opened(identity, user, session, conn);
+    }
+
+    /// Gives up the kept place (the connection failed, or was only for an auth check).
+    pub fn cancel(self) {
+        drop(self);
+    }
+}
+
+impl<C> Drop for Ticket<'_, C> {
+    fn drop(&mut self) {
+        self.table.lock().opening -= 1;
+    }
+}
 
 /// What a login should do next.
 #[derive(Debug)]
-pub enum LoginStep<C> {
+pub enum LoginStep<'a, C> {
     /// A connection logged in for this identity (the session's own, or a parked one now
-    /// bound to the session): check it is alive, then [`Pool::put_back`] it in use.
-    Reuse(Lease<C>),
+    /// bound to the session): check it is alive, then [`Lease::put_back`] it in use.
+    Reuse(Lease<'a, C>),
     /// The session key is bound to a connection of another identity: reset and park it
     /// (or close it), then ask again.
-    Detach(Lease<C>),
+    Detach(Lease<'a, C>),
     /// Open a connection; quit `evicted` (reclaimed to make room) first.
     Open {
         /// The kept place.
-        ticket: Ticket,
+        ticket: Ticket<'a, C>,
         /// The idle connection reclaimed for it, if the table was full.
         evicted: Option<C>,
     },
-    /// Nothing free: back off and ask again. `session_busy` when it is this session's
-    /// own connection that is running a command.
-    Wait {
-        /// The session's connection is busy (not the whole pool).
-        session_busy: bool,
-    },
-    /// The pool is shutting down.
+    /// Nothing free: back off and ask again. It says whose connection is busy.
+    Wait(Busy),
+    /// The table is shutting down.
     Closing,
+}
+
+/// What is busy when a request has to wait.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Busy {
+    /// The session's own connection is running another command.
+    Session,
+    /// Every connection of the table is busy (or being opened): nothing to reclaim.
+    Table,
 }
 
 /// What a command or logout finds for its session key.
 #[derive(Debug)]
-pub enum SessionStep<C> {
+pub enum SessionStep<'a, C> {
     /// The session's connection, now busy.
-    Held(Lease<C>),
+    Held(Lease<'a, C>),
     /// No connection is bound to this session key.
     Unknown,
     /// Its connection is running another command.
     Busy,
-    /// The pool is shutting down.
+    /// The table is shutting down.
     Closing,
 }
 
@@ -106,7 +209,7 @@ struct Slot<C> {
     retired: bool,
     /// The session key while in use; `None` when parked.
     session: Option<String>,
-    /// `None` while busy (a worker holds it).
+    /// `None` while busy (a request holds it).
     conn: Option<C>,
     last_used: Instant,
 }
@@ -132,10 +235,11 @@ impl<C> State<C> {
         c.peak_in_use = c.peak_in_use.max(in_use);
     }
 
-    fn take(&mut self, i: usize) -> Lease<C> {
+    /// Takes slot `i`'s connection out: the slot is busy.
+    fn take(&mut self, i: usize) -> (u64, C) {
         let s = &mut self.slots[i];
         let conn = s.conn.take().expect("taken only when held");
-        Lease { id: s.id, conn }
+        (s.id, conn)
     }
 
     fn position(&self, id: u64) -> Option<usize> {
@@ -143,9 +247,10 @@ impl<C> State<C> {
     }
 }
 
-/// The table, generic over the connection so its rules are tested without a server.
+/// The connection table, generic over the connection so its rules are tested without a
+/// server.
 #[derive(Debug)]
-pub struct Pool<C> {
+pub struct ConnTable<C> {
     state: Mutex<State<C>>,
     /// Wakes the reaper (shutdown).
     reaper: Condvar,
@@ -153,10 +258,10 @@ pub struct Pool<C> {
     idle_timeout: Duration,
 }
 
-impl<C> Pool<C> {
+impl<C> ConnTable<C> {
     /// A table of at most `max` connections (at least 1), each closed after
     /// `idle_timeout` without use.
-    pub fn new(max: usize, idle_timeout: Duration) -> Pool<C> {
+    pub fn new(max: usize, idle_timeout: Duration) -> ConnTable<C> {
         let state = State {
             slots: Vec::new(),
             opening: 0,
@@ -165,26 +270,37 @@ impl<C> Pool<C> {
             closing: false,
             retired: Vec::new(),
         };
-        Pool { state: Mutex::new(state), reaper: Condvar::new(), max: max.max(1), idle_timeout }
+        ConnTable {
+            state: Mutex::new(state),
+            reaper: Condvar::new(),
+            max: max.max(1),
+            idle_timeout,
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, State<C>> {
-        // A worker that panicked left the table consistent (no I/O under the lock).
+        // A request that panicked left the table consistent (no I/O under the lock).
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Slot `i`'s connection, leased.
+    fn lease(&self, st: &mut State<C>, i: usize) -> Lease<'_, C> {
+        let (id, conn) = st.take(i);
+        Lease { table: self, id, conn: Some(conn) }
+    }
+
     /// The next step of a login for `identity` on `session`.
-    pub fn login(&self, identity: Digest, session: &str) -> LoginStep<C> {
+    pub fn login(&self, identity: Digest, session: &str) -> LoginStep<'_, C> {
         let mut st = self.lock();
         if st.closing {
             return LoginStep::Closing;
         }
         if let Some(i) = st.slots.iter().position(|s| s.session.as_deref() == Some(session)) {
             if st.slots[i].conn.is_none() {
-                return LoginStep::Wait { session_busy: true };
+                return LoginStep::Wait(Busy::Session);
             }
             let same = st.slots[i].identity == identity && !st.slots[i].retired;
-            let lease = st.take(i);
+            let lease = self.lease(&mut st, i);
             return if same { LoginStep::Reuse(lease) } else { LoginStep::Detach(lease) };
         }
         let parked = st.slots.iter().position(|s| {
@@ -192,21 +308,21 @@ impl<C> Pool<C> {
         });
         if let Some(i) = parked {
             st.slots[i].session = Some(session.to_string());
-            let lease = st.take(i);
+            let lease = self.lease(&mut st, i);
             st.note_peaks();
             return LoginStep::Reuse(lease);
         }
-        self.place(&mut st).map_or(LoginStep::Wait { session_busy: false }, |(ticket, evicted)| {
+        self.place(&mut st).map_or(LoginStep::Wait(Busy::Table), |(ticket, evicted)| {
             LoginStep::Open { ticket, evicted }
         })
     }
 
     /// A place for a new connection: free, or taken from the connection idle longest.
-    fn place(&self, st: &mut State<C>) -> Option<(Ticket, Option<C>)> {
+    fn place(&self, st: &mut State<C>) -> Option<(Ticket<'_, C>, Option<C>)> {
         if st.slots.len() + st.opening < self.max {
             st.opening += 1;
             st.note_peaks();
-            return Some((Ticket(()), None));
+            return Some((Ticket { table: self }, None));
         }
         let (i, _) = st
             .slots
@@ -217,23 +333,22 @@ impl<C> Pool<C> {
         let evicted = st.slots.swap_remove(i).conn;
         st.counters.reclaimed += 1;
         st.opening += 1;
-        Some((Ticket(()), evicted))
+        Some((Ticket { table: self }, evicted))
     }
 
     /// A place for a connection that is not for a session (an auth check).
-    pub fn open_only(&self) -> LoginStep<C> {
+    pub fn open_only(&self) -> LoginStep<'_, C> {
         let mut st = self.lock();
         if st.closing {
             return LoginStep::Closing;
         }
-        self.place(&mut st).map_or(LoginStep::Wait { session_busy: false }, |(ticket, evicted)| {
+        self.place(&mut st).map_or(LoginStep::Wait(Busy::Table), |(ticket, evicted)| {
             LoginStep::Open { ticket, evicted }
         })
     }
 
-    /// A freshly logged-in connection of `user` takes its kept place, in use by `session`.
-    pub fn opened(&self, ticket: Ticket, identity: Digest, user: Digest, session: &str, conn: C) {
-        let _ = ticket;
+    /// A kept place taken by a new connection ([`Ticket::opened`]).
+    fn opened(&self, identity: Digest, user: Digest, session: &str, conn: C) {
         let mut st = self.lock();
         st.opening -= 1;
         st.counters.created += 1;
@@ -251,14 +366,8 @@ impl<C> Pool<C> {
         st.note_peaks();
     }
 
-    /// Gives up a kept place (the connection failed, or was only for an auth check).
-    pub fn cancel(&self, ticket: Ticket) {
-        let _ = ticket;
-        self.lock().opening -= 1;
-    }
-
     /// The connection bound to `session`, for a command or a logout.
-    pub fn session(&self, session: &str) -> SessionStep<C> {
+    pub fn session(&self, session: &str) -> SessionStep<'_, C> {
         let mut st = self.lock();
         if st.closing {
             return SessionStep::Closing;
@@ -266,27 +375,24 @@ impl<C> Pool<C> {
         match st.slots.iter().position(|s| s.session.as_deref() == Some(session)) {
             None => SessionStep::Unknown,
             Some(i) if st.slots[i].conn.is_none() => SessionStep::Busy,
-            Some(i) => SessionStep::Held(st.take(i)),
+            Some(i) => SessionStep::Held(self.lease(&mut st, i)),
         }
     }
 
-    /// Returns a leased connection, in use or parked. A connection retired by a flush is
-    /// not parked: its slot goes and it is handed back (counted as closed) for the caller
-    /// to log out.
-    #[must_use = "a retired connection comes back to be logged out"]
-    pub fn put_back(&self, lease: Lease<C>, back: Back) -> Option<C> {
+    /// A leased connection back ([`Lease::put_back`]).
+    fn put_back(&self, id: u64, conn: C, back: Back) -> Option<C> {
         let mut st = self.lock();
-        let Some(i) = st.position(lease.id) else {
+        let Some(i) = st.position(id) else {
             // Cannot happen (a leased slot is never removed by others).
-            return Some(lease.conn);
+            return Some(conn);
         };
         if back == Back::Parked && st.slots[i].retired {
             st.slots.swap_remove(i);
             st.counters.closed += 1;
-            return Some(lease.conn);
+            return Some(conn);
         }
         let slot = &mut st.slots[i];
-        slot.conn = Some(lease.conn);
+        slot.conn = Some(conn);
         slot.last_used = Instant::now();
         if back == Back::Parked {
             slot.session = None;
@@ -295,10 +401,10 @@ impl<C> Pool<C> {
         None
     }
 
-    /// Retires the connections of one user ([`super::auth::Hasher::user`]), or all:
-    /// parked ones leave the table now (counted as closed; [`Pool::expired`] hands them to
-    /// the reaper, which is woken), the others are marked to be closed when their session
-    /// ends. Returns how many were parked and how many marked.
+    /// Retires the connections of one user ([`crate::auth::Hasher::user`]), or all:
+    /// parked ones leave the table now (counted as closed; [`ConnTable::expired`] hands
+    /// them to the reaper, which is woken), the others are marked to be closed when their
+    /// session ends. Returns how many were parked and how many marked.
     pub fn retire(&self, user: Option<&Digest>) -> (usize, usize) {
         let mut st = self.lock();
         let (mut parked, mut marked) = (0, 0);
@@ -329,8 +435,8 @@ impl<C> Pool<C> {
         (parked, marked)
     }
 
-    /// Removes a leased connection's slot; the caller closes the connection.
-    pub fn discard(&self, id: u64, why: Gone) {
+    /// Removes a leased connection's slot ([`Lease::discard`], or a lease dropped).
+    fn remove(&self, id: u64, why: Gone) {
         let mut st = self.lock();
         if let Some(i) = st.position(id) {
             st.slots.swap_remove(i);
@@ -341,7 +447,7 @@ impl<C> Pool<C> {
         }
     }
 
-    /// Counts something (failures, auth cache results, connections closed by a worker).
+    /// Counts something (failures, auth cache results, connections closed by a request).
     pub fn note(&self, f: impl FnOnce(&mut ImapStats)) {
         f(&mut self.lock().counters);
     }
@@ -391,12 +497,12 @@ impl<C> Pool<C> {
         out
     }
 
-    /// True once [`Pool::close_all`] ran.
+    /// True once [`ConnTable::close_all`] ran.
     pub fn closing(&self) -> bool {
         self.lock().closing
     }
 
-    /// Sleeps the reaper until `timeout` passes, connections are retired, or the pool
+    /// Sleeps the reaper until `timeout` passes, connections are retired, or the table
     /// starts closing.
     pub fn wait(&self, timeout: Duration) {
         let st = self.lock();
@@ -420,10 +526,10 @@ impl<C> Pool<C> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::imap::auth::Hasher;
+    use crate::auth::Hasher;
 
     /// A stand-in connection: just a name.
-    type P = Pool<&'static str>;
+    type P = ConnTable<&'static str>;
 
     fn open(p: &P, id: Digest, session: &str, conn: &'static str) {
         open_as(p, id, id, session, conn);
@@ -431,7 +537,7 @@ mod tests {
 
     fn open_as(p: &P, id: Digest, user: Digest, session: &str, conn: &'static str) {
         match p.login(id, session) {
-            LoginStep::Open { ticket, evicted: None } => p.opened(ticket, id, user, session, conn),
+            LoginStep::Open { ticket, evicted: None } => ticket.opened(id, user, session, conn),
             other => panic!("{other:?}"),
         }
     }
@@ -443,20 +549,20 @@ mod tests {
         let alice = h.identity("alice", "secret", "s1", "");
         open(&p, alice, "s1", "c1");
         let SessionStep::Held(l) = p.session("s1") else { panic!() };
-        assert_eq!(p.put_back(l, Back::Parked), None);
+        assert_eq!(l.put_back(Back::Parked), None);
         assert!(matches!(p.session("s1"), SessionStep::Unknown), "logged out");
         let other_pw = h.identity("alice", "other", "s1", "");
         assert!(matches!(p.login(other_pw, "s1"), LoginStep::Open { evicted: None, .. }));
         let other_session = h.identity("alice", "secret", "s2", "");
         assert!(matches!(p.login(other_session, "s2"), LoginStep::Open { evicted: None, .. }));
         match p.login(alice, "s1") {
-            LoginStep::Reuse(l) => assert_eq!(l.conn, "c1"),
+            LoginStep::Reuse(l) => assert_eq!(*l, "c1"),
             other => panic!("{other:?}"),
-        }
+        };
     }
 
     #[test]
-    fn a_full_pool_reclaims_the_longest_idle_and_never_a_busy_one() {
+    fn a_full_table_reclaims_the_longest_idle_and_never_a_busy_one() {
         let h = Hasher::random().unwrap();
         let p = P::new(3, Duration::from_secs(60));
         let ids: Vec<Digest> = (0..5).map(|i| h.identity("u", "p", &format!("s{i}"), "")).collect();
@@ -469,17 +575,17 @@ mod tests {
         match p.login(ids[3], "s3") {
             LoginStep::Open { ticket, evicted: Some(c) } => {
                 assert_eq!(c, "c1");
-                p.opened(ticket, ids[3], ids[3], "s3", "c3");
+                ticket.opened(ids[3], ids[3], "s3", "c3");
             }
             other => panic!("{other:?}"),
         }
         // Busy: c0 and (taken now) c2 and c3: nothing to reclaim.
         let SessionStep::Held(_b2) = p.session("s2") else { panic!() };
         let SessionStep::Held(_b3) = p.session("s3") else { panic!() };
-        assert!(matches!(p.login(ids[4], "s4"), LoginStep::Wait { session_busy: false }));
-        assert!(matches!(p.login(ids[0], "s0"), LoginStep::Wait { session_busy: true }));
+        assert!(matches!(p.login(ids[4], "s4"), LoginStep::Wait(Busy::Table)));
+        assert!(matches!(p.login(ids[0], "s0"), LoginStep::Wait(Busy::Session)));
         assert!(matches!(p.session("s0"), SessionStep::Busy));
-        assert_eq!(p.put_back(busy, Back::InUse), None);
+        assert_eq!(busy.put_back(Back::InUse), None);
         let s = p.stats();
         assert_eq!((s.reclaimed, s.busy, s.in_use, s.peak_open), (1, 2, 3, 3));
     }
@@ -491,7 +597,7 @@ mod tests {
         let (a, b) = (h.identity("alice", "x", "s", ""), h.identity("bob", "y", "s", ""));
         open(&p, a, "s", "ca");
         let LoginStep::Detach(l) = p.login(b, "s") else { panic!() };
-        assert_eq!(p.put_back(l, Back::Parked), None);
+        assert_eq!(l.put_back(Back::Parked), None);
         assert!(matches!(p.login(b, "s"), LoginStep::Open { evicted: None, .. }));
     }
 
@@ -525,26 +631,87 @@ mod tests {
         open_as(&p, a2, alice, "s2", "a2");
         open_as(&p, b1, bob, "s3", "b1");
         let SessionStep::Held(l) = p.session("s1") else { panic!() };
-        assert_eq!(p.put_back(l, Back::Parked), None);
+        assert_eq!(l.put_back(Back::Parked), None);
         let SessionStep::Held(busy) = p.session("s2") else { panic!() };
         // One user: alice's parked connection goes now, her busy one is marked; bob's stays.
         assert_eq!(p.retire(Some(&alice)), (1, 1));
         assert_eq!(p.expired(Instant::now()).0, vec!["a1"], "handed to the reaper");
         assert!(matches!(p.login(a1, "s1"), LoginStep::Open { .. }), "no reuse of a1");
         // The busy command is not disturbed; its session goes on until it ends...
-        assert_eq!(p.put_back(busy, Back::InUse), None);
+        assert_eq!(busy.put_back(Back::InUse), None);
         let SessionStep::Held(l) = p.session("s2") else { panic!("the session goes on") };
-        assert_eq!(p.put_back(l, Back::InUse), None);
+        assert_eq!(l.put_back(Back::InUse), None);
         // ...but a new login on it opens a new connection, and its logout closes it.
         let LoginStep::Detach(l) = p.login(a2, "s2") else { panic!("a retired connection") };
-        assert_eq!(p.put_back(l, Back::Parked), Some("a2"), "closed, not parked");
+        assert_eq!(l.put_back(Back::Parked), Some("a2"), "closed, not parked");
         assert!(matches!(p.session("s2"), SessionStep::Unknown));
         let SessionStep::Held(l) = p.session("s3") else { panic!("bob's is untouched") };
-        assert_eq!(p.put_back(l, Back::Parked), None);
+        assert_eq!(l.put_back(Back::Parked), None);
         // Everyone: bob's parked connection goes too.
         assert_eq!(p.retire(None), (1, 0));
         assert_eq!(p.close_all(), vec!["b1"], "shutdown logs out what the reaper has not");
         let s = p.stats();
         assert_eq!((s.closed, s.parked, s.in_use, s.idle), (3, 2, 0, 0));
+    }
+
+    #[test]
+    fn a_lease_dropped_in_a_panic_frees_its_slot() {
+        let h = Hasher::random().unwrap();
+        let p = P::new(1, Duration::from_secs(60));
+        let (a, b) = (h.identity("a", "", "s1", ""), h.identity("b", "", "s2", ""));
+        open(&p, a, "s1", "c1");
+        let SessionStep::Held(lease) = p.session("s1") else { panic!() };
+        assert!(matches!(p.login(b, "s2"), LoginStep::Wait(Busy::Table)), "full and busy");
+        let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+            let _held = lease;
+            panic!("a request panicked mid-command");
+        }));
+        assert!(panicked.is_err());
+        let s = p.stats();
+        assert_eq!((s.busy, s.in_use, s.closed_broken, s.closed), (0, 0, 1, 0));
+        assert!(matches!(p.session("s1"), SessionStep::Unknown), "the slot is gone");
+        match p.login(b, "s2") {
+            LoginStep::Open { ticket, evicted: None } => ticket.opened(b, b, "s2", "c2"),
+            other => panic!("the full table of 1 has room again: {other:?}"),
+        }
+        assert_eq!(p.stats().created, 2);
+    }
+
+    #[test]
+    fn a_dropped_ticket_frees_its_place() {
+        let h = Hasher::random().unwrap();
+        let p = P::new(1, Duration::from_secs(60));
+        let (a, b) = (h.identity("a", "", "s1", ""), h.identity("b", "", "s2", ""));
+        let LoginStep::Open { ticket, evicted: None } = p.login(a, "s1") else { panic!() };
+        assert_eq!(p.stats().opening, 1);
+        assert!(matches!(p.login(b, "s2"), LoginStep::Wait(Busy::Table)), "the place is kept");
+        let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+            let _kept = ticket;
+            panic!("a request panicked while connecting");
+        }));
+        assert!(panicked.is_err());
+        assert_eq!(p.stats().opening, 0);
+        let LoginStep::Open { ticket, evicted: None } = p.login(b, "s2") else { panic!() };
+        drop(ticket);
+        assert_eq!(p.stats().opening, 0, "dropped without cancel()");
+        let LoginStep::Open { ticket, evicted: None } = p.open_only() else { panic!() };
+        ticket.cancel();
+        let s = p.stats();
+        assert_eq!((s.opening, s.created, s.peak_open), (0, 0, 1));
+    }
+
+    #[test]
+    fn a_discarded_lease_leaves_the_table_counted_by_why() {
+        let h = Hasher::random().unwrap();
+        let p = P::new(2, Duration::from_secs(60));
+        open(&p, h.identity("a", "", "s1", ""), "s1", "c1");
+        open(&p, h.identity("b", "", "s2", ""), "s2", "c2");
+        let SessionStep::Held(l) = p.session("s1") else { panic!() };
+        assert_eq!(l.discard(Gone::Closed), "c1");
+        let SessionStep::Held(l) = p.session("s2") else { panic!() };
+        assert_eq!(l.discard(Gone::Broken), "c2");
+        let s = p.stats();
+        assert_eq!((s.closed, s.closed_broken, s.busy, s.in_use), (1, 1, 0, 0));
+        assert!(matches!(p.session("s1"), SessionStep::Unknown));
     }
 }

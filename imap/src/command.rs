@@ -3,11 +3,11 @@
 //! bytes), and nothing after its end. Also the LOGIN command built with quoting or
 //! literals, so no password can break out of its argument.
 
-use super::frame::literal_announcement;
+use crate::frame::literal_announcement;
 use std::fmt;
 
-/// Commands a caller may not send through a pooled session: they would log in or out
-/// behind the pool's back, change the stream (TLS, compression), or wait for input or
+/// Commands a caller may not send through a kept session: they would log in or out
+/// behind the connection table's back, change the stream (TLS, compression), or wait for input or
 /// send responses the proxy cannot pair with a command.
 pub const REFUSED: [&str; 8] =
     ["LOGIN", "AUTHENTICATE", "LOGOUT", "STARTTLS", "COMPRESS", "IDLE", "NOTIFY", "UNAUTHENTICATE"];
@@ -66,7 +66,7 @@ pub enum CommandError {
     Nul,
     /// A literal announced longer than what follows.
     ShortLiteral,
-    /// A command the pool does not pass on.
+    /// A command inlookup does not pass on.
     Refused(String),
 }
 
@@ -99,7 +99,7 @@ fn tag_char(b: u8) -> bool {
 /// `{n+}` (LITERAL+) is sent as `{n}`, so a server without LITERAL+ stays in step.
 ///
 /// ```
-/// use inlookup::imap::command::parse;
+/// use inlookup_imap::command::parse;
 /// let c = parse("a7 APPEND INBOX {5}\r\nhello").unwrap();
 /// assert_eq!((c.tag.as_str(), c.name.as_str(), c.segments.len()), ("a7", "APPEND", 2));
 /// assert!(parse("a1 NOOP\r\na2 NOOP").is_err());
@@ -107,7 +107,7 @@ fn tag_char(b: u8) -> bool {
 /// ```
 ///
 /// # Errors
-/// [`CommandError`]: the text is not exactly one command the pool passes on.
+/// [`CommandError`]: the text is not exactly one command inlookup passes on.
 pub fn parse(text: &str) -> Result<Command, CommandError> {
     let s = text.as_bytes();
     let sp = s.iter().position(|b| *b == b' ').ok_or(CommandError::NoCommand)?;
@@ -198,7 +198,7 @@ pub fn login(user: &str, password: &str) -> Command {
 /// cannot be quoted (CR, LF, NUL or 8-bit bytes) is left out.
 ///
 /// ```
-/// use inlookup::imap::command::id;
+/// use inlookup_imap::command::id;
 /// let c = id(&[("x-originating-ip", "192.0.2.7")]);
 /// assert_eq!(c.segments[0].line, b"ID (\"x-originating-ip\" \"192.0.2.7\")\r\n");
 /// ```

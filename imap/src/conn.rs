@@ -4,9 +4,9 @@
 //!
 //! Every error here leaves the connection out of step: the caller drops it, never reuses it.
 
-use super::command::{self, Command};
-use super::frame::{FrameError, Framer, Kind, Response};
-use super::tls::{server_name, TlsMode};
+use crate::command::{self, Command};
+use crate::frame::{FrameError, Framer, Kind, Response};
+use crate::tls::{server_name, TlsMode};
 use inlookup_core::admin::{ImapErrorCode, ImapStatus};
 use rustls::{ClientConfig, ClientConnection, StreamOwned};
 use socket2::{Domain, Protocol, Socket, TcpKeepalive, Type};
@@ -54,20 +54,36 @@ impl fmt::Debug for Dial {
     }
 }
 
+/// The error behind a [`ConnError`] ([`std::error::Error::source`]).
+pub type Cause = Box<dyn std::error::Error + Send + Sync + 'static>;
+
 /// Why a connection failed. Every one of these means: close it.
 #[derive(Debug)]
 pub enum ConnError {
     /// The server could not be reached, or did not greet with `* OK`.
-    Connect(String),
+    Connect {
+        /// What failed, for people (it says what `source` says, if anything).
+        message: String,
+        /// The socket error, or the failure that stood for a greeting, if any.
+        source: Option<Cause>,
+    },
     /// TLS failed: handshake, certificate, or STARTTLS refused.
-    Tls(String),
+    Tls {
+        /// What failed, for people (it says what `source` says, if anything).
+        message: String,
+        /// The rustls or I/O error behind it, if any.
+        source: Option<Cause>,
+    },
     /// No whole answer in time.
     Timeout(&'static str),
     /// The server closed the connection or said `* BYE`.
     Closed(String),
-    /// Something out of step: bad framing, a response for another tag, a continuation
-    /// request nothing can answer.
+    /// Something out of step: a response for another tag, a continuation request nothing
+    /// can answer.
     Protocol(String),
+    /// Out of step too: the server's bytes cannot be framed (all but
+    /// [`FrameError::TooLarge`], which is [`ConnError::TooLarge`]).
+    Framing(FrameError),
     /// A single response larger than the limit.
     TooLarge,
     /// A socket error.
@@ -75,14 +91,33 @@ pub enum ConnError {
 }
 
 impl ConnError {
+    /// A [`ConnError::Connect`] with nothing behind it (yet: [`ConnError::because`]).
+    pub fn connect(message: impl Into<String>) -> ConnError {
+        ConnError::Connect { message: message.into(), source: None }
+    }
+
+    /// A [`ConnError::Tls`] with nothing behind it (yet: [`ConnError::because`]).
+    pub fn tls(message: impl Into<String>) -> ConnError {
+        ConnError::Tls { message: message.into(), source: None }
+    }
+
+    /// The same error, with `cause` as its [`source`](std::error::Error::source) (for
+    /// [`ConnError::Connect`] and [`ConnError::Tls`]; the others keep what they have).
+    pub fn because(mut self, cause: impl Into<Cause>) -> ConnError {
+        if let ConnError::Connect { source, .. } | ConnError::Tls { source, .. } = &mut self {
+            *source = Some(cause.into());
+        }
+        self
+    }
+
     /// The code for the caller.
     pub fn code(&self) -> ImapErrorCode {
         match self {
-            ConnError::Connect(_) => ImapErrorCode::Connect,
-            ConnError::Tls(_) => ImapErrorCode::Tls,
+            ConnError::Connect { .. } => ImapErrorCode::Connect,
+            ConnError::Tls { .. } => ImapErrorCode::Tls,
             ConnError::Timeout(_) => ImapErrorCode::Timeout,
             ConnError::Closed(_) | ConnError::Io(_) => ImapErrorCode::Disconnected,
-            ConnError::Protocol(_) => ImapErrorCode::Protocol,
+            ConnError::Protocol(_) | ConnError::Framing(_) => ImapErrorCode::Protocol,
             ConnError::TooLarge => ImapErrorCode::TooLarge,
         }
     }
@@ -91,24 +126,39 @@ impl ConnError {
 impl fmt::Display for ConnError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ConnError::Connect(m) => write!(f, "connect: {m}"),
-            ConnError::Tls(m) => write!(f, "TLS: {m}"),
+            ConnError::Connect { message, .. } => write!(f, "connect: {message}"),
+            ConnError::Tls { message, .. } => write!(f, "TLS: {message}"),
             ConnError::Timeout(phase) => write!(f, "timed out {phase}"),
             ConnError::Closed(m) => write!(f, "server closed the connection{m}"),
             ConnError::Protocol(m) => write!(f, "out of step: {m}"),
+            ConnError::Framing(e) => write!(f, "out of step: {e}"),
             ConnError::TooLarge => f.write_str("a response larger than a reply can carry"),
             ConnError::Io(e) => write!(f, "{e}"),
         }
     }
 }
 
-impl std::error::Error for ConnError {}
+impl std::error::Error for ConnError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ConnError::Connect { source, .. } | ConnError::Tls { source, .. } => {
+                source.as_deref().map(|e| e as &(dyn std::error::Error + 'static))
+            }
+            ConnError::Framing(e) => Some(e),
+            ConnError::Io(e) => Some(e),
+            ConnError::Timeout(_)
+            | ConnError::Closed(_)
+            | ConnError::Protocol(_)
+            | ConnError::TooLarge => None,
+        }
+    }
+}
 
 impl From<FrameError> for ConnError {
     fn from(e: FrameError) -> Self {
         match e {
             FrameError::TooLarge => ConnError::TooLarge,
-            other => ConnError::Protocol(other.to_string()),
+            other => ConnError::Framing(other),
         }
     }
 }
@@ -117,7 +167,7 @@ fn io_error(e: io::Error, phase: &'static str) -> ConnError {
     match e.kind() {
         io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => ConnError::Timeout(phase),
         io::ErrorKind::UnexpectedEof => ConnError::Closed(String::new()),
-        io::ErrorKind::InvalidData => ConnError::Tls(e.to_string()),
+        io::ErrorKind::InvalidData => ConnError::tls(e.to_string()).because(e),
         _ => ConnError::Io(e),
     }
 }
@@ -224,9 +274,9 @@ fn tcp_connect(
 ) -> Result<TcpStream, ConnError> {
     let addrs: Vec<SocketAddr> = (host, port)
         .to_socket_addrs()
-        .map_err(|e| ConnError::Connect(format!("{host}:{port}: {e}")))?
+        .map_err(|e| ConnError::connect(format!("{host}:{port}: {e}")).because(e))?
         .collect();
-    let mut last = ConnError::Connect(format!("{host}:{port}: no address"));
+    let mut last = ConnError::connect(format!("{host}:{port}: no address"));
     for addr in addrs {
         let attempt = || -> io::Result<TcpStream> {
             let s = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
@@ -243,7 +293,7 @@ fn tcp_connect(
         };
         match attempt() {
             Ok(s) => return Ok(s),
-            Err(e) => last = ConnError::Connect(format!("{addr}: {e}")),
+            Err(e) => last = ConnError::connect(format!("{addr}: {e}")).because(e),
         }
     }
     Err(last)
@@ -284,12 +334,14 @@ impl Conn {
         };
         let greeting =
             c.read_response(deadline, "waiting for the greeting").map_err(|e| match e {
-                ConnError::Tls(m) => ConnError::Tls(m),
-                other => ConnError::Connect(format!("{}: no greeting: {other}", c.peer)),
+                e @ ConnError::Tls { .. } => e,
+                other => {
+                    ConnError::connect(format!("{}: no greeting: {other}", c.peer)).because(other)
+                }
             })?;
         let line = String::from_utf8_lossy(greeting.first_line()).into_owned();
         if !line.get(..4).is_some_and(|p| p.eq_ignore_ascii_case("* OK")) {
-            return Err(ConnError::Connect(format!(
+            return Err(ConnError::connect(format!(
                 "{}: greeted with {:?}",
                 c.peer,
                 truncate(&line)
@@ -298,17 +350,17 @@ impl Conn {
         c.caps = capability_code(&line).unwrap_or_default();
         if d.tls == TlsMode::StartTls {
             if !c.caps.is_empty() && !c.has("STARTTLS") {
-                return Err(ConnError::Tls(format!("{} does not offer STARTTLS", c.peer)));
+                return Err(ConnError::tls(format!("{} does not offer STARTTLS", c.peer)));
             }
             let ran = c.run_until(&command::simple("STARTTLS"), deadline)?;
             if ran.status != ImapStatus::Ok {
-                return Err(ConnError::Tls(format!("STARTTLS refused: {}", truncate(&ran.text))));
+                return Err(ConnError::tls(format!("STARTTLS refused: {}", truncate(&ran.text))));
             }
             if c.framer.buffered() > 0 {
-                return Err(ConnError::Tls("plain-text bytes after STARTTLS (injection?)".into()));
+                return Err(ConnError::tls("plain-text bytes after STARTTLS (injection?)"));
             }
             let Stream::Plain(tcp) = c.stream else {
-                return Err(ConnError::Tls("TLS already on".into()));
+                return Err(ConnError::tls("TLS already on"));
             };
             c = Conn {
                 stream: Stream::Tls(Box::new(handshake(tcp, d, deadline)?)),
@@ -545,24 +597,22 @@ fn handshake(
     d: &Dial,
     deadline: Instant,
 ) -> Result<StreamOwned<ClientConnection, TcpStream>, ConnError> {
-    let config =
-        d.tls_config.clone().ok_or_else(|| ConnError::Tls("no TLS configuration".into()))?;
-    let name = server_name(&d.host).map_err(|e| ConnError::Tls(e.to_string()))?;
-    let conn = ClientConnection::new(config, name).map_err(|e| ConnError::Tls(e.to_string()))?;
+    let config = d.tls_config.clone().ok_or_else(|| ConnError::tls("no TLS configuration"))?;
+    let name = server_name(&d.host).map_err(|e| ConnError::tls(e.to_string()).because(e))?;
+    let conn = ClientConnection::new(config, name)
+        .map_err(|e| ConnError::tls(e.to_string()).because(e))?;
     let mut tls = StreamOwned::new(conn, tcp);
     while tls.conn.is_handshaking() {
         set_timeouts(&tls.sock, deadline, "in the TLS handshake")?;
         match tls.conn.complete_io(&mut tls.sock) {
             Ok((0, 0)) => {
-                return Err(ConnError::Tls(
-                    "the server closed the connection in the handshake".into(),
-                ))
+                return Err(ConnError::tls("the server closed the connection in the handshake"))
             }
             Ok(_) => {}
             Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
                 return Err(ConnError::Timeout("in the TLS handshake"))
             }
-            Err(e) => return Err(ConnError::Tls(e.to_string())),
+            Err(e) => return Err(ConnError::tls(e.to_string()).because(e)),
         }
     }
     Ok(tls)
@@ -599,6 +649,38 @@ mod tests {
         assert_eq!(r.tcp_keepalive_time().unwrap(), Duration::from_secs(31));
         assert_eq!(r.tcp_keepalive_interval().unwrap(), Duration::from_secs(7));
         assert_eq!(r.tcp_keepalive_retries().unwrap(), 4);
+    }
+
+    #[test]
+    fn errors_keep_what_they_wrap_as_their_source() {
+        use std::error::Error as _;
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        drop(l);
+        let ka = Keepalive {
+            idle: Duration::from_secs(30),
+            interval: Duration::from_secs(10),
+            count: 3,
+        };
+        let e = tcp_connect("127.0.0.1", port, Duration::from_secs(2), ka).unwrap_err();
+        assert!(matches!(e, ConnError::Connect { .. }), "{e:?}");
+        assert_eq!(e.code(), ImapErrorCode::Connect);
+        assert!(e.to_string().starts_with(&format!("connect: 127.0.0.1:{port}: ")), "{e}");
+        let io = e.source().and_then(|s| s.downcast_ref::<io::Error>()).unwrap();
+        assert_eq!(io.kind(), io::ErrorKind::ConnectionRefused);
+
+        let e = ConnError::from(FrameError::BareLf);
+        assert_eq!(e.to_string(), "out of step: a line ended in LF without CR");
+        assert_eq!(e.code(), ImapErrorCode::Protocol);
+        assert_eq!(e.source().and_then(|s| s.downcast_ref()), Some(&FrameError::BareLf));
+        assert!(matches!(ConnError::from(FrameError::TooLarge), ConnError::TooLarge));
+
+        let e = io_error(io::Error::new(io::ErrorKind::InvalidData, "bad record mac"), "reading");
+        assert_eq!(e.to_string(), "TLS: bad record mac");
+        assert!(e.source().is_some());
+        let e = ConnError::tls("STARTTLS refused: no");
+        assert!(e.source().is_none());
+        assert!(ConnError::Timeout("sending").source().is_none());
     }
 
     #[test]

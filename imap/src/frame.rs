@@ -106,7 +106,7 @@ impl std::error::Error for FrameError {}
 /// [`Framer::next_response`].
 ///
 /// ```
-/// use inlookup::imap::frame::{Framer, Kind};
+/// use inlookup_imap::frame::{Framer, Kind};
 /// let mut f = Framer::new(1 << 20);
 /// f.push(b"* 1 FETCH (BODY[] {7}\r\nA\r\nB OK)\r\na1 OK done\r\n");
 /// let fetch = f.next_response().unwrap().unwrap();
@@ -243,8 +243,8 @@ fn literal_len(line: &[u8]) -> Option<usize> {
 }
 
 /// A literal announcement at the end of `line` (`{n}`, `{n+}`, `~{n}`): where its `{` is,
-/// and n. Shared with the caller's commands ([`super::command::parse`]).
-pub(super) fn literal_announcement(line: &[u8]) -> Option<(usize, usize)> {
+/// and n. Shared with the caller's commands ([`crate::command::parse`]).
+pub(crate) fn literal_announcement(line: &[u8]) -> Option<(usize, usize)> {
     let inner = line.strip_suffix(b"}")?;
     let open = inner.iter().rposition(|b| *b == b'{')?;
     let digits = &inner[open + 1..];

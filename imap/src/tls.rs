@@ -48,8 +48,28 @@ impl fmt::Display for TlsMode {
     }
 }
 
+/// Whether the server's certificate is checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verification {
+    /// Against IMAP_CA_FILE or the system's roots.
+    On,
+    /// Not at all (IMAP_TLS_VERIFY=0): any certificate is accepted.
+    Off,
+}
+
+impl Verification {
+    /// [`Verification::On`] for true (IMAP_TLS_VERIFY's value).
+    pub fn from_flag(verify: bool) -> Verification {
+        if verify {
+            Verification::On
+        } else {
+            Verification::Off
+        }
+    }
+}
+
 /// The rustls client configuration: the roots of `ca_file` (PEM) when given, otherwise
-/// the system's; with `verify` off, any certificate is accepted (the handshake's
+/// the system's; with verification off, any certificate is accepted (the handshake's
 /// signatures are still checked).
 ///
 /// A certificate in `ca_file` is also trusted as itself: a server presenting exactly
@@ -59,12 +79,15 @@ impl fmt::Display for TlsMode {
 /// # Errors
 /// The CA file cannot be read or holds no certificate; with verification on and no CA
 /// file, the system store holds none.
-pub fn client_config(verify: bool, ca_file: Option<&Path>) -> io::Result<Arc<ClientConfig>> {
+pub fn client_config(
+    verify: Verification,
+    ca_file: Option<&Path>,
+) -> io::Result<Arc<ClientConfig>> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(io::Error::other)?;
-    let config = if verify {
+    let config = if verify == Verification::On {
         let mut roots = RootCertStore::empty();
         match ca_file {
             Some(path) => {
@@ -209,11 +232,11 @@ mod tests {
     fn a_ca_file_without_certificates_is_an_error() {
         let p = std::env::temp_dir().join(format!("inl-ca-{}.pem", std::process::id()));
         std::fs::write(&p, "not a certificate\n").unwrap();
-        let e = client_config(true, Some(&p)).unwrap_err();
+        let e = client_config(Verification::On, Some(&p)).unwrap_err();
         assert!(e.to_string().contains("no usable certificate"), "{e}");
         std::fs::remove_file(&p).unwrap();
-        assert!(client_config(true, Some(Path::new("/nonexistent/ca.pem"))).is_err());
-        assert!(client_config(false, None).is_ok());
+        assert!(client_config(Verification::On, Some(Path::new("/nonexistent/ca.pem"))).is_err());
+        assert!(client_config(Verification::Off, None).is_ok());
     }
 
     #[test]
