@@ -25,6 +25,86 @@ pub struct PingReply {
     pub pid: u32,
     /// Seconds since it started.
     pub uptime_secs: u64,
+    /// The health of each backend server (empty from a daemon before version 0.2).
+    #[serde(default)]
+    pub backends: Vec<BackendHealth>,
+}
+
+impl PingReply {
+    /// True when the daemon knows of a backend and none of them is up: every miss fails.
+    pub fn no_backend_up(&self) -> bool {
+        !self.backends.is_empty() && !self.backends.iter().any(|b| b.state == BackendState::Up)
+    }
+}
+
+/// Whether a backend server answers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendState {
+    /// Not tried yet.
+    #[default]
+    Unknown,
+    /// Its last connect or lookup succeeded.
+    Up,
+    /// Its last connect or lookup failed.
+    Down,
+}
+
+/// One backend server's health, as PING and STATS report it (no secrets: the server's
+/// address and user, never its password).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackendHealth {
+    /// Which server (`user@host:port/database`, or the socket).
+    pub server: String,
+    /// Up, down, or not tried yet.
+    pub state: BackendState,
+    /// Seconds in this state.
+    pub since_secs: u64,
+    /// While down: the error's class (`access denied`, `connect refused`, `timeout`, …).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_class: Option<String>,
+    /// While down: the error's message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Connections opened to it since start.
+    pub connects: u64,
+    /// Lookups or connects that failed since start.
+    pub failures: u64,
+}
+
+impl BackendHealth {
+    /// The health in one line, as USR1, `inquerytest ping` and `inquerytest stats` print
+    /// it: `backend mysql://… up for 12 s; 3 connects, 0 failures`.
+    ///
+    /// ```
+    /// use inlookup_core::admin::{BackendHealth, BackendState};
+    /// let b = BackendHealth {
+    ///     server: "mysql://u@db:3306/indimail".into(),
+    ///     state: BackendState::Down,
+    ///     since_secs: 4,
+    ///     error_class: Some("access denied".into()),
+    ///     error: Some("Access denied for user 'u'".into()),
+    ///     connects: 0,
+    ///     failures: 2,
+    /// };
+    /// assert_eq!(b.line(), "backend mysql://u@db:3306/indimail DOWN for 4 s (access denied: Access denied for user 'u'); 0 connects, 2 failures");
+    /// ```
+    pub fn line(&self) -> String {
+        let state = match self.state {
+            BackendState::Up => format!("up for {} s", self.since_secs),
+            BackendState::Down => format!(
+                "DOWN for {} s ({}: {})",
+                self.since_secs,
+                self.error_class.as_deref().unwrap_or("error"),
+                self.error.as_deref().unwrap_or("")
+            ),
+            BackendState::Unknown => "not tried yet".to_string(),
+        };
+        format!(
+            "backend {} {state}; {} connects, {} failures",
+            self.server, self.connects, self.failures
+        )
+    }
 }
 
 /// Counters for one query kind. All are exact: only the daemon's I/O thread changes them.
@@ -50,6 +130,10 @@ pub struct KindStats {
     pub stale_served: u64,
     /// Requests refused at once because the worker queue was full.
     pub queue_full: u64,
+    /// Answers longer than `PIPE_BUF` asked for by a classic kind, which got `-1` (as from
+    /// IndiMail's inlookup; ALIAS-FULL gives them whole).
+    #[serde(default)]
+    pub oversized: u64,
 }
 
 /// STATS' reply.
@@ -81,6 +165,16 @@ pub struct StatsReport {
     pub refused_reply_paths: u64,
     /// Replies dropped because the client had already gone.
     pub vanished_clients: u64,
+    /// Replies not delivered to a FIFO that was there: full (its reader does not read),
+    /// too slow for a large reply, or a write error.
+    #[serde(default)]
+    pub failed_replies: u64,
+    /// Abandoned reply FIFOs removed from FIFOTMPDIR by the daemon's sweep.
+    #[serde(default)]
+    pub swept_reply_fifos: u64,
+    /// The health of each backend server.
+    #[serde(default)]
+    pub backends: Vec<BackendHealth>,
     /// Whether debug logging is on (USR2 toggles it).
     pub debug: bool,
     /// The IMAP pool's counters.
@@ -103,6 +197,7 @@ impl StatsReport {
             t.backend_errors += k.backend_errors;
             t.stale_served += k.stale_served;
             t.queue_full += k.queue_full;
+            t.oversized += k.oversized;
         }
         t
     }

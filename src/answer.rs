@@ -169,7 +169,26 @@ impl Answer {
     /// assert_eq!(r, 2i32.to_ne_bytes());
     /// ```
     pub fn encode(&self) -> Vec<u8> {
-        let out = match self {
+        let out = self.encode_whole();
+        if out.len() > PIPE_BUF {
+            ERROR_REPLY.to_vec()
+        } else {
+            out
+        }
+    }
+
+    /// The reply bytes as [`Answer::encode`] makes them, however long: what ALIAS-FULL
+    /// ([`crate::QueryKind::AliasFull`]) sends, and what the daemon caches.
+    ///
+    /// ```
+    /// use inlookup_core::Answer;
+    /// let lines: Vec<String> = (0..300).map(|i| format!("&user{i}@example.com")).collect();
+    /// let a = Answer::Alias { lines };
+    /// assert!(a.encode_whole().len() > 4096);
+    /// assert_eq!(a.encode(), (-1i32).to_ne_bytes());
+    /// ```
+    pub fn encode_whole(&self) -> Vec<u8> {
+        match self {
             Answer::User { status } => int_reply(*status as i32),
             Answer::Relay { allowed } => int_reply(i32::from(*allowed)),
             Answer::Pwd { email, passwd: None } => {
@@ -203,11 +222,6 @@ impl Answer {
             Answer::Limit { limits: None } => int_reply(0),
             Answer::Limit { limits: Some(l) } => body_reply(&l.to_bytes()),
             Answer::Domain { domain, .. } => body_reply(&nul_terminated(domain)),
-        };
-        if out.len() > PIPE_BUF {
-            ERROR_REPLY.to_vec()
-        } else {
-            out
         }
     }
 

@@ -31,6 +31,9 @@ pub enum QueryKind {
     Stats = 33,
     /// FLUSH: drop cache entries (all, one kind, or one key). JSON payload and reply.
     Flush = 34,
+    /// ALIAS with the whole answer: ALIAS's reply, however long. The classic kind stays
+    /// capped at `PIPE_BUF`, as IndiMail's clients expect (a longer answer is `-1` there).
+    AliasFull = 36,
     /// IMAP login: a logged-in IMAP connection for a session, reused when one is held.
     ImapLogin = 40,
     /// IMAP command: one command line (and its literals) on a session's connection.
@@ -43,7 +46,7 @@ pub enum QueryKind {
 
 impl QueryKind {
     /// Every kind, classic ones first.
-    pub const ALL: [QueryKind; 14] = [
+    pub const ALL: [QueryKind; 15] = [
         QueryKind::User,
         QueryKind::Relay,
         QueryKind::Pwd,
@@ -54,6 +57,7 @@ impl QueryKind {
         QueryKind::Ping,
         QueryKind::Stats,
         QueryKind::Flush,
+        QueryKind::AliasFull,
         QueryKind::ImapLogin,
         QueryKind::ImapCommand,
         QueryKind::ImapLogout,
@@ -107,6 +111,23 @@ impl QueryKind {
         )
     }
 
+    /// The classic kind whose answer this kind asks for, and whether in whole: ALIAS-FULL is
+    /// ALIAS uncapped; a classic kind is itself, capped at `PIPE_BUF`; other kinds have none.
+    ///
+    /// ```
+    /// use inlookup_core::QueryKind;
+    /// assert_eq!(QueryKind::AliasFull.answers(), Some((QueryKind::Alias, true)));
+    /// assert_eq!(QueryKind::Alias.answers(), Some((QueryKind::Alias, false)));
+    /// assert_eq!(QueryKind::Ping.answers(), None);
+    /// ```
+    pub fn answers(self) -> Option<(QueryKind, bool)> {
+        match self {
+            QueryKind::AliasFull => Some((QueryKind::Alias, true)),
+            k if k.is_classic() => Some((k, false)),
+            _ => None,
+        }
+    }
+
     /// True when the reply is a bare int with no body (USER and RELAY).
     pub fn reply_is_bare_int(self) -> bool {
         matches!(self, QueryKind::User | QueryKind::Relay)
@@ -125,6 +146,7 @@ impl QueryKind {
             QueryKind::Ping => "ping",
             QueryKind::Stats => "stats",
             QueryKind::Flush => "flush",
+            QueryKind::AliasFull => "alias-full",
             QueryKind::ImapLogin => "imap-login",
             QueryKind::ImapCommand => "imap-cmd",
             QueryKind::ImapLogout => "imap-logout",
@@ -145,6 +167,7 @@ impl QueryKind {
             QueryKind::Ping => "Ping",
             QueryKind::Stats => "Stats",
             QueryKind::Flush => "Flush",
+            QueryKind::AliasFull => "Alias Query (whole)",
             QueryKind::ImapLogin => "IMAP Login",
             QueryKind::ImapCommand => "IMAP Command",
             QueryKind::ImapLogout => "IMAP Logout",

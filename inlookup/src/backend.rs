@@ -3,6 +3,7 @@
 //! [`Lookup`] handler the worker pool runs, and the typed [`BackendError`] it reports.
 
 use crate::pool::{Finished, Handler, Reply};
+use inlookup_core::wire::{ERROR_REPLY, PIPE_BUF};
 use inlookup_core::{Answer, CacheKey, LookupError, Lookups, MysqlSettings, QueryKind};
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -18,6 +19,13 @@ pub trait Backend: Send {
     fn answer(&mut self, kind: QueryKind, email: &str, ip: &str) -> Result<Answer, BackendError>;
     /// Drops connections so the next query opens fresh ones (HUP).
     fn reset(&mut self);
+    /// Connects (once, at start), to report the backend's health before any lookup.
+    ///
+    /// # Errors
+    /// The backend cannot be reached or refuses us.
+    fn check(&mut self) -> Result<(), BackendError> {
+        Ok(())
+    }
 }
 
 /// Makes one backend per worker.
@@ -91,21 +99,31 @@ impl ErrorClass {
                 1053 | 1927 | 2006 | 2013 | 4031 => ErrorClass::ConnectionLost,
                 _ => ErrorClass::QueryFailed,
             },
-            mysql::Error::IoError(io) => match io.kind() {
-                std::io::ErrorKind::ConnectionRefused
-                | std::io::ErrorKind::NotFound
-                | std::io::ErrorKind::AddrNotAvailable => ErrorClass::ConnectRefused,
-                std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock => {
-                    ErrorClass::Timeout
+            mysql::Error::IoError(io) => ErrorClass::of_io(io),
+            // The packet codec's I/O error: a read timeout shows as EAGAIN here.
+            mysql::Error::CodecError(c) => {
+                match std::error::Error::source(c).and_then(|s| s.downcast_ref::<std::io::Error>())
+                {
+                    Some(io) => ErrorClass::of_io(io),
+                    None => ErrorClass::ConnectionLost,
                 }
-                _ => ErrorClass::ConnectionLost,
-            },
+            }
             mysql::Error::DriverError(D::ConnectTimeout | D::Timeout) => ErrorClass::Timeout,
             mysql::Error::DriverError(D::CouldNotConnect(_)) => ErrorClass::ConnectRefused,
-            mysql::Error::DriverError(_) | mysql::Error::CodecError(_) => {
-                ErrorClass::ConnectionLost
-            }
+            mysql::Error::DriverError(_) => ErrorClass::ConnectionLost,
             _ => ErrorClass::Other,
+        }
+    }
+
+    /// The class of an I/O error on a MySQL connection (a socket read or write timeout is
+    /// EAGAIN or ETIMEDOUT).
+    fn of_io(io: &std::io::Error) -> ErrorClass {
+        match io.kind() {
+            std::io::ErrorKind::ConnectionRefused
+            | std::io::ErrorKind::NotFound
+            | std::io::ErrorKind::AddrNotAvailable => ErrorClass::ConnectRefused,
+            std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock => ErrorClass::Timeout,
+            _ => ErrorClass::ConnectionLost,
         }
     }
 
@@ -192,13 +210,36 @@ impl From<&str> for BackendError {
     }
 }
 
+/// How much of an answer a request takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Form {
+    /// At most `PIPE_BUF` bytes, as IndiMail's clients read it: a longer answer is `-1`.
+    Capped,
+    /// All of it (ALIAS-FULL).
+    Whole,
+}
+
+impl Form {
+    /// The reply for a request of this form: the answer, or `-1` when it is too long for a
+    /// capped request.
+    pub fn fit(self, reply: &[u8]) -> &[u8] {
+        if self == Form::Capped && reply.len() > PIPE_BUF {
+            &ERROR_REPLY
+        } else {
+            reply
+        }
+    }
+}
+
 /// A lookup for a worker.
 #[derive(Debug)]
 pub struct LookupJob {
     /// The cache key; requests for the same key share the result.
     pub key: CacheKey,
-    /// The kind.
+    /// The classic kind asked of the backend.
     pub kind: QueryKind,
+    /// What the request that started the lookup takes of the answer.
+    pub form: Form,
     /// The email or domain as asked.
     pub email: String,
     /// The IP (RELAY).
@@ -226,10 +267,11 @@ pub struct Done {
 /// What came of a lookup.
 #[derive(Debug)]
 pub enum Outcome {
-    /// Answered: the reply bytes (already written by the worker to the request that
-    /// started the lookup) and whether the answer is "not found".
+    /// Answered: the whole reply (already written by the worker to the request that
+    /// started the lookup, or `-1` there if it was too long for it) and whether the answer
+    /// is "not found".
     Answered {
-        /// The reply, to cache and to send to the requests that joined.
+        /// The whole reply, to cache and to send to the requests that joined.
         reply: Vec<u8>,
         /// True for "not found".
         negative: bool,
@@ -285,11 +327,11 @@ impl Handler for Lookup {
     /// again, the cache holds the answer); a failure goes back for the I/O thread to
     /// answer everyone waiting (serve-stale, or the error reply).
     fn finish(job: LookupJob, output: Option<Result<Answer, BackendError>>) -> Finished<Done> {
-        let LookupJob { key, kind, epoch, reply_to, .. } = job;
+        let LookupJob { key, kind, form, epoch, reply_to, .. } = job;
         let (outcome, reply) = match output {
             Some(Ok(answer)) => {
-                let bytes = answer.encode();
-                let reply = Reply { to: reply_to, bytes: bytes.clone() };
+                let bytes = answer.encode_whole();
+                let reply = Reply { to: reply_to, bytes: form.fit(&bytes).to_vec() };
                 (Outcome::Answered { reply: bytes, negative: answer.is_negative() }, Some(reply))
             }
             Some(Err(error)) => (Outcome::Failed { error, starter: reply_to }, None),
@@ -360,9 +402,14 @@ impl Backend for MysqlBackend {
         let lookups = self.lookups.clone();
         match lookups.answer(self.connection()?, kind, email, ip) {
             Err(e) if e.is_connection_lost() => {
+                self.conn = None;
+                // A timeout is not retried: the server is frozen or overloaded, and the
+                // read timeout is already capped at the client's own (timeoutread).
+                if ErrorClass::of_lookup(&e) == ErrorClass::Timeout {
+                    return Err(BackendError::lookup(None, e));
+                }
                 // Once more on a fresh connection: every lookup is a read, so repeating it
                 // is safe.
-                self.conn = None;
                 log::info!("MySQL connection lost ({e}); reconnecting");
                 lookups.answer(self.connection()?, kind, email, ip).map_err(|e| {
                     if e.is_connection_lost() {
@@ -377,6 +424,10 @@ impl Backend for MysqlBackend {
 
     fn reset(&mut self) {
         self.conn = None;
+    }
+
+    fn check(&mut self) -> Result<(), BackendError> {
+        self.connection().map(|_| ())
     }
 }
 

@@ -308,6 +308,11 @@ impl Config {
             },
             ..inlookup_imap::ImapConfig::default()
         };
+        let timeouts = Timeouts::from_controldir(&controldir);
+        // A lookup's client waits timeoutread for its answer: a MySQL read or write that
+        // takes longer (a frozen server, a connect after HUP) only holds a worker for nothing.
+        mysql.read_timeout = mysql.read_timeout.min(timeouts.read);
+        mysql.write_timeout = mysql.write_timeout.min(timeouts.read);
         Ok(Config {
             fifos: crate::fifo::request_paths(&a.fifo_dir, &a.infifo, a.instances),
             fifo_tmpdir: a.fifo_tmpdir,
@@ -321,7 +326,7 @@ impl Config {
             ping_idle: Duration::from_secs(a.ping_idle),
             pipe_size: a.pipe_size,
             shutdown_grace: Duration::from_secs(a.shutdown_grace),
-            timeouts: Timeouts::from_controldir(&controldir),
+            timeouts,
             debug,
             mysql,
             lookup: LookupConfig::from_lookup(default_domain, env),

@@ -19,7 +19,7 @@
 //!    replies to the requests that joined; if the lookup failed it replies to all of them,
 //!    the starter included, from an expired entry (serve-stale) or with the error reply.
 
-use crate::backend::{BackendError, Done, LookupJob, Outcome};
+use crate::backend::{BackendError, Done, ErrorClass, Form, LookupJob, Outcome};
 use crate::cache::{Cache, Found, Sign};
 use crate::fifo::ReplyFailure;
 use crate::imap::ImapJob;
@@ -27,9 +27,10 @@ use crate::pool::Refused;
 use crate::stats::Stats;
 use inlookup_core::address::cache_key_into;
 use inlookup_core::admin::{
-    json_reply, FlushReply, FlushRequest, ImapStats, PingReply, StatsReport,
+    json_reply, BackendHealth, BackendState, FlushReply, FlushRequest, ImapStats, PingReply,
+    StatsReport,
 };
-use inlookup_core::wire::{Frame, ERROR_REPLY};
+use inlookup_core::wire::{Frame, ERROR_REPLY, PIPE_BUF};
 use inlookup_core::{CacheKey, QueryKind};
 use inlookup_imap::{Forgotten, Request as ImapRequest};
 use std::collections::HashMap;
@@ -69,6 +70,10 @@ pub struct Status {
     pub mysql_connects: u64,
     /// The IMAP side's counters.
     pub imap: ImapStats,
+    /// Large replies the reply writer could not deliver in time.
+    pub failed_large_replies: u64,
+    /// Abandoned reply FIFOs the sweep removed.
+    pub swept_reply_fifos: u64,
 }
 
 /// The dispatcher's settings.
@@ -78,6 +83,8 @@ pub struct Settings {
     pub workers: usize,
     /// DEFAULT_DOMAIN, for cache keys.
     pub default_domain: Option<String>,
+    /// The backend server, as health reports name it (no password).
+    pub backend: String,
 }
 
 /// Why a FLUSH was refused.
@@ -110,12 +117,120 @@ impl std::error::Error for FlushError {
     }
 }
 
-/// Backend health, for logging failures once per episode rather than once per request.
-#[derive(Debug, Default)]
+/// The backend's health: what PING and STATS report, and what is logged when it changes
+/// (failures of one episode at most once per 10 s).
+#[derive(Debug)]
 struct Health {
-    failing_since: Option<Instant>,
-    last_warned: Option<Instant>,
+    state: BackendState,
+    /// Since when in this state.
+    since: Instant,
+    /// While down: the last error's class and message.
+    error: Option<(ErrorClass, String)>,
+    /// Failures since start.
     failures: u64,
+    /// The current episode of failures: since when, how many, last warned.
+    failing_since: Option<Instant>,
+    episode: u64,
+    last_warned: Option<Instant>,
+}
+
+impl Health {
+    fn new(now: Instant) -> Health {
+        Health {
+            state: BackendState::Unknown,
+            since: now,
+            error: None,
+            failures: 0,
+            failing_since: None,
+            episode: 0,
+            last_warned: None,
+        }
+    }
+
+    /// A lookup or connect succeeded.
+    fn up(&mut self, now: Instant) {
+        if let Some(since) = self.failing_since.take() {
+            log::info!(
+                "backend answering again after {} s and {} failures",
+                now.duration_since(since).as_secs(),
+                self.episode
+            );
+        }
+        if self.state != BackendState::Up {
+            self.state = BackendState::Up;
+            self.since = now;
+        }
+        self.error = None;
+        self.episode = 0;
+        self.last_warned = None;
+    }
+
+    /// A lookup (of `kind`) or the start-up check (`None`) failed.
+    fn down(&mut self, kind: Option<QueryKind>, why: &BackendError, now: Instant) {
+        self.failures += 1;
+        self.episode += 1;
+        let since = *self.failing_since.get_or_insert(now);
+        let changed = self.state != BackendState::Down
+            || self.error.as_ref().is_none_or(|(c, _)| *c != why.class());
+        if self.state != BackendState::Down {
+            self.state = BackendState::Down;
+            self.since = now;
+        }
+        self.error = Some((why.class(), why.to_string()));
+        // A wrong password or database name does not mend itself: an error, once per change.
+        let misconfigured =
+            matches!(why.class(), ErrorClass::AccessDenied | ErrorClass::UnknownDatabase);
+        let what = match kind {
+            None => "at start, the backend".to_string(),
+            Some(k) => format!("{k} lookup"),
+        };
+        if misconfigured && changed {
+            self.last_warned = Some(now);
+            log::error!("{what} failed ({}): {why}; check the MySQL settings", why.class());
+        } else if self.last_warned.is_none_or(|t| now.duration_since(t) >= Duration::from_secs(10))
+        {
+            self.last_warned = Some(now);
+            log::warn!(
+                "{what} failed ({}; {} failures in {} s): {why}",
+                why.class(),
+                self.episode,
+                now.duration_since(since).as_secs()
+            );
+        }
+    }
+
+    fn report(&self, server: &str, connects: u64, now: Instant) -> BackendHealth {
+        BackendHealth {
+            server: server.to_string(),
+            state: self.state,
+            since_secs: now.saturating_duration_since(self.since).as_secs(),
+            error_class: self.error.as_ref().map(|(c, _)| c.name().to_string()),
+            error: self.error.as_ref().map(|(_, m)| m.clone()),
+            connects,
+            failures: self.failures,
+        }
+    }
+}
+
+/// A request waiting for a lookup in flight.
+#[derive(Debug)]
+struct Waiter {
+    /// Its reply FIFO.
+    to: Box<[u8]>,
+    /// The kind it asked (ALIAS or ALIAS-FULL share a lookup).
+    kind: QueryKind,
+    /// What it takes of the answer.
+    form: Form,
+}
+
+/// A lookup in flight.
+#[derive(Debug)]
+struct Inflight {
+    /// The kind and form of the request that started it (its reply path went with the
+    /// job).
+    starter: (QueryKind, Form),
+    /// The requests that joined it.
+    joined: Vec<Waiter>,
 }
 
 /// The decisions, owned by the I/O thread.
@@ -123,9 +238,8 @@ struct Health {
 pub struct Dispatcher {
     settings: Settings,
     cache: Cache,
-    /// Lookups in flight, by key: the reply paths of the requests that joined one after
-    /// it started (the one that started it travels with its job).
-    inflight: HashMap<CacheKey, Vec<Box<[u8]>>>,
+    /// Lookups in flight, by key.
+    inflight: HashMap<CacheKey, Inflight>,
     /// Cache generation: bumped by every flush, so results of lookups queued before it are
     /// not stored.
     epoch: u64,
@@ -145,7 +259,7 @@ impl Dispatcher {
             inflight: HashMap::new(),
             epoch: 0,
             stats: Stats::default(),
-            health: Health::default(),
+            health: Health::new(Instant::now()),
             started: Instant::now(),
             key: String::new(),
         }
@@ -158,7 +272,7 @@ impl Dispatcher {
 
     /// Clients waiting for a lookup in flight.
     pub fn waiting(&self) -> usize {
-        self.inflight.values().map(|j| 1 + j.len()).sum()
+        self.inflight.values().map(|f| 1 + f.joined.len()).sum()
     }
 
     /// Bytes that were not a frame were skipped.
@@ -217,6 +331,7 @@ impl Dispatcher {
                     version: env!("CARGO_PKG_VERSION").into(),
                     pid: std::process::id(),
                     uptime_secs: self.started.elapsed().as_secs(),
+                    backends: vec![self.health_report(out, now)],
                 };
                 self.json(out, f.reply_path, &body);
             }
@@ -231,21 +346,21 @@ impl Dispatcher {
             QueryKind::Relay if ip.trim().is_empty() => {
                 self.refuse(out, f.reply_path, format_args!("relay query without an IP"))
             }
-            _ => self.classic(kind, email, ip, f.reply_path, now, out),
+            _ => match kind.answers() {
+                Some((base, whole)) => {
+                    let form = if whole { Form::Whole } else { Form::Capped };
+                    let asked = Asked { kind, base, form, email, ip };
+                    self.classic(asked, f.reply_path, now, out)
+                }
+                None => self.refuse(out, f.reply_path, format_args!("{kind} is not a lookup")),
+            },
         }
     }
 
     /// A classic kind: from the cache, by joining a lookup in flight, or by a new lookup.
-    fn classic(
-        &mut self,
-        kind: QueryKind,
-        email: &str,
-        ip: &str,
-        to: &[u8],
-        now: Instant,
-        out: &mut impl Effects,
-    ) {
-        cache_key_into(&mut self.key, kind, email, ip, self.settings.default_domain.as_deref());
+    fn classic(&mut self, q: Asked<'_>, to: &[u8], now: Instant, out: &mut impl Effects) {
+        let Asked { kind, base, form, email, ip } = q;
+        cache_key_into(&mut self.key, base, email, ip, self.settings.default_domain.as_deref());
         match self.cache.get(&self.key, now) {
             Found::Fresh { reply, negative } => {
                 let ks = self.stats.kind(kind);
@@ -255,22 +370,32 @@ impl Dispatcher {
                     ks.hits += 1;
                 }
                 log::debug!("cache hit");
-                let sent = out.reply(to, reply);
+                let fitted = form.fit(reply);
+                if fitted.len() < reply.len() {
+                    ks.oversized += 1;
+                    log::debug!(
+                        "{kind} answer of {} bytes (key {}) is too long for {kind}: replied -1",
+                        reply.len(),
+                        key_hash(&self.key)
+                    );
+                }
+                let sent = out.reply(to, fitted);
                 return self.stats.account(to, sent);
             }
             Found::Expired => self.stats.kind(kind).expirations += 1,
             Found::Absent => {}
         }
         self.stats.kind(kind).misses += 1;
-        if let Some(joined) = self.inflight.get_mut(self.key.as_str()) {
+        if let Some(f) = self.inflight.get_mut(self.key.as_str()) {
             self.stats.kind(kind).coalesced += 1;
-            joined.push(to.into());
+            f.joined.push(Waiter { to: to.into(), kind, form });
             return;
         }
         let key = CacheKey::from(std::mem::take(&mut self.key));
         let job = LookupJob {
             key: key.clone(),
-            kind,
+            kind: base,
+            form,
             email: email.to_string(),
             ip: ip.to_string(),
             epoch: self.epoch,
@@ -278,7 +403,7 @@ impl Dispatcher {
         };
         match out.lookup(job) {
             Ok(()) => {
-                self.inflight.insert(key, Vec::new());
+                self.inflight.insert(key, Inflight { starter: (kind, form), joined: Vec::new() });
             }
             Err(Refused::Full) => {
                 self.stats.kind(kind).queue_full += 1;
@@ -292,39 +417,73 @@ impl Dispatcher {
     /// A lookup finished (at `now`): cache the answer and reply to everyone still waiting
     /// for it.
     pub fn finished(&mut self, done: Done, now: Instant, out: &mut impl Effects) {
-        let joined = self.inflight.remove(&done.key).unwrap_or_default();
+        let Some(Inflight { starter, joined }) = self.inflight.remove(&done.key) else {
+            return;
+        };
         match done.outcome {
             Outcome::Answered { reply, negative } => {
-                self.recovered();
+                self.health.up(now);
                 if done.epoch == self.epoch {
                     let sign = if negative { Sign::Negative } else { Sign::Positive };
                     if let Some(k) = self.cache.insert(done.key.as_str(), &reply, sign, now) {
                         self.stats.kind(k).evictions += 1;
                     }
                 }
-                // The worker answered the request that started the lookup.
-                for to in joined {
-                    self.reply(out, &to, &reply);
+                // The worker answered the request that started the lookup (with -1 if the
+                // answer was too long for it).
+                if starter.1.fit(&reply).len() < reply.len() {
+                    self.stats.kind(starter.0).oversized += 1;
+                    log::warn!(
+                        "{} answer of {} bytes (key {}) is longer than a classic reply can carry ({PIPE_BUF} bytes): {} got -1; ALIAS-FULL gives it whole",
+                        done.kind,
+                        reply.len(),
+                        key_hash(done.key.as_str()),
+                        starter.0
+                    );
+                }
+                for w in joined {
+                    let fitted = w.form.fit(&reply);
+                    if fitted.len() < reply.len() {
+                        self.stats.kind(w.kind).oversized += 1;
+                    }
+                    let sent = out.reply(&w.to, fitted);
+                    self.stats.account(&w.to, sent);
                 }
             }
-            Outcome::Failed { error, starter } => {
+            Outcome::Failed { error, starter: starter_to } => {
                 self.stats.kind(done.kind).backend_errors += 1;
-                self.failed(done.kind, &error);
-                let waiting = std::iter::once(starter).chain(joined);
+                self.health.down(Some(done.kind), &error, now);
+                let first = Waiter { to: starter_to, kind: starter.0, form: starter.1 };
+                let waiting = std::iter::once(first).chain(joined);
                 match self.cache.stale(done.key.as_str(), now).map(<[u8]>::to_vec) {
                     Some(stale) => {
                         log::debug!("answered {} from an expired entry", done.key.subject());
-                        for to in waiting {
+                        for w in waiting {
                             self.stats.kind(done.kind).stale_served += 1;
-                            self.reply(out, &to, &stale);
+                            let sent = out.reply(&w.to, w.form.fit(&stale));
+                            self.stats.account(&w.to, sent);
                         }
                     }
                     None => {
-                        for to in waiting {
-                            self.reply(out, &to, &ERROR_REPLY);
+                        for w in waiting {
+                            self.reply(out, &w.to, &ERROR_REPLY);
                         }
                     }
                 }
+            }
+        }
+    }
+
+    /// The start-up check of the backend (one connect): its result.
+    pub fn checked(&mut self, result: Result<(), BackendError>, now: Instant) {
+        match result {
+            Ok(()) => {
+                log::info!("backend {} answers", self.settings.backend);
+                self.health.up(now);
+            }
+            Err(e) => {
+                self.health.down(None, &e, now);
+                log::warn!("starting anyway: lookups fail with -1 (or stale answers) until the backend answers");
             }
         }
     }
@@ -347,9 +506,14 @@ impl Dispatcher {
         );
     }
 
+    fn health_report(&self, out: &impl Effects, now: Instant) -> BackendHealth {
+        self.health.report(&self.settings.backend, out.status().mysql_connects, now)
+    }
+
     /// The counters, as STATS and USR1 give them.
     pub fn report(&self, out: &impl Effects) -> StatsReport {
         let status = out.status();
+        let now = Instant::now();
         let mut r = StatsReport {
             version: env!("CARGO_PKG_VERSION").into(),
             pid: std::process::id(),
@@ -360,10 +524,13 @@ impl Dispatcher {
             in_flight: self.inflight.len() as u64,
             mysql_connects: status.mysql_connects,
             debug: crate::logging::debug_enabled(),
+            backends: vec![self.health.report(&self.settings.backend, status.mysql_connects, now)],
             imap: status.imap,
             ..StatsReport::default()
         };
         self.stats.fill(&mut r);
+        r.failed_replies += status.failed_large_replies;
+        r.swept_reply_fifos = status.swept_reply_fifos;
         r
     }
 
@@ -417,33 +584,27 @@ impl Dispatcher {
             None => self.reply(out, to, &ERROR_REPLY),
         }
     }
+}
 
-    fn failed(&mut self, kind: QueryKind, why: &BackendError) {
-        let h = &mut self.health;
-        h.failures += 1;
-        let now = Instant::now();
-        let since = *h.failing_since.get_or_insert(now);
-        if h.last_warned.is_none_or(|t| now.duration_since(t) >= Duration::from_secs(10)) {
-            h.last_warned = Some(now);
-            log::warn!(
-                "{kind} lookup failed ({}; {} failures in {} s): {why}",
-                why.class(),
-                h.failures,
-                now.duration_since(since).as_secs()
-            );
-        }
-    }
+/// A classic request as the dispatcher sees it.
+#[derive(Debug, Clone, Copy)]
+struct Asked<'a> {
+    /// The kind asked.
+    kind: QueryKind,
+    /// The classic kind whose answer it wants (ALIAS for ALIAS-FULL).
+    base: QueryKind,
+    /// How much of it.
+    form: Form,
+    email: &'a str,
+    ip: &'a str,
+}
 
-    fn recovered(&mut self) {
-        if let Some(since) = self.health.failing_since.take() {
-            log::info!(
-                "backend answering again after {} s and {} failures",
-                since.elapsed().as_secs(),
-                self.health.failures
-            );
-            self.health = Health::default();
-        }
-    }
+/// A key's hash, for logs that must not show whose it is.
+fn key_hash(key: &str) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    key.hash(&mut h);
+    format!("{:016x}", h.finish())
 }
 
 #[cfg(test)]
@@ -507,7 +668,7 @@ mod tests {
     }
 
     fn dispatcher(max_stale: Duration) -> Dispatcher {
-        let settings = Settings { workers: 2, default_domain: None };
+        let settings = Settings { workers: 2, default_domain: None, backend: "test".into() };
         Dispatcher::new(settings, Cache::new(100, Ttls::default(), max_stale))
     }
 
@@ -736,5 +897,67 @@ mod tests {
         ask(&mut d, &mut out, QueryKind::Ping, "", "/t/1");
         d.undelivered(b"/t/2", ReplyFailure::Vanished);
         assert_eq!(d.report(&out).vanished_clients, 2);
+    }
+
+    #[test]
+    fn an_answer_too_long_for_alias_is_minus_one_there_and_whole_for_alias_full() {
+        let (mut d, mut out) = (dispatcher(Duration::ZERO), Recorder::default());
+        let lines: Vec<String> =
+            (0..120).map(|i| format!("&forward-to-someone-far-away-{i:03}@example.org")).collect();
+        let whole = Answer::Alias { lines }.encode_whole();
+        assert!(whole.len() > PIPE_BUF);
+        // An ALIAS and an ALIAS-FULL share one lookup.
+        ask(&mut d, &mut out, QueryKind::Alias, "many@x", "/t/1");
+        ask(&mut d, &mut out, QueryKind::AliasFull, "many@x", "/t/2");
+        ask(&mut d, &mut out, QueryKind::Alias, "many@x", "/t/3");
+        let job = out.jobs.pop().unwrap();
+        assert_eq!((job.kind, job.form), (QueryKind::Alias, Form::Capped));
+        d.finished(answered(job, whole.clone()), Instant::now(), &mut out);
+        assert_eq!(
+            out.take(),
+            vec![("/t/2".into(), whole.clone()), ("/t/3".into(), ERROR_REPLY.to_vec())]
+        );
+        // Cached whole, never as -1: hits get the same.
+        ask(&mut d, &mut out, QueryKind::Alias, "many@x", "/t/4");
+        ask(&mut d, &mut out, QueryKind::AliasFull, "many@x", "/t/5");
+        assert_eq!(out.take(), vec![("/t/4".into(), ERROR_REPLY.to_vec()), ("/t/5".into(), whole)]);
+        let s = d.report(&out);
+        assert_eq!(s.kinds["alias"].oversized, 3, "the starter, the joiner and the hit");
+        assert_eq!(s.kinds["alias-full"].oversized, 0);
+        assert_eq!(s.kinds["alias-full"].hits, 1);
+        assert_eq!(s.cache_entries, 1);
+    }
+
+    #[test]
+    fn health_follows_the_check_and_the_lookups() {
+        let (mut d, mut out) = (dispatcher(Duration::ZERO), Recorder::default());
+        let health = |d: &Dispatcher, out: &Recorder| d.report(out).backends[0].clone();
+        assert_eq!(health(&d, &out).state, BackendState::Unknown);
+        let denied = BackendError::new(ErrorClass::AccessDenied, "Access denied for user 'x'");
+        d.checked(Err(denied), Instant::now());
+        let h = health(&d, &out);
+        assert_eq!(h.state, BackendState::Down);
+        assert_eq!(h.error_class.as_deref(), Some("access denied"));
+        assert_eq!((h.server.as_str(), h.failures), ("test", 1));
+        // A lookup that fails keeps it down; one that succeeds brings it up.
+        ask(&mut d, &mut out, QueryKind::User, "a@x", "/t/1");
+        let job = out.jobs.pop().unwrap();
+        d.finished(failed(job), Instant::now(), &mut out);
+        let h = health(&d, &out);
+        assert_eq!(
+            (h.state, h.error_class.as_deref()),
+            (BackendState::Down, Some("connect refused"))
+        );
+        ask(&mut d, &mut out, QueryKind::User, "a@x", "/t/2");
+        let job = out.jobs.pop().unwrap();
+        d.finished(answered(job, active()), Instant::now(), &mut out);
+        let h = health(&d, &out);
+        assert_eq!((h.state, h.error, h.failures), (BackendState::Up, None, 2));
+        // PING carries it too.
+        out.take();
+        ask(&mut d, &mut out, QueryKind::Ping, "", "/t/p");
+        let ping: PingReply = serde_json::from_slice(&out.take()[0].1[4..]).unwrap();
+        assert_eq!(ping.backends.len(), 1);
+        assert!(!ping.no_backend_up());
     }
 }

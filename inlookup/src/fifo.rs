@@ -176,6 +176,8 @@ pub enum WriteFailed {
     Fstat(Errno),
     /// A write failed.
     Write(Errno),
+    /// The FIFO cannot take a small reply whole at once: its reader keeps it full.
+    Full,
     /// The client read too slowly: `written` of `of` bytes by the deadline.
     TimedOut {
         /// Bytes written.
@@ -234,6 +236,7 @@ impl fmt::Display for WriteFailed {
             WriteFailed::Open(e) => write!(f, "open: {e}"),
             WriteFailed::Fstat(e) => write!(f, "fstat: {e}"),
             WriteFailed::Write(e) => write!(f, "write: {e}"),
+            WriteFailed::Full => f.write_str("the reply FIFO is full (its reader does not read)"),
             WriteFailed::TimedOut { written, of } => {
                 write!(f, "timed out after {written} of {of} bytes")
             }
@@ -246,7 +249,7 @@ impl std::error::Error for WriteFailed {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             WriteFailed::Open(e) | WriteFailed::Fstat(e) | WriteFailed::Write(e) => Some(e),
-            WriteFailed::TimedOut { .. } | WriteFailed::WriterGone => None,
+            WriteFailed::TimedOut { .. } | WriteFailed::WriterGone | WriteFailed::Full => None,
         }
     }
 }
@@ -363,6 +366,56 @@ impl ReplyDir {
         let _ = unlinkat(&self.fd, reply.name, UnlinkatFlags::NoRemoveDir);
     }
 
+    /// Removes abandoned reply FIFOs: names a client gives its reply FIFO
+    /// ([`is_reply_name`]), FIFOs by `fstatat` without following a symlink, unchanged for
+    /// `older_than`, and read by nobody (opening one for writing fails with ENXIO). Only
+    /// names directly in FIFOTMPDIR are looked at and removed, through its descriptor, so no
+    /// rename of a directory on the path can point the removal elsewhere; the name is
+    /// removed only if it is still the FIFO found (same device and inode). A FIFO still
+    /// read (a client waiting longer than the usual timeouts) is left alone. Returns how
+    /// many went.
+    pub fn sweep(&self, older_than: std::time::Duration) -> usize {
+        let Ok(mut dir) = nix::dir::Dir::openat(
+            &self.fd,
+            ".",
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        ) else {
+            return 0;
+        };
+        let now = std::time::SystemTime::now();
+        let names: Vec<std::ffi::CString> = dir
+            .iter()
+            .filter_map(Result::ok)
+            .filter(|e| is_reply_name(e.file_name().to_bytes()))
+            .map(|e| e.file_name().to_owned())
+            .collect();
+        let mut removed = 0;
+        for name in names {
+            let flags = nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW;
+            let Ok(st) = fstatat(&self.fd, name.as_c_str(), flags) else { continue };
+            let changed = st.st_mtime.max(st.st_ctime);
+            let age = now
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs() as i64)
+                .saturating_sub(changed);
+            if !is_fifo(st.st_mode) || age < older_than.as_secs() as i64 {
+                continue;
+            }
+            let wr = OFlag::O_WRONLY | OFlag::O_NONBLOCK | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+            match openat(&self.fd, name.as_c_str(), wr, Mode::empty()) {
+                Err(Errno::ENXIO) => {}
+                _ => continue, // read by someone, or gone, or not ours to open
+            }
+            let same = fstatat(&self.fd, name.as_c_str(), flags)
+                .is_ok_and(|again| (again.st_dev, again.st_ino) == (st.st_dev, st.st_ino));
+            if same && unlinkat(&self.fd, name.as_c_str(), UnlinkatFlags::NoRemoveDir).is_ok() {
+                removed += 1;
+            }
+        }
+        removed
+    }
+
     /// Unlinks a name in FIFOTMPDIR if (and only if) it is a FIFO there: a FIFO nobody
     /// reads any more (the client gave up), found without opening it.
     fn remove_if_fifo(&self, name: &OsStr) {
@@ -374,18 +427,60 @@ impl ReplyDir {
     }
 }
 
+/// True for the names clients give their reply FIFOs: IndiMail's `inquery()` uses its pid
+/// and `time()` in digits, inquery (and libinquery) `inquery.PID.HEX`. The sweep looks at no
+/// other name, so FIFOs of other programs in a shared FIFOTMPDIR (`/tmp`) are left alone.
+///
+/// ```
+/// use inlookup::fifo::is_reply_name;
+/// assert!(is_reply_name(b"123451733100000"));
+/// assert!(is_reply_name(b"inquery.4242.00ff00ff00ff00ff"));
+/// assert!(!is_reply_name(b"inquery.4242."));
+/// assert!(!is_reply_name(b"mysql.sock"));
+/// assert!(!is_reply_name(b""));
+/// ```
+pub fn is_reply_name(name: &[u8]) -> bool {
+    let digits = |b: &[u8]| !b.is_empty() && b.iter().all(u8::is_ascii_digit);
+    if digits(name) {
+        return true;
+    }
+    let Some(rest) = name.strip_prefix(b"inquery.") else { return false };
+    match rest.iter().position(|&b| b == b'.') {
+        Some(dot) => {
+            let (pid, hex) = (&rest[..dot], &rest[dot + 1..]);
+            digits(pid) && !hex.is_empty() && hex.iter().all(u8::is_ascii_hexdigit)
+        }
+        None => false,
+    }
+}
+
 /// Writes replies, from any thread: the I/O thread answers hits and its own kinds, workers
-/// answer the requests they served. A reply of at most `PIPE_BUF` bytes is written at
-/// once; a larger one (STATS, IMAP) is handed, with its opened FIFO, to one writer thread
-/// that waits for the client to read, up to the write timeout.
+/// answer the requests they served. No reply write ever waits: a reply of at most
+/// `PIPE_BUF` bytes goes in one non-blocking write or not at all (a FIFO that cannot take it
+/// whole is a failed delivery, never a stall); a larger one (STATS, IMAP, ALIAS-FULL) is
+/// handed, with its opened FIFO, to the writer thread ([`LargeWriter`]), which writes every
+/// large reply as its reader takes it, each up to its own deadline (timeoutwrite), so one
+/// slow reader never delays another's reply.
 #[derive(Debug, Clone)]
 pub struct Replier {
     /// FIFOTMPDIR.
     dir: std::sync::Arc<ReplyDir>,
-    /// To the writer thread of large replies.
-    large: crossbeam_channel::Sender<(OwnedFd, Vec<u8>)>,
-    /// How long a write may wait (timeoutwrite).
+    /// To the writer thread of large replies, and its wake pipe.
+    large: crossbeam_channel::Sender<Large>,
+    large_wake: crate::wake::Waker,
+    /// How long a large reply may take (timeoutwrite).
     write_timeout: std::time::Duration,
+    /// Large replies not delivered by their deadline, or failed.
+    failed_large: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+/// A large reply being written.
+#[derive(Debug)]
+struct Large {
+    fd: OwnedFd,
+    bytes: Vec<u8>,
+    written: usize,
+    deadline: std::time::Instant,
 }
 
 impl Replier {
@@ -393,21 +488,19 @@ impl Replier {
     /// the last clone of the replier is dropped).
     ///
     /// # Errors
-    /// The thread could not be spawned.
+    /// The thread or its wake pipe could not be made.
     pub fn start(
         dir: std::sync::Arc<ReplyDir>,
         write_timeout: std::time::Duration,
     ) -> std::io::Result<Replier> {
-        let (large, queue) = crossbeam_channel::bounded::<(OwnedFd, Vec<u8>)>(64);
-        std::thread::Builder::new().name("reply-writer".into()).spawn(move || {
-            for (fd, bytes) in queue {
-                let deadline = std::time::Instant::now() + write_timeout;
-                if let Err(e) = write_reply(&fd, &bytes, deadline) {
-                    log::debug!("large reply of {} bytes not delivered: {e}", bytes.len());
-                }
-            }
-        })?;
-        Ok(Replier { dir, large, write_timeout })
+        let (large, queue) = crossbeam_channel::unbounded::<Large>();
+        let (large_wake, wake) = crate::wake::pair().map_err(std::io::Error::from)?;
+        let failed_large = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let failed = failed_large.clone();
+        std::thread::Builder::new()
+            .name("reply-writer".into())
+            .spawn(move || LargeWriter { queue, wake, failed, writing: Vec::new() }.run())?;
+        Ok(Replier { dir, large, large_wake, write_timeout, failed_large })
     }
 
     /// Opens the reply FIFO and writes the reply (or hands a large one to the writer
@@ -421,7 +514,7 @@ impl Replier {
     /// failed here, or nobody reads the FIFO any more ([`ReplyDir::open_reply`]).
     ///
     /// # Errors
-    /// As [`ReplyDir::open_reply`] and [`write_reply`].
+    /// As [`ReplyDir::open_reply`] and [`Replier::write`].
     pub fn send(&self, path: &[u8], bytes: &[u8]) -> Result<(), ReplyFailure> {
         let reply = self.open(path)?;
         self.write(reply, bytes)
@@ -437,58 +530,119 @@ impl Replier {
         self.dir.open_reply(path)
     }
 
-    /// Writes a reply to a FIFO from [`Replier::open`] (a large one: hands it to the writer
-    /// thread); removes the FIFO's name if the write failed.
+    /// Writes a reply to a FIFO from [`Replier::open`]: a small one at once or not at all
+    /// (then the FIFO's name is removed), a large one by the writer thread.
     ///
     /// # Errors
-    /// As [`write_reply`].
+    /// [`WriteFailed::Full`] when the FIFO cannot take a small reply whole; a write error.
     pub fn write(&self, reply: ReplyFifo<'_>, bytes: &[u8]) -> Result<(), ReplyFailure> {
         if bytes.len() <= inlookup_core::wire::PIPE_BUF {
-            let deadline = std::time::Instant::now() + self.write_timeout;
-            let sent = write_reply(&reply.fd, bytes, deadline);
+            let sent = write_small(&reply.fd, bytes);
             if sent.is_err() {
                 self.dir.remove(&reply);
             }
             return sent;
         }
-        self.large
-            .send((reply.fd, bytes.to_vec()))
-            .map_err(|_| ReplyFailure::Failed(WriteFailed::WriterGone))
+        let deadline = std::time::Instant::now() + self.write_timeout;
+        let large = Large { fd: reply.fd, bytes: bytes.to_vec(), written: 0, deadline };
+        self.large.send(large).map_err(|_| ReplyFailure::Failed(WriteFailed::WriterGone))?;
+        self.large_wake.wake();
+        Ok(())
+    }
+
+    /// Large replies the writer thread could not deliver (too slow a reader, or an error).
+    pub fn failed_large(&self) -> u64 {
+        self.failed_large.load(std::sync::atomic::Ordering::Relaxed)
     }
 }
 
-/// Writes a whole reply to a reply FIFO opened by [`ReplyDir::open_reply`]. A reply of at
-/// most `PIPE_BUF` bytes into a fresh FIFO goes in one write; a longer one waits for the
-/// client to read, up to `deadline`.
-pub fn write_reply(
-    fd: &OwnedFd,
-    bytes: &[u8],
-    deadline: std::time::Instant,
-) -> Result<(), ReplyFailure> {
-    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-    let mut off = 0;
-    while off < bytes.len() {
-        match nix::unistd::write(fd, &bytes[off..]) {
-            Ok(n) => off += n,
-            Err(Errno::EINTR) => {}
-            Err(Errno::EPIPE) => return Err(ReplyFailure::Vanished),
-            Err(Errno::EAGAIN) => {
-                let left = deadline.saturating_duration_since(std::time::Instant::now());
-                if left.is_zero() {
-                    return Err(ReplyFailure::Failed(WriteFailed::TimedOut {
-                        written: off,
-                        of: bytes.len(),
-                    }));
+/// A reply of at most `PIPE_BUF` bytes in one non-blocking write: a pipe takes such a
+/// write whole or not at all.
+fn write_small(fd: &OwnedFd, bytes: &[u8]) -> Result<(), ReplyFailure> {
+    loop {
+        return match nix::unistd::write(fd, bytes) {
+            Ok(n) if n == bytes.len() => Ok(()),
+            Ok(_) | Err(Errno::EAGAIN) => Err(ReplyFailure::Failed(WriteFailed::Full)),
+            Err(Errno::EINTR) => continue,
+            Err(Errno::EPIPE) => Err(ReplyFailure::Vanished),
+            Err(e) => Err(ReplyFailure::Failed(WriteFailed::Write(e))),
+        };
+    }
+}
+
+/// The writer thread of large replies: polls every reply it is writing and writes to each
+/// as much as its reader has room for, until it is whole, its reader is gone, or its
+/// deadline passes.
+struct LargeWriter {
+    queue: crossbeam_channel::Receiver<Large>,
+    wake: crate::wake::WakeReceiver,
+    failed: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    writing: Vec<Large>,
+}
+
+impl LargeWriter {
+    fn run(mut self) {
+        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+        loop {
+            let mut closed = false;
+            loop {
+                match self.queue.try_recv() {
+                    Ok(l) => self.writing.push(l),
+                    Err(crossbeam_channel::TryRecvError::Empty) => break,
+                    Err(crossbeam_channel::TryRecvError::Disconnected) => {
+                        closed = true;
+                        break;
+                    }
                 }
-                let ms = PollTimeout::try_from(left.as_millis().min(60_000) as i32)
-                    .unwrap_or(PollTimeout::MAX);
-                let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLOUT)];
-                let _ = poll(&mut fds, ms);
             }
-            Err(e) => return Err(ReplyFailure::Failed(WriteFailed::Write(e))),
+            let now = std::time::Instant::now();
+            let failed = &self.failed;
+            self.writing.retain_mut(|l| match l.advance(now) {
+                Some(Ok(())) => false,
+                Some(Err(e)) => {
+                    failed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    log::debug!("large reply of {} bytes not delivered: {e}", l.bytes.len());
+                    false
+                }
+                None => true,
+            });
+            if closed && self.writing.is_empty() {
+                return;
+            }
+            let next = self.writing.iter().map(|l| l.deadline).min();
+            let ms = next.map_or(PollTimeout::NONE, |d| {
+                let left = d.saturating_duration_since(now).as_millis().clamp(1, 60_000);
+                PollTimeout::try_from(left as i32).unwrap_or(PollTimeout::MAX)
+            });
+            let mut fds = Vec::with_capacity(self.writing.len() + 1);
+            fds.push(PollFd::new(self.wake.as_fd(), PollFlags::POLLIN));
+            fds.extend(self.writing.iter().map(|l| PollFd::new(l.fd.as_fd(), PollFlags::POLLOUT)));
+            let _ = poll(&mut fds, if closed { PollTimeout::from(10u8) } else { ms });
+            drop(fds);
+            self.wake.drain();
         }
     }
-    Ok(())
+}
+
+impl Large {
+    /// Writes what the FIFO takes now: `Some(Ok)` when whole, `Some(Err)` when it failed or
+    /// its time is up, `None` to wait for room.
+    fn advance(&mut self, now: std::time::Instant) -> Option<Result<(), ReplyFailure>> {
+        while self.written < self.bytes.len() {
+            match nix::unistd::write(&self.fd, &self.bytes[self.written..]) {
+                Ok(n) => self.written += n,
+                Err(Errno::EINTR) => {}
+                Err(Errno::EAGAIN) if now < self.deadline => return None,
+                Err(Errno::EAGAIN) => {
+                    let (written, of) = (self.written, self.bytes.len());
+                    return Some(Err(ReplyFailure::Failed(WriteFailed::TimedOut { written, of })));
+                }
+                Err(Errno::EPIPE) => return Some(Err(ReplyFailure::Vanished)),
+                Err(e) => return Some(Err(ReplyFailure::Failed(WriteFailed::Write(e)))),
+            }
+        }
+        Some(Ok(()))
+    }
 }
 
 #[cfg(test)]
@@ -551,7 +705,7 @@ mod tests {
             open(&d.join("ok"), OFlag::O_RDONLY | OFlag::O_NONBLOCK, Mode::empty()).unwrap();
         let ok_path = d.join("ok");
         let reply = rd.open_reply(ok_path.as_os_str().as_bytes()).unwrap();
-        write_reply(&reply.fd, b"hello", Instant::now() + Duration::from_secs(1)).unwrap();
+        write_small(&reply.fd, b"hello").unwrap();
         assert!(d.join("ok").exists());
         rd.remove(&reply);
         assert!(!d.join("ok").exists());
@@ -615,6 +769,71 @@ mod tests {
         assert!(!p.exists());
         std::fs::write(&p, b"x").unwrap();
         assert!(matches!(RequestFifo::open(&p, 0o660, 0), Err(FifoError::NotAFifo(_))));
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    /// A reader end for `path` that also holds a write end (as a hostile client would).
+    fn hostile_reader(path: &Path) -> OwnedFd {
+        mkfifo(path, Mode::from_bits_truncate(0o600)).unwrap();
+        open(path, OFlag::O_RDWR | OFlag::O_NONBLOCK, Mode::empty()).unwrap()
+    }
+
+    fn fill(fd: &OwnedFd) {
+        while nix::unistd::write(fd, &[0u8; 4096]).is_ok() {}
+    }
+
+    #[test]
+    fn a_full_reply_fifo_is_a_failed_delivery_not_a_wait() {
+        let d = tmp("full");
+        let r = Replier::start(
+            std::sync::Arc::new(ReplyDir::open(&d).unwrap()),
+            Duration::from_secs(30),
+        )
+        .unwrap();
+        let f = d.join("full");
+        let hostile = hostile_reader(&f);
+        fill(&hostile);
+        // A wait would end in TimedOut after 30 s; a full FIFO is Full at once.
+        assert_eq!(
+            r.send(f.as_os_str().as_bytes(), b"\x01\0\0\0"),
+            Err(ReplyFailure::Failed(WriteFailed::Full))
+        );
+        assert!(!f.exists(), "the name of a FIFO that could not take its reply is removed");
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn a_slow_reader_does_not_delay_another_large_reply() {
+        let d = tmp("large");
+        let r = Replier::start(
+            std::sync::Arc::new(ReplyDir::open(&d).unwrap()),
+            Duration::from_secs(30),
+        )
+        .unwrap();
+        let (slow, fast) = (d.join("slow"), d.join("fast"));
+        let stuck = hostile_reader(&slow);
+        fill(&stuck);
+        mkfifo(&fast, Mode::from_bits_truncate(0o600)).unwrap();
+        let reader = open(&fast, OFlag::O_RDONLY | OFlag::O_NONBLOCK, Mode::empty()).unwrap();
+        let big = vec![7u8; 200_000];
+        r.send(slow.as_os_str().as_bytes(), &big).unwrap();
+        r.send(fast.as_os_str().as_bytes(), &big).unwrap();
+        // The fast reader gets its whole reply while the slow one's is still waiting (up to
+        // its 30 s deadline). The 10 s bound is only there so a regression fails instead of
+        // hanging; the benchmark measures times.
+        let mut got = 0;
+        let mut buf = vec![0u8; 65536];
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while got < big.len() {
+            assert!(Instant::now() < deadline, "only {got} of {} bytes arrived", big.len());
+            match nix::unistd::read(&reader, &mut buf) {
+                Ok(n) => got += n,
+                Err(Errno::EAGAIN) => std::thread::sleep(Duration::from_millis(5)),
+                Err(e) => panic!("read: {e}"),
+            }
+        }
+        assert_eq!(got, big.len());
+        drop(stuck);
         std::fs::remove_dir_all(&d).unwrap();
     }
 }

@@ -2,7 +2,7 @@
 //! and carries out what the [`Dispatcher`] decides (its [`Effects`]: write a reply, queue a
 //! lookup or an IMAP request). Everything it knows about requests is the dispatcher's.
 
-use crate::backend::{Backends, Lookup};
+use crate::backend::{BackendError, Backends, Lookup};
 use crate::config::Config;
 use crate::dispatch::{Dispatcher, Effects, Settings, Status};
 use crate::error::Error;
@@ -10,7 +10,9 @@ use crate::fifo::{Replier, ReplyDir, ReplyFailure, RequestFifo};
 use crate::imap::{ImapJob, ImapSide};
 use crate::pool::{Event, Pool, Refused};
 use crate::signals::{Control, Controls};
+use crate::wake::Waker;
 use crate::{cache::Cache, stats};
+use crossbeam_channel::{Receiver, Sender};
 use inlookup_core::wire::{self, Decoded};
 use inlookup_imap::Forgotten;
 use nix::errno::Errno;
@@ -73,6 +75,8 @@ struct World {
     reset: Arc<AtomicU64>,
     imap: ImapSide,
     mysql_connects: Arc<AtomicU64>,
+    /// Abandoned reply FIFOs removed by the sweep thread.
+    swept: Arc<AtomicU64>,
 }
 
 impl Effects for World {
@@ -100,6 +104,8 @@ impl Effects for World {
         Status {
             mysql_connects: self.mysql_connects.load(Ordering::Relaxed),
             imap: self.imap.stats(),
+            failed_large_replies: self.replier.failed_large(),
+            swept_reply_fifos: self.swept.load(Ordering::Relaxed),
         }
     }
 }
@@ -119,6 +125,10 @@ struct Server {
     draining: Option<Instant>,
     /// One read's buffer.
     scratch: Vec<u8>,
+    /// The start-up check of the backend, until it reports.
+    check: Option<Receiver<Result<(), BackendError>>>,
+    /// Dropped to stop the sweep thread.
+    _sweeping: Sender<()>,
 }
 
 /// Serves until a [`Control::Shutdown`] arrives, then removes the FIFOs and returns.
@@ -132,8 +142,12 @@ pub fn run(
     controls: Controls,
 ) -> Result<(), Error> {
     let Listener { fifos, replies } = listener;
-    let replier = Replier::start(Arc::new(replies), cfg.timeouts.write)
+    let replies = Arc::new(replies);
+    let replier = Replier::start(replies.clone(), cfg.timeouts.write)
         .map_err(Error::io("reply writer thread"))?;
+    let swept = Arc::new(AtomicU64::new(0));
+    let sweeping = sweep(replies, cfg.timeouts.read + cfg.timeouts.write, swept.clone())?;
+    let check = check(&backends, controls.waker.clone())?;
     let imap = ImapSide::start(&cfg.imap, &backends, controls.waker.clone(), replier.clone())?;
     let reset = Arc::new(AtomicU64::new(0));
     let (factory, generation) = (backends.factory.clone(), reset.clone());
@@ -151,8 +165,11 @@ pub fn run(
         cfg.ttls.clone(),
         if cfg.serve_stale { cfg.max_stale } else { Duration::ZERO },
     );
-    let settings =
-        Settings { workers: cfg.workers, default_domain: cfg.lookup.default_domain.clone() };
+    let settings = Settings {
+        workers: cfg.workers,
+        default_domain: cfg.lookup.default_domain.clone(),
+        backend: cfg.mysql.describe(),
+    };
     log::info!("started: {}", cfg.describe());
     let mut s = Server {
         inputs: fifos
@@ -160,14 +177,58 @@ pub fn run(
             .map(|fifo| Input { fifo, buf: Vec::new(), pending_since: None })
             .collect(),
         dispatcher: Dispatcher::new(settings, cache),
-        world: World { replier, lookups, reset, imap, mysql_connects: backends.connects },
+        world: World { replier, lookups, reset, imap, mysql_connects: backends.connects, swept },
         controls,
         read_timeout: cfg.timeouts.read,
         shutdown_grace: cfg.shutdown_grace,
         draining: None,
         scratch: vec![0u8; 64 * 1024],
+        check: Some(check),
+        _sweeping: sweeping,
     };
     s.serve()
+}
+
+/// Connects one backend on a thread of its own, so PING and STATS report its health (and
+/// a wrong password is logged) before the first lookup, without delaying the start: MySQL
+/// may come later.
+fn check(backends: &Backends, waker: Waker) -> Result<Receiver<Result<(), BackendError>>, Error> {
+    let (tx, rx) = crossbeam_channel::bounded(1);
+    let factory = backends.factory.clone();
+    std::thread::Builder::new()
+        .name("backend-check".into())
+        .spawn(move || {
+            let _ = tx.send(factory().check());
+            waker.wake();
+        })
+        .map_err(Error::io("backend check thread"))?;
+    Ok(rx)
+}
+
+/// Sweeps abandoned reply FIFOs ([`ReplyDir::sweep`]) every half `older_than` (at least
+/// every second, at most every minute), until the returned sender is dropped.
+fn sweep(
+    dir: Arc<ReplyDir>,
+    older_than: Duration,
+    swept: Arc<AtomicU64>,
+) -> Result<Sender<()>, Error> {
+    let (stop, stopped) = crossbeam_channel::bounded::<()>(0);
+    let every = (older_than / 2).clamp(Duration::from_secs(1), Duration::from_secs(60));
+    std::thread::Builder::new()
+        .name("reply-sweep".into())
+        .spawn(move || {
+            while let Err(crossbeam_channel::RecvTimeoutError::Timeout) =
+                stopped.recv_timeout(every)
+            {
+                let n = dir.sweep(older_than);
+                if n > 0 {
+                    swept.fetch_add(n as u64, Ordering::Relaxed);
+                    log::debug!("removed {n} abandoned reply FIFOs from FIFOTMPDIR");
+                }
+            }
+        })
+        .map_err(Error::io("reply sweep thread"))?;
+    Ok(stop)
 }
 
 impl Server {
@@ -197,6 +258,10 @@ impl Server {
             }
             while let Ok(c) = self.controls.rx.try_recv() {
                 self.control(c);
+            }
+            if let Some(Ok(result)) = self.check.as_ref().map(Receiver::try_recv) {
+                self.dispatcher.checked(result, Instant::now());
+                self.check = None;
             }
             self.events();
             for i in ready {

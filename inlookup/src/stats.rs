@@ -1,6 +1,6 @@
 //! The daemon's counters, owned by the I/O thread (so exact, without atomics).
 
-use crate::fifo::ReplyFailure;
+use crate::fifo::{ReplyFailure, WriteFailed};
 use inlookup_core::admin::{KindStats, StatsReport};
 use inlookup_core::QueryKind;
 use std::fmt::Write as _;
@@ -18,6 +18,8 @@ pub struct Stats {
     pub refused_reply_paths: u64,
     /// Replies dropped because the client was gone.
     pub vanished_clients: u64,
+    /// Replies that could not be written to a FIFO that was there (full, or a write error).
+    pub failed_replies: u64,
 }
 
 /// The index of a kind in [`Stats::kinds`].
@@ -43,7 +45,13 @@ impl Stats {
                 self.refused_reply_paths += 1;
                 log::warn!("not replying to {:?}: {why}", String::from_utf8_lossy(path));
             }
+            Err(ReplyFailure::Failed(why @ WriteFailed::Full)) => {
+                // A client that keeps its own reply FIFO full hurts only itself.
+                self.failed_replies += 1;
+                log::debug!("reply to {:?} not written: {why}", String::from_utf8_lossy(path));
+            }
             Err(ReplyFailure::Failed(why)) => {
+                self.failed_replies += 1;
                 log::warn!("reply to {:?} {why}", String::from_utf8_lossy(path));
             }
         }
@@ -58,6 +66,7 @@ impl Stats {
         r.bad_requests = self.bad_requests;
         r.refused_reply_paths = self.refused_reply_paths;
         r.vanished_clients = self.vanished_clients;
+        r.failed_replies = self.failed_replies;
     }
 }
 
@@ -89,6 +98,7 @@ pub fn describe(r: &StatsReport) -> Vec<String> {
             ("backend errors", k.backend_errors),
             ("served stale", k.stale_served),
             ("refused (queue full)", k.queue_full),
+            ("too long for a classic reply", k.oversized),
         ];
         for (what, v) in extra.iter().filter(|(_, v)| *v > 0) {
             let _ = write!(l, ", {v} {what}");
@@ -96,9 +106,12 @@ pub fn describe(r: &StatsReport) -> Vec<String> {
         lines.push(l);
     }
     lines.push(format!(
-        "{} bad frames, {} bad requests, {} refused reply paths, {} vanished clients, {} in flight, {} MySQL connects",
-        r.bad_frames, r.bad_requests, r.refused_reply_paths, r.vanished_clients, r.in_flight, r.mysql_connects
+        "{} bad frames, {} bad requests, {} refused reply paths, {} vanished clients, {} failed replies, {} abandoned reply FIFOs swept, {} in flight, {} MySQL connects",
+        r.bad_frames, r.bad_requests, r.refused_reply_paths, r.vanished_clients, r.failed_replies, r.swept_reply_fifos, r.in_flight, r.mysql_connects
     ));
+    for b in &r.backends {
+        lines.push(b.line());
+    }
     lines.push(r.imap.line());
     lines
 }

@@ -292,9 +292,20 @@ impl Lookup for Client {
     ///
     /// # Errors
     /// As [`Client::raw`], plus [`Error::Backend`] for the daemon's error reply.
+    ///
+    /// ALIAS is asked as IndiMail asks it; a `-1` is asked again as ALIAS-FULL, since
+    /// inlookup answers `-1` to an alias list longer than a classic reply can carry and
+    /// gives it whole on ALIAS-FULL. (IndiMail's own inlookup does not know ALIAS-FULL: there
+    /// a failed ALIAS costs the read timeout once more.)
     fn ask(&self, kind: QueryKind, email: &str, ip: &str) -> Result<Answer, Error> {
         crate::lookup::check_classic(kind, ip)?;
         let (n, body) = self.raw(kind.byte(), email, ip)?;
-        Ok(Answer::decode(kind, n, &body, email)?)
+        match Answer::decode(kind, n, &body, email) {
+            Err(inlookup_core::ReplyError::Backend) if kind == QueryKind::Alias => {
+                let (n, body) = self.raw(QueryKind::AliasFull.byte(), email, ip)?;
+                Ok(Answer::decode(kind, n, &body, email)?)
+            }
+            r => Ok(r?),
+        }
     }
 }

@@ -2,9 +2,10 @@
 //! IndiMail's callers do when QUERY_CACHE is not set.
 //!
 //! The SQL is the root package's [`Lookups`], the daemon's own, and every answer goes through
-//! the same reply codec the daemon's replies do ([`Answer::encode`] then [`Answer::decode`]),
-//! so for the same data direct mode and the daemon give identical answers, IndiMail's limit
-//! of one `PIPE_BUF` per reply included.
+//! the same reply codec the daemon's replies do ([`Answer::encode_whole`] then
+//! [`Answer::decode`]), so for the same data direct mode and the daemon give identical
+//! answers (an alias list longer than a classic reply whole, as the client gets it through
+//! ALIAS-FULL).
 
 use crate::error::Error;
 use crate::Lookup;
@@ -164,14 +165,14 @@ impl Lookup for Direct {
     /// # Errors
     /// [`Error::BadArgument`] for what the daemon would never be sent (not a classic kind,
     /// RELAY without an IP, a NUL byte, too long); [`Error::Mysql`] when MySQL fails or a
-    /// configured table name is not an identifier; [`Error::Backend`] for an answer longer
-    /// than IndiMail's reply limit (the daemon replies -1 to those).
+    /// configured table name is not an identifier. An answer longer than a classic reply
+    /// can carry comes whole, as [`crate::Client::ask`] gets it (through ALIAS-FULL).
     fn ask(&self, kind: QueryKind, email: &str, ip: &str) -> Result<Answer, Error> {
         check_request(kind, email, ip)?;
         let lookups = self.lookups()?;
         let answer = self.with_conn(|c| lookups.answer(c, kind, email, ip))?;
         // Through the reply codec, exactly as the daemon's answer reaches its client.
-        let reply = answer.encode();
+        let reply = answer.encode_whole();
         let mut header = [0u8; HEADER_LEN];
         header.copy_from_slice(&reply[..HEADER_LEN]);
         Ok(Answer::decode(kind, reply_int(header), &reply[HEADER_LEN..], email)?)

@@ -173,8 +173,14 @@ pub fn json(kind: QueryKind, email: &str, ip: &str, answer: &Answer) -> String {
 }
 
 /// PING for people.
+/// PING for people: the daemon, then one line per backend server.
 pub fn ping(p: &PingReply) -> String {
-    format!("inlookup {} (pid {}) up {} s\n", p.version, p.pid, p.uptime_secs)
+    let mut out = format!("inlookup {} (pid {}) up {} s\n", p.version, p.pid, p.uptime_secs);
+    for b in &p.backends {
+        out.push_str(&b.line());
+        out.push('\n');
+    }
+    out
 }
 
 /// STATS for people: the totals, then one row per kind.
@@ -193,9 +199,17 @@ pub fn stats(s: &StatsReport) -> String {
     );
     let _ = writeln!(
         out,
-        "bad frames {}, bad requests {}, refused reply paths {}, vanished clients {}",
-        s.bad_frames, s.bad_requests, s.refused_reply_paths, s.vanished_clients
+        "bad frames {}, bad requests {}, refused reply paths {}, vanished clients {}, failed replies {}, swept reply FIFOs {}",
+        s.bad_frames,
+        s.bad_requests,
+        s.refused_reply_paths,
+        s.vanished_clients,
+        s.failed_replies,
+        s.swept_reply_fifos
     );
+    for b in &s.backends {
+        let _ = writeln!(out, "{}", b.line());
+    }
     let _ = writeln!(
         out,
         "{:<12}{:>10}{:>10}{:>10}{:>10}{:>10}{:>10}{:>10}{:>10}",

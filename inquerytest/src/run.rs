@@ -199,11 +199,9 @@ fn admin(cli: &Cli, cmd: &Command) -> Result<i32, Fail> {
         Command::Imap(imap) => return imap::run(cli, &client, imap),
         Command::Ping => {
             let p = client.ping().map_err(|e| query_failed(name, &e))?;
-            if cli.json {
-                to_json(&p)?
-            } else {
-                output::ping(&p)
-            }
+            print(if cli.json { to_json(&p)? } else { output::ping(&p) })?;
+            // The daemon answers, but no backend does: every miss fails.
+            return Ok(if p.no_backend_up() { EXIT_FAILURE } else { EXIT_OK });
         }
         Command::Stats => {
             let s = client.stats().map_err(|e| query_failed(name, &e))?;

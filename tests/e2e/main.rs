@@ -12,6 +12,7 @@ mod caching;
 mod cli;
 mod concurrency;
 mod direct;
+mod hostile;
 mod imap;
 mod imap_clients;
 mod keepalive;
