@@ -23,7 +23,8 @@ same login, or closes it. `imap auth USER` checks a password. Without -t they wa
 the reply (an IMAP login can take seconds); with --json each prints the daemon's JSON reply.
 
 Exit codes: 0 answered; 1 not found (PWD, HOST, LIMIT) or the query failed (daemon not
-running, timed out, error reply); 100 usage; 111 system error (reply FIFO, private server).
+running, timed out, error reply), and for ping: no backend (MySQL) is up; 100 usage; 111
+system error (reply FIFO, private server).
 imap: 0 done (cmd: tagged OK; auth: valid); 1 failed (wrong password, no session, the
 server unreachable...; cmd: tagged NO or BAD; auth: invalid); 100 usage; 111 system error.
 
@@ -95,7 +96,7 @@ pub struct Cli {
 /// inlookup's own requests, beyond IndiMail's seven queries.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Is the daemon alive: its version, pid and uptime.
+    /// Is the daemon alive: its version, pid, uptime and each backend's health.
     Ping,
     /// The daemon's counters: per query kind and overall.
     Stats,
