@@ -134,6 +134,11 @@ pub struct KindStats {
     /// IndiMail's inlookup; ALIAS-FULL gives them whole).
     #[serde(default)]
     pub oversized: u64,
+    /// Requests of this kind refused as bad (RELAY without an IP, a field that is not
+    /// UTF-8, a FLUSH payload that is not valid): `requests` = hits + negative hits +
+    /// misses + refused for the lookup kinds.
+    #[serde(default)]
+    pub refused: u64,
 }
 
 /// STATS' reply.
@@ -153,6 +158,15 @@ pub struct StatsReport {
     pub workers: u64,
     /// Lookups queued or running now.
     pub in_flight: u64,
+    /// Lookups waiting in the queue for a worker now.
+    #[serde(default)]
+    pub queued: u64,
+    /// Workers serving a lookup now.
+    #[serde(default)]
+    pub workers_busy: u64,
+    /// Workers whose lookup panicked (each started afresh).
+    #[serde(default)]
+    pub worker_panics: u64,
     /// MySQL connections opened since start (reconnects included).
     pub mysql_connects: u64,
     /// Per kind, by its short name.
@@ -166,9 +180,12 @@ pub struct StatsReport {
     /// Replies dropped because the client had already gone.
     pub vanished_clients: u64,
     /// Replies not delivered to a FIFO that was there: full (its reader does not read),
-    /// too slow for a large reply, or a write error.
+    /// too slow for a large reply, or a write error (`full_reply_fifos` included).
     #[serde(default)]
     pub failed_replies: u64,
+    /// Of `failed_replies`: small replies to a FIFO its client kept full.
+    #[serde(default)]
+    pub full_reply_fifos: u64,
     /// Abandoned reply FIFOs removed from FIFOTMPDIR by the daemon's sweep.
     #[serde(default)]
     pub swept_reply_fifos: u64,
@@ -185,8 +202,19 @@ pub struct StatsReport {
 impl StatsReport {
     /// The counters summed over every kind.
     pub fn totals(&self) -> KindStats {
+        self.sum(|_| true)
+    }
+
+    /// The counters summed over the lookup kinds (IndiMail's seven and ALIAS-FULL), whose
+    /// requests are hits, negative hits, misses or refused: PING, STATS, FLUSH and the IMAP
+    /// kinds are neither.
+    pub fn lookup_totals(&self) -> KindStats {
+        self.sum(|name| name.parse::<crate::QueryKind>().is_ok_and(|k| k.answers().is_some()))
+    }
+
+    fn sum(&self, take: impl Fn(&str) -> bool) -> KindStats {
         let mut t = KindStats::default();
-        for k in self.kinds.values() {
+        for (_, k) in self.kinds.iter().filter(|(name, _)| take(name)) {
             t.requests += k.requests;
             t.hits += k.hits;
             t.negative_hits += k.negative_hits;
@@ -198,6 +226,7 @@ impl StatsReport {
             t.stale_served += k.stale_served;
             t.queue_full += k.queue_full;
             t.oversized += k.oversized;
+            t.refused += k.refused;
         }
         t
     }

@@ -139,6 +139,10 @@ impl fmt::Display for LookupError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             LookupError::BadTableName(t) => write!(f, "bad table name {t:?}"),
+            // The server's own words, not the driver's debug form (`MySqlError { … }`).
+            LookupError::Mysql(mysql::Error::MySqlError(m)) => {
+                write!(f, "MySQL error {} ({}): {}", m.code, m.state, m.message)
+            }
             LookupError::Mysql(e) => write!(f, "mysql: {e}"),
         }
     }

@@ -11,7 +11,7 @@ use std::time::Duration;
 /// inlookup: answers IndiMail's user, relay, password, host, alias, limit and domain
 /// queries over FIFOs, from a cache in front of persistent MySQL connections.
 #[derive(Debug, Clone, Parser)]
-#[command(name = "inlookup", version, about, long_about = None)]
+#[command(name = "inlookup", version, about, long_about = LONG_ABOUT)]
 pub struct Args {
     /// Request FIFO: absolute, `./relative`, or a name inside --fifo-dir.
     #[arg(short = 'f', long = "infifo", env = "INFIFO", default_value = "infifo")]
@@ -171,11 +171,31 @@ pub struct Args {
     #[arg(long, env = "IMAP_COMMAND_TIMEOUT", default_value_t = 60)]
     pub imap_command_timeout: u64,
 
+    /// Serve metrics (Prometheus text format) over HTTP at ADDRESS:PORT, e.g.
+    /// 127.0.0.1:9167 (unset: no listener).
+    #[arg(long, env = "METRICS_LISTEN", value_name = "ADDRESS:PORT")]
+    pub metrics_listen: Option<String>,
+
+    /// Who may scrape the metrics: addresses and CIDR ranges, comma-separated (others get
+    /// 403).
+    #[arg(long, env = "METRICS_ALLOW", default_value = "127.0.0.0/8,::1")]
+    pub metrics_allow: String,
+
     /// Before an IMAP login, pass the end user's IP to a server that offers ID
     /// (`ID ("x-originating-ip" …)`; Dovecot honours it from login_trusted_networks).
     #[arg(long, env = "IMAP_SEND_ID", default_value = "1", value_parser = parse_flag, action = clap::ArgAction::Set)]
     pub imap_send_id: bool,
 }
+
+/// The man page's DESCRIPTION (and `--help`'s opening).
+const LONG_ABOUT: &str = "inlookup answers IndiMail's seven lookups (user, relay, password, \
+host, alias, limit, domain), inlookup's own requests (ping, stats, flush) and its pooled IMAP \
+sessions over FIFOs, wire-compatible with IndiMail's inlookup: one I/O thread answers cache \
+hits, a bounded pool of workers with persistent MySQL connections answers misses. It runs in \
+the foreground under daemontools, runit or systemd, never as root. Every flag can also be \
+set by the environment name shown (an envdir). Signals: HUP flushes the caches and \
+reconnects, USR1 logs the counters, USR2 toggles debug lines, TERM stops after what is in \
+flight.";
 
 fn parse_octal(s: &str) -> Result<u32, String> {
     u32::from_str_radix(s.trim().trim_start_matches("0o"), 8)
@@ -233,6 +253,8 @@ pub struct Config {
     pub syslog: Option<String>,
     /// The IMAP sessions.
     pub imap: inlookup_imap::ImapConfig,
+    /// The metrics listener, if any.
+    pub metrics: Option<crate::metrics::MetricsConfig>,
     /// Warnings about the settings, for the log once it is set up.
     pub notices: Vec<String>,
 }
@@ -308,16 +330,33 @@ impl Config {
             },
             ..inlookup_imap::ImapConfig::default()
         };
+        let metrics = match a.metrics_listen.as_deref().map(str::trim).filter(|l| !l.is_empty()) {
+            None => None,
+            Some(l) => Some(crate::metrics::MetricsConfig {
+                listen: l.parse().map_err(|_| crate::Error::Config {
+                    setting: "METRICS_LISTEN",
+                    reason: format!("{l:?} is not ADDRESS:PORT"),
+                })?,
+                allow: crate::metrics::parse_allow(&a.metrics_allow)
+                    .map_err(|reason| crate::Error::Config { setting: "METRICS_ALLOW", reason })?,
+            }),
+        };
         let timeouts = Timeouts::from_controldir(&controldir);
         // A lookup's client waits timeoutread for its answer: a MySQL read or write that
         // takes longer (a frozen server, a connect after HUP) only holds a worker for nothing.
         mysql.read_timeout = mysql.read_timeout.min(timeouts.read);
         mysql.write_timeout = mysql.write_timeout.min(timeouts.read);
+        if a.workers == 0 {
+            return Err(crate::Error::Config {
+                setting: "THREAD_COUNT",
+                reason: "0 workers could answer no miss; give 1 or more".into(),
+            });
+        }
         Ok(Config {
             fifos: crate::fifo::request_paths(&a.fifo_dir, &a.infifo, a.instances),
             fifo_tmpdir: a.fifo_tmpdir,
             fifo_mode: a.fifo_mode,
-            workers: a.workers.max(1),
+            workers: a.workers,
             queue: a.queue.max(1),
             cache_entries: a.cache_entries,
             ttls,
@@ -333,6 +372,7 @@ impl Config {
             user: a.user.filter(|u| !u.is_empty()),
             syslog: a.syslog.filter(|s| !s.is_empty()),
             imap,
+            metrics,
             notices,
         })
     }

@@ -74,6 +74,12 @@ pub struct Status {
     pub failed_large_replies: u64,
     /// Abandoned reply FIFOs the sweep removed.
     pub swept_reply_fifos: u64,
+    /// Lookups waiting for a worker.
+    pub queued: u64,
+    /// Lookup workers serving a lookup.
+    pub workers_busy: u64,
+    /// Lookup workers whose lookup panicked.
+    pub worker_panics: u64,
 }
 
 /// The dispatcher's settings.
@@ -283,19 +289,17 @@ impl Dispatcher {
     /// Serves one decoded request read from `fifo` at `now`.
     pub fn request(&mut self, fifo: &Path, f: Frame<'_>, now: Instant, out: &mut impl Effects) {
         let Some(kind) = QueryKind::from_byte(f.kind) else {
-            return self.refuse(out, f.reply_path, format_args!("unknown query type {}", f.kind));
+            let why = format_args!("unknown query type {}", f.kind);
+            return self.refuse(out, f.reply_path, None, why);
         };
         self.stats.kind(kind).requests += 1;
         let Ok(email) = std::str::from_utf8(f.email) else {
             let why = format_args!("{kind} query: the email is not UTF-8");
-            return self.refuse(out, f.reply_path, why);
+            return self.refuse(out, f.reply_path, Some(kind), why);
         };
         let Ok(ip) = std::str::from_utf8(f.ip) else {
-            return self.refuse(
-                out,
-                f.reply_path,
-                format_args!("{kind} query: the IP is not UTF-8"),
-            );
+            let why = format_args!("{kind} query: the IP is not UTF-8");
+            return self.refuse(out, f.reply_path, Some(kind), why);
         };
         if let Some(request) = ImapRequest::from_kind(kind) {
             // The payload holds a password or a session key: never logged.
@@ -319,11 +323,12 @@ impl Dispatcher {
             return;
         }
         log::debug!(
-            "{}->{}, Bytes {}, Query [{}], User {email}, RemoteIp {ip}",
+            "{}->{}, Bytes {}, Query [{}], User {email}{}{ip}",
             fifo.display(),
             String::from_utf8_lossy(f.reply_path),
             f.email.len() + f.reply_path.len() + f.ip.len() + 5,
             kind.label(),
+            if ip.is_empty() { "" } else { ", RemoteIp " },
         );
         match kind {
             QueryKind::Ping => {
@@ -341,18 +346,28 @@ impl Dispatcher {
             }
             QueryKind::Flush => match self.flush(email, out) {
                 Ok(n) => self.json(out, f.reply_path, &FlushReply { flushed: n as u64 }),
-                Err(why) => self.refuse(out, f.reply_path, format_args!("flush: {why}")),
+                Err(why) => {
+                    self.refuse(out, f.reply_path, Some(kind), format_args!("flush: {why}"))
+                }
             },
-            QueryKind::Relay if ip.trim().is_empty() => {
-                self.refuse(out, f.reply_path, format_args!("relay query without an IP"))
-            }
+            QueryKind::Relay if ip.trim().is_empty() => self.refuse(
+                out,
+                f.reply_path,
+                Some(kind),
+                format_args!("relay query without an IP"),
+            ),
             _ => match kind.answers() {
                 Some((base, whole)) => {
                     let form = if whole { Form::Whole } else { Form::Capped };
                     let asked = Asked { kind, base, form, email, ip };
                     self.classic(asked, f.reply_path, now, out)
                 }
-                None => self.refuse(out, f.reply_path, format_args!("{kind} is not a lookup")),
+                None => self.refuse(
+                    out,
+                    f.reply_path,
+                    Some(kind),
+                    format_args!("{kind} is not a lookup"),
+                ),
             },
         }
     }
@@ -498,11 +513,16 @@ impl Dispatcher {
         let n = self.cache.clear();
         self.epoch += 1;
         out.reset_backends();
-        log::info!("HUP: flushed {n} cache entries; backends reconnect on next use");
+        log::info!(
+            "HUP: flushed {}; backends reconnect on next use",
+            count(n, "cache entry", "cache entries")
+        );
         let imap = out.forget_imap(None);
         log::info!(
-            "HUP: IMAP: flushed {} auth cache entries; logging out {} parked connections; {} in use close when their sessions end",
-            imap.auth_entries, imap.parked, imap.in_use
+            "HUP: IMAP: flushed {}; logging out {}; {} in use close when their sessions end",
+            count(imap.auth_entries, "auth cache entry", "auth cache entries"),
+            count(imap.parked, "parked connection", "parked connections"),
+            imap.in_use
         );
     }
 
@@ -531,6 +551,9 @@ impl Dispatcher {
         self.stats.fill(&mut r);
         r.failed_replies += status.failed_large_replies;
         r.swept_reply_fifos = status.swept_reply_fifos;
+        r.queued = status.queued;
+        r.workers_busy = status.workers_busy;
+        r.worker_panics = status.worker_panics;
         r
     }
 
@@ -572,8 +595,17 @@ impl Dispatcher {
         self.stats.account(to, sent);
     }
 
-    fn refuse(&mut self, out: &mut impl Effects, to: &[u8], why: fmt::Arguments<'_>) {
+    fn refuse(
+        &mut self,
+        out: &mut impl Effects,
+        to: &[u8],
+        kind: Option<QueryKind>,
+        why: fmt::Arguments<'_>,
+    ) {
         self.stats.bad_requests += 1;
+        if let Some(k) = kind {
+            self.stats.kind(k).refused += 1;
+        }
         log::warn!("bad request for {:?}: {why}", String::from_utf8_lossy(to));
         self.reply(out, to, &ERROR_REPLY);
     }
@@ -597,6 +629,11 @@ struct Asked<'a> {
     form: Form,
     email: &'a str,
     ip: &'a str,
+}
+
+/// `1 thing` or `N things`.
+fn count(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
 }
 
 /// A key's hash, for logs that must not show whose it is.

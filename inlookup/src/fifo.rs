@@ -87,7 +87,8 @@ impl RequestFifo {
             Err(Errno::ENOENT) => {
                 if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
                     std::fs::create_dir_all(dir).map_err(|e| {
-                        sys("mkdir", Errno::from_raw(e.raw_os_error().unwrap_or(0)))
+                        let errno = Errno::from_raw(e.raw_os_error().unwrap_or(0));
+                        FifoError::Sys(dir.to_path_buf(), "mkdir", errno)
                     })?;
                 }
                 mkfifo(path, Mode::from_bits_truncate(mode)).map_err(|e| sys("mkfifo", e))?;

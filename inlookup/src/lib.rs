@@ -27,6 +27,7 @@
 //! - [`config`]: flags and IndiMail's environment names, resolved into a [`Config`].
 //! - [`signals`]: signals into [`signals::Control`] messages.
 //! - [`stats`]: counters and their USR1 text.
+//! - [`metrics`]: the counters over HTTP for a monitoring system (METRICS_LISTEN).
 //! - [`error`]: the daemon's [`Error`].
 //! - [`logging`], [`privs`], [`wake`]: stderr/syslog logging, dropping root, the self-pipe.
 
@@ -38,6 +39,7 @@ pub mod error;
 pub mod fifo;
 pub mod imap;
 pub mod logging;
+pub mod metrics;
 pub mod pool;
 pub mod privs;
 pub mod server;

@@ -68,6 +68,7 @@ pub fn init(syslog_facility: Option<&str>, debug: bool) -> Result<(), LoggingErr
                 pid: std::process::id(),
             };
             let l = syslog::unix(fmt).map_err(LoggingError::Syslog)?;
+            SYSLOG.store(true, std::sync::atomic::Ordering::Relaxed);
             Sink::Syslog(Mutex::new(l))
         }
     };
@@ -81,6 +82,14 @@ pub fn init(syslog_facility: Option<&str>, debug: bool) -> Result<(), LoggingErr
 pub fn set_debug(on: bool) {
     log::set_max_level(if on { LevelFilter::Debug } else { LevelFilter::Info });
 }
+
+/// Whether log lines go to syslog (not stderr).
+pub fn to_syslog() -> bool {
+    SYSLOG.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Set when [`init`] chose syslog.
+static SYSLOG: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// Whether debug lines are on.
 pub fn debug_enabled() -> bool {

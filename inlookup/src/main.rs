@@ -1,13 +1,17 @@
 //! `inlookup`: bind the FIFOs, drop root, map signals, serve until TERM.
 
 use clap::Parser;
-use inlookup::{config, logging, privs, signals, Args, Backends, Config, Error, Listener};
+use inlookup::{config, logging, metrics, privs, signals, Args, Backends, Config, Error, Listener};
 use inlookup_core::Lookups;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+/// A fatal error: said once on stderr (where the log goes too, unless it goes to syslog,
+/// which then gets it as well).
 fn fail(msg: impl std::fmt::Display) -> ExitCode {
-    log::error!("{msg}");
+    if logging::to_syslog() {
+        log::error!("fatal: {msg}");
+    }
     eprintln!("inlookup: fatal: {msg}");
     ExitCode::from(111)
 }
@@ -77,6 +81,9 @@ fn start(cfg: Config) -> Result<(), Error> {
         t.drop_root()?;
     }
     let (handle, controls) = signals::channel().map_err(Error::io("wake pipe"))?;
+    if let Some(m) = &cfg.metrics {
+        metrics::start(m, handle.clone())?;
+    }
     signals::install(handle).map_err(Error::io("signals"))?;
     let backends = Backends::mysql(cfg.mysql.clone(), lookups, cfg.ping_idle);
     inlookup::run(cfg, listener, backends, controls)

@@ -90,6 +90,8 @@ struct Outlet<R> {
     pending: Arc<AtomicUsize>,
     /// Handlers that panicked.
     panics: Arc<AtomicU64>,
+    /// Workers serving a job now.
+    busy: Arc<AtomicUsize>,
 }
 
 impl<R> Outlet<R> {
@@ -166,6 +168,8 @@ impl<H: Handler> JobGuard<'_, H> {
 impl<H: Handler> Drop for JobGuard<'_, H> {
     fn drop(&mut self) {
         if let Some(job) = self.job.take() {
+            // The handler panicked while it served the job: it no longer does.
+            self.outlet.busy.fetch_sub(1, Ordering::Relaxed);
             self.outlet.complete(H::finish(job, None));
         }
     }
@@ -180,6 +184,7 @@ pub struct Pool<H: Handler> {
     threads: Vec<JoinHandle<()>>,
     pending: Arc<AtomicUsize>,
     panics: Arc<AtomicU64>,
+    busy: Arc<AtomicUsize>,
 }
 
 impl<H: Handler> std::fmt::Debug for Pool<H> {
@@ -206,12 +211,14 @@ impl<H: Handler> Pool<H> {
         let (events_tx, events) = unbounded();
         let pending = Arc::new(AtomicUsize::new(0));
         let panics = Arc::new(AtomicU64::new(0));
+        let busy = Arc::new(AtomicUsize::new(0));
         let outlet = Arc::new(Outlet {
             events: events_tx,
             waker,
             replier,
             pending: pending.clone(),
             panics: panics.clone(),
+            busy: busy.clone(),
         });
         let mut threads = Vec::with_capacity(workers.max(1));
         for n in 0..workers.max(1) {
@@ -223,7 +230,7 @@ impl<H: Handler> Pool<H> {
                     .spawn(move || work(&thread, &rx, &outlet, &*factory))?,
             );
         }
-        Ok(Pool { jobs: Some(jobs_tx), events, threads, pending, panics })
+        Ok(Pool { jobs: Some(jobs_tx), events, threads, pending, panics, busy })
     }
 
     /// Queues a job without waiting.
@@ -253,6 +260,16 @@ impl<H: Handler> Pool<H> {
     /// Jobs queued or being served.
     pub fn pending(&self) -> usize {
         self.pending.load(Ordering::Acquire)
+    }
+
+    /// Jobs waiting in the queue for a worker.
+    pub fn queued(&self) -> usize {
+        self.jobs.as_ref().map_or(0, Sender::len)
+    }
+
+    /// Workers serving a job now.
+    pub fn busy(&self) -> usize {
+        self.busy.load(Ordering::Relaxed)
     }
 
     /// Handlers that panicked (each replaced by a new one).
@@ -290,7 +307,9 @@ fn work<H: Handler>(
             let mut handler = factory();
             for job in jobs {
                 let guard = JobGuard::<H> { job: Some(job), outlet };
+                outlet.busy.fetch_add(1, Ordering::Relaxed);
                 let output = handler.handle(guard.job());
+                outlet.busy.fetch_sub(1, Ordering::Relaxed);
                 if !guard.done(output) {
                     return;
                 }

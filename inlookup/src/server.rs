@@ -106,6 +106,9 @@ impl Effects for World {
             imap: self.imap.stats(),
             failed_large_replies: self.replier.failed_large(),
             swept_reply_fifos: self.swept.load(Ordering::Relaxed),
+            queued: self.lookups.queued() as u64,
+            workers_busy: self.lookups.busy() as u64,
+            worker_panics: self.lookups.panics(),
         }
     }
 }
@@ -258,6 +261,9 @@ impl Server {
             }
             while let Ok(c) = self.controls.rx.try_recv() {
                 self.control(c);
+            }
+            while let Ok(asker) = self.controls.snapshots.try_recv() {
+                let _ = asker.send(self.dispatcher.report(&self.world));
             }
             if let Some(Ok(result)) = self.check.as_ref().map(Receiver::try_recv) {
                 self.dispatcher.checked(result, Instant::now());

@@ -3,6 +3,7 @@
 
 use crate::wake::{self, WakeReceiver, Waker};
 use crossbeam_channel::{unbounded, Receiver, Sender};
+use inlookup_core::admin::StatsReport;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1, SIGUSR2};
 use signal_hook::iterator::Signals;
 
@@ -34,6 +35,8 @@ pub fn action(sig: i32) -> Option<Control> {
 #[derive(Debug, Clone)]
 pub struct ControlHandle {
     tx: Sender<Control>,
+    /// Where a snapshot of the counters is asked for (metrics): the channel to answer on.
+    snapshots: Sender<Sender<StatsReport>>,
     waker: Waker,
 }
 
@@ -42,6 +45,7 @@ pub struct ControlHandle {
 #[derive(Debug)]
 pub struct Controls {
     pub(crate) rx: Receiver<Control>,
+    pub(crate) snapshots: Receiver<Sender<StatsReport>>,
     pub(crate) wake: WakeReceiver,
     pub(crate) waker: Waker,
 }
@@ -52,8 +56,10 @@ pub struct Controls {
 /// No descriptors left for the wake pipe.
 pub fn channel() -> std::io::Result<(ControlHandle, Controls)> {
     let (tx, rx) = unbounded();
+    let (snapshots_tx, snapshots) = unbounded();
     let (waker, wake) = wake::pair().map_err(std::io::Error::from)?;
-    Ok((ControlHandle { tx, waker: waker.clone() }, Controls { rx, wake, waker }))
+    let handle = ControlHandle { tx, snapshots: snapshots_tx, waker: waker.clone() };
+    Ok((handle, Controls { rx, snapshots, wake, waker }))
 }
 
 impl ControlHandle {
@@ -61,6 +67,15 @@ impl ControlHandle {
     pub fn send(&self, c: Control) {
         let _ = self.tx.send(c);
         self.waker.wake();
+    }
+
+    /// The server's counters, as STATS gives them, if it answers within `within` (the I/O
+    /// thread makes the report between two requests; nothing waits on the asker).
+    pub fn snapshot(&self, within: std::time::Duration) -> Option<StatsReport> {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        self.snapshots.send(tx).ok()?;
+        self.waker.wake();
+        rx.recv_timeout(within).ok()
     }
 }
 

@@ -20,6 +20,8 @@ pub struct Stats {
     pub vanished_clients: u64,
     /// Replies that could not be written to a FIFO that was there (full, or a write error).
     pub failed_replies: u64,
+    /// Of those: small replies to a full FIFO.
+    pub full_reply_fifos: u64,
 }
 
 /// The index of a kind in [`Stats::kinds`].
@@ -48,6 +50,7 @@ impl Stats {
             Err(ReplyFailure::Failed(why @ WriteFailed::Full)) => {
                 // A client that keeps its own reply FIFO full hurts only itself.
                 self.failed_replies += 1;
+                self.full_reply_fifos += 1;
                 log::debug!("reply to {:?} not written: {why}", String::from_utf8_lossy(path));
             }
             Err(ReplyFailure::Failed(why)) => {
@@ -67,6 +70,7 @@ impl Stats {
         r.refused_reply_paths = self.refused_reply_paths;
         r.vanished_clients = self.vanished_clients;
         r.failed_replies = self.failed_replies;
+        r.full_reply_fifos = self.full_reply_fifos;
     }
 }
 
@@ -77,9 +81,12 @@ pub fn describe(r: &StatsReport) -> Vec<String> {
     let n = |name: &str| r.kinds.get(name).map_or(0, |k| k.requests);
     // IndiMail computes queries per second for this line but never prints it; here it is.
     let total = r.totals().requests;
-    let rate = total as f64 / r.uptime_secs.max(1) as f64;
+    let rate = match r.uptime_secs {
+        0 => "n/a".to_string(), // under a second: no rate worth printing
+        up => format!("{:.2}", total as f64 / up as f64),
+    };
     let mut lines = vec![format!(
-        "queries User:Relay:Password:Limit:Alias:Host:Domain = {}:{}:{}:{}:{}:{}:{}; {total} in all, {rate:.2} per second since start; cache {} of {} entries; uptime {} s",
+        "queries User:Relay:Password:Limit:Alias:Host:Domain = {}:{}:{}:{}:{}:{}:{}; {total} in all, {rate} per second since start; cache {} of {} entries; uptime {} s",
         n("user"), n("relay"), n("pwd"), n("limit"), n("alias"), n("host"), n("domain"),
         r.cache_entries, r.cache_capacity, r.uptime_secs
     )];
@@ -106,7 +113,7 @@ pub fn describe(r: &StatsReport) -> Vec<String> {
         lines.push(l);
     }
     lines.push(format!(
-        "{} bad frames, {} bad requests, {} refused reply paths, {} vanished clients, {} failed replies, {} abandoned reply FIFOs swept, {} in flight, {} MySQL connects",
+        "{} bad frames, {} bad requests, {} refused reply paths, {} vanished clients, {} failed replies, {} abandoned reply FIFOs swept, {} in flight, {} MySQL connects (workers, the start-up check, IMAP's mail-store lookups)",
         r.bad_frames, r.bad_requests, r.refused_reply_paths, r.vanished_clients, r.failed_replies, r.swept_reply_fifos, r.in_flight, r.mysql_connects
     ));
     for b in &r.backends {

@@ -30,6 +30,12 @@ server unreachable...; cmd: tagged NO or BAD; auth: invalid); 100 usage; 111 sys
 
 An email that is also a subcommand's name (stats, flush, ping, imap) goes after `--`.";
 
+/// The man page's DESCRIPTION (and `--help`'s opening).
+const LONG_ABOUT: &str = "Asks a running inlookup (or IndiMail's) one question and shows the \
+answer: one of IndiMail's seven lookups with its options and exit codes, inlookup's own \
+ping, stats, flush and live view (top), or a request of the IMAP sessions it keeps; with \
+--direct, MySQL itself, with the daemon's SQL.";
+
 /// Ask inlookup (or IndiMail's inlookup) one question and show the answer.
 #[derive(Debug, Parser)]
 #[command(
@@ -37,7 +43,9 @@ An email that is also a subcommand's name (stats, flush, ping, imap) goes after 
     version,
     override_usage = "inquerytest [-v] [--json] [-t SECS] [-i INFIFO | --direct] -q TYPE EMAIL [IPADDR]\n       \
         inquerytest [-v] [--json] [-t SECS] [-i INFIFO] ping | stats | flush [KIND [KEY]]\n       \
+        inquerytest [-t SECS] [-i INFIFO] top [--once] [--interval SECS]\n       \
         inquerytest [-v] [--json] [-t SECS] [-i INFIFO] imap login | cmd | logout | auth ...",
+    long_about = LONG_ABOUT,
     after_help = AFTER_HELP,
     subcommand_negates_reqs = true,
     disable_help_subcommand = true
@@ -68,7 +76,7 @@ pub struct Cli {
 
     /// Ask MySQL directly with the daemon's SQL (MYSQL_*, CONTROLDIR/host.mysql), not the
     /// daemon: compare its answer with the daemon's.
-    #[arg(long, global = true, conflicts_with = "infifo")]
+    #[arg(long, global = true)]
     pub direct: bool,
 
     /// Wait at most SECS for the daemon (both timeoutwrite and timeoutread; default: the
@@ -108,6 +116,16 @@ pub enum Command {
         /// An email or domain, as a client would ask it (for `imap`: an IMAP user).
         #[arg(value_name = "KEY", requires = "kind")]
         key: Option<String>,
+    },
+    /// A live view of the daemon: rates, hit ratio, queue, workers, backends, IMAP (q or
+    /// Ctrl-C ends it).
+    Top {
+        /// Print one frame (rates over one interval) and exit, for scripts.
+        #[arg(long)]
+        once: bool,
+        /// Seconds between frames.
+        #[arg(long, value_name = "SECS", default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=3600))]
+        interval: u64,
     },
     /// IMAP sessions kept by inlookup: log in, run a command, log out, check a password.
     #[command(subcommand)]
@@ -228,7 +246,16 @@ where
     I: IntoIterator<Item = T>,
     T: Into<std::ffi::OsString> + Clone,
 {
-    Cli::try_parse_from(args)
+    let cli = Cli::try_parse_from(args)?;
+    // --direct has no daemon to ask: an -i with a FIFO conflicts with it, but `-i ""` is
+    // IndiMail's scripts' way of saying "no -i", and goes with it.
+    if cli.direct && cli.infifo.as_deref().is_some_and(|i| !i.is_empty()) {
+        return Err(Cli::command().error(
+            clap::error::ErrorKind::ArgumentConflict,
+            "the argument '--direct' cannot be used with '--infifo <INFIFO>'",
+        ));
+    }
+    Ok(cli)
 }
 
 /// The man page, in roff.
@@ -283,6 +310,14 @@ mod tests {
         ] {
             assert!(parse(args.iter().copied()).is_err(), "{args:?}");
         }
+    }
+
+    #[test]
+    fn an_empty_infifo_goes_with_direct() {
+        let c = parse(["inquerytest", "-q", "1", "--direct", "-i", "", "a@x"]).unwrap();
+        assert!(c.direct);
+        let e = parse(["inquerytest", "-q", "1", "--direct", "-i", "/f", "a@x"]).unwrap_err();
+        assert_eq!(e.kind(), clap::error::ErrorKind::ArgumentConflict);
     }
 
     #[test]

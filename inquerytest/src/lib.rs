@@ -14,6 +14,7 @@
 //! - [`cli`]: the clap definition and the man page.
 //! - [`run`]: from arguments to a client, an answer, output and an exit code.
 //! - [`exit`]: the exit codes, the early-stop type and printing, shared by the subcommands.
+//! - [`top`]: `inquerytest top`, the live view.
 //! - [`output`]: the human-readable and JSON forms of each answer.
 //! - `imap`: `inquerytest imap login|cmd|logout|auth`, passwords from a file or stdin.
 //! - [`private`]: a private inlookup for one query, when `-i` names no FIFO.
@@ -24,6 +25,7 @@ mod imap;
 pub mod output;
 pub mod private;
 pub mod run;
+pub mod top;
 
 pub use cli::command;
 pub use exit::{EXIT_FAILURE, EXIT_OK, EXIT_SYSTEM, EXIT_USAGE};

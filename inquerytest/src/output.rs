@@ -229,10 +229,29 @@ pub fn stats(s: &StatsReport) -> String {
             k.stale_served
         );
     };
-    for (name, k) in &s.kinds {
+    // The lookup kinds, whose requests are hits + negative hits + misses + refused (the
+    // last listed below the table).
+    let lookup = |name: &str| name.parse::<QueryKind>().is_ok_and(|k| k.answers().is_some());
+    for (name, k) in s.kinds.iter().filter(|(n, _)| lookup(n)) {
         row(name, k);
     }
-    row("total", &s.totals());
+    row("lookups", &s.lookup_totals());
+    let refused: Vec<String> = s
+        .kinds
+        .iter()
+        .filter(|(n, k)| lookup(n) && k.refused > 0)
+        .map(|(n, k)| format!("{n} {}", k.refused))
+        .collect();
+    if !refused.is_empty() {
+        let _ = writeln!(out, "refused as bad: {}", refused.join(", "));
+    }
+    let others: Vec<String> = s
+        .kinds
+        .iter()
+        .filter(|(n, _)| !lookup(n))
+        .map(|(n, k)| format!("{n} {}", k.requests))
+        .collect();
+    let _ = writeln!(out, "other requests: {}", others.join(", "));
     let _ = writeln!(out, "{}", s.imap.line());
     out
 }

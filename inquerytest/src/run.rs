@@ -112,6 +112,11 @@ fn client(cli: &Cli, server: Server) -> Result<(Client, Option<PrivateServer>), 
             if server == Server::MayStart && std::fs::symlink_metadata(&path).is_err() {
                 let server =
                     PrivateServer::start(&path, cli.verbose).map_err(|e| fail(EXIT_SYSTEM, e))?;
+                // A mistyped -i must not pass unnoticed (a failed start says so itself).
+                eprintln!(
+                    "inquerytest: no daemon at {}: started a private one for this query",
+                    path.display()
+                );
                 if cli.verbose {
                     eprintln!(
                         "inquerytest: started a private inlookup (pid {}) on {}",
@@ -185,6 +190,7 @@ fn admin(cli: &Cli, cmd: &Command) -> Result<i32, Fail> {
         Command::Ping => "ping",
         Command::Stats => "stats",
         Command::Flush { .. } => "flush",
+        Command::Top { .. } => "top",
         Command::Imap(_) => "imap",
     };
     if cli.direct {
@@ -197,6 +203,10 @@ fn admin(cli: &Cli, cmd: &Command) -> Result<i32, Fail> {
     let (client, _) = client(cli, Server::MustRun)?;
     let out = match cmd {
         Command::Imap(imap) => return imap::run(cli, &client, imap),
+        Command::Top { once, interval } => {
+            let every = std::time::Duration::from_secs(*interval);
+            return crate::top::run(&client, *once, every);
+        }
         Command::Ping => {
             let p = client.ping().map_err(|e| query_failed(name, &e))?;
             print(if cli.json { to_json(&p)? } else { output::ping(&p) })?;

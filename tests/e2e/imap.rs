@@ -709,7 +709,7 @@ fn a_refused_password_is_not_tried_again_until_hup_or_flush() {
     assert_eq!((s.login_failures, s.auth_negative_hits, s.created), (1, 4, 0));
     // HUP forgets it: the next login is a real one, and succeeds.
     d.signal(nix::sys::signal::Signal::SIGHUP);
-    d.wait_log("HUP: IMAP: flushed 1 auth cache entries");
+    d.wait_log("HUP: IMAP: flushed 1 auth cache entry;");
     assert!(!c.imap_login("dave", "pw-d", "s", "").unwrap().reused);
     assert!(c.imap_logout("s").unwrap(), "parked");
     assert!(c.imap_auth("dave", "pw-d", "").unwrap().cached);
@@ -749,7 +749,7 @@ fn hup_logs_out_parked_connections_and_cuts_no_command_or_session() {
     eventually("bob's command is running", || imap_stats(&c).busy == 1);
     d.signal(nix::sys::signal::Signal::SIGHUP);
     d.wait_log(
-        "HUP: IMAP: flushed 2 auth cache entries; logging out 1 parked connections; 1 in use",
+        "HUP: IMAP: flushed 2 auth cache entries; logging out 1 parked connection; 1 in use",
     );
     eventually("alice's parked connection was logged out", || dv.logged_out("alice") == 1);
     drop(frozen);

@@ -19,4 +19,7 @@ mod keepalive;
 mod kinds;
 mod leaks;
 mod lifecycle;
+mod metrics;
+mod real_faults;
 mod service;
+mod top;
