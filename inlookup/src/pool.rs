@@ -185,6 +185,10 @@ pub struct Pool<H: Handler> {
     pending: Arc<AtomicUsize>,
     panics: Arc<AtomicU64>,
     busy: Arc<AtomicUsize>,
+    /// Jobs that may wait for a worker (QUEUE_SIZE).
+    queue: usize,
+    /// Worker threads.
+    workers: usize,
 }
 
 impl<H: Handler> std::fmt::Debug for Pool<H> {
@@ -207,7 +211,10 @@ impl<H: Handler> Pool<H> {
         waker: Waker,
         replier: Replier,
     ) -> std::io::Result<Pool<H>> {
-        let (jobs_tx, jobs_rx) = bounded::<H::Job>(queue.max(1));
+        let (queue, workers) = (queue.max(1), workers.max(1));
+        // Room for a job per idle worker on its way to it, beside the queue proper
+        // (`submit` keeps the queue's own bound).
+        let (jobs_tx, jobs_rx) = bounded::<H::Job>(queue + workers);
         let (events_tx, events) = unbounded();
         let pending = Arc::new(AtomicUsize::new(0));
         let panics = Arc::new(AtomicU64::new(0));
@@ -220,8 +227,8 @@ impl<H: Handler> Pool<H> {
             panics: panics.clone(),
             busy: busy.clone(),
         });
-        let mut threads = Vec::with_capacity(workers.max(1));
-        for n in 0..workers.max(1) {
+        let mut threads = Vec::with_capacity(workers);
+        for n in 0..workers {
             let (rx, outlet, factory) = (jobs_rx.clone(), outlet.clone(), factory.clone());
             let thread = format!("{name}-{n}");
             threads.push(
@@ -230,15 +237,23 @@ impl<H: Handler> Pool<H> {
                     .spawn(move || work(&thread, &rx, &outlet, &*factory))?,
             );
         }
-        Ok(Pool { jobs: Some(jobs_tx), events, threads, pending, panics, busy })
+        Ok(Pool { jobs: Some(jobs_tx), events, threads, pending, panics, busy, queue, workers })
     }
 
     /// Queues a job without waiting.
+    ///
+    /// The queue is full when `queue` jobs wait beyond one for each idle worker: a job
+    /// handed over while a worker is idle but has not taken it yet does not count against
+    /// the queue.
     ///
     /// # Errors
     /// [`Refused::Full`] when the queue is full, [`Refused::Closed`] after [`Pool::close`].
     pub fn submit(&self, job: H::Job) -> Result<(), Refused> {
         let Some(jobs) = &self.jobs else { return Err(Refused::Closed) };
+        let idle = self.workers.saturating_sub(self.busy());
+        if jobs.len() >= self.queue + idle {
+            return Err(Refused::Full);
+        }
         // Counted before a worker can finish it (which counts it out), undone if refused.
         self.pending.fetch_add(1, Ordering::AcqRel);
         let sent = jobs.try_send(job);
@@ -262,7 +277,7 @@ impl<H: Handler> Pool<H> {
         self.pending.load(Ordering::Acquire)
     }
 
-    /// Jobs waiting in the queue for a worker.
+    /// Jobs waiting for a worker.
     pub fn queued(&self) -> usize {
         self.jobs.as_ref().map_or(0, Sender::len)
     }
@@ -400,5 +415,51 @@ mod tests {
             std::thread::sleep(Duration::from_millis(5));
         }
         assert_eq!(p.pending(), 0, "every accepted job was finished");
+    }
+
+    /// Blocks every job until the gate opens.
+    struct Gated(Arc<(std::sync::Mutex<bool>, std::sync::Condvar)>);
+
+    impl Handler for Gated {
+        type Job = u32;
+        type Output = ();
+        type Report = u32;
+
+        fn handle(&mut self, _: &u32) {
+            let (open, cv) = &*self.0;
+            let mut o = open.lock().unwrap();
+            while !*o {
+                o = cv.wait(o).unwrap();
+            }
+        }
+
+        fn finish(job: u32, _: Option<()>) -> Finished<u32> {
+            Finished { report: Some(job), reply: None }
+        }
+    }
+
+    #[test]
+    fn the_queue_counts_only_what_waits_beyond_the_idle_workers() {
+        let gate = Arc::new((std::sync::Mutex::new(false), std::sync::Condvar::new()));
+        let (waker, _wake) = crate::wake::pair().unwrap();
+        let dir = Arc::new(ReplyDir::open(&std::env::temp_dir()).unwrap());
+        let replier = Replier::start(dir, Duration::from_secs(1)).unwrap();
+        let g = gate.clone();
+        let p =
+            Pool::start("gated", 1, 2, Arc::new(move || Gated(g.clone())), waker, replier).unwrap();
+        // One worker, a queue of two: three jobs fit at once, whether or not the idle worker
+        // has taken the first yet.
+        for n in 0..3 {
+            assert_eq!(p.submit(n), Ok(()), "job {n}");
+        }
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while p.busy() == 0 {
+            assert!(std::time::Instant::now() < deadline, "the worker never took a job");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        // Now one runs and two wait: the fourth finds the queue full.
+        assert_eq!(p.submit(3), Err(Refused::Full));
+        *gate.0.lock().unwrap() = true;
+        gate.1.notify_all();
     }
 }
