@@ -84,6 +84,28 @@ pub fn default_domain_from(dir: &Path, get: &dyn Fn(&str) -> Option<String>) -> 
         .map(|d| d.to_ascii_lowercase())
 }
 
+/// The local host's IP as IndiMail's `get_local_ip` finds it: the first line of
+/// `control/hostip`, else the first IPv4 address the host name resolves to (through the
+/// system resolver: `/etc/hosts` first, as configured).
+pub fn local_ip(dir: &Path) -> Option<String> {
+    if let Some(ip) = read_line(dir, "hostip") {
+        return Some(ip);
+    }
+    let name = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .ok()?;
+    let name = name.trim();
+    if name.is_empty() {
+        return None;
+    }
+    use std::net::ToSocketAddrs;
+    (name, 0)
+        .to_socket_addrs()
+        .ok()?
+        .find(std::net::SocketAddr::is_ipv4)
+        .map(|a| a.ip().to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -94,6 +116,20 @@ mod tests {
         assert_eq!(controldir(Some("")), PathBuf::from("/etc/indimail/control"));
         assert_eq!(controldir(Some("ctl")), PathBuf::from("/etc/indimail/ctl"));
         assert_eq!(controldir(Some("/x/y")), PathBuf::from("/x/y"));
+    }
+
+    #[test]
+    fn hostip_names_the_local_ip_else_the_host_name_does() {
+        let d = std::env::temp_dir().join(format!("ctl-hostip-{}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join("hostip"), "192.0.2.7\n").unwrap();
+        assert_eq!(local_ip(&d).as_deref(), Some("192.0.2.7"));
+        std::fs::remove_file(d.join("hostip")).unwrap();
+        // Without the file: whatever the host name resolves to, an IPv4 address if any.
+        if let Some(ip) = local_ip(&d) {
+            assert!(ip.parse::<std::net::Ipv4Addr>().is_ok(), "{ip}");
+        }
+        std::fs::remove_dir_all(&d).unwrap();
     }
 
     #[test]

@@ -52,10 +52,15 @@ pub struct LookupConfig {
     pub tables: Tables,
     /// The domain for a bare user name (DEFAULT_DOMAIN or control/defaultdomain).
     pub default_domain: Option<String>,
-    /// How long a relay row counts, in minutes (RELAY_CLEAR_MINUTES; 180).
+    /// How long a relay row counts, in minutes (RELAY_CLEAR_MINUTES; 60, as IndiMail's
+    /// inlookup without the setting).
     pub relay_clear_minutes: u32,
     /// The port in HOST replies when `hostcntrl.host` has none (SMTP, 25).
     pub mda_port: String,
+    /// The local host's IP, the mail store of a user of a domain that is not distributed
+    /// (no `hostcntrl` row), as IndiMail's `findmdahost` answers: `control/hostip`, else the
+    /// host name's IPv4 address ([`crate::control::local_ip`]). `None`: not known.
+    pub local_ip: Option<String>,
     /// The mail store for users with no `hostcntrl` row (DEFAULT_MDAHOST; unset: HOST
     /// answers "not found" for them, as a non-clustered IndiMail does).
     pub default_mdahost: Option<String>,
@@ -66,9 +71,10 @@ impl Default for LookupConfig {
         LookupConfig {
             tables: Tables::default(),
             default_domain: None,
-            relay_clear_minutes: 180,
+            relay_clear_minutes: 60,
             mda_port: "25".into(),
             default_mdahost: None,
+            local_ip: None,
         }
     }
 }
@@ -359,16 +365,39 @@ impl Lookups {
         Ok(Answer::Pwd { email, passwd: Some(passwd) })
     }
 
+    /// The user's mail store from `hostcntrl` alone (the host of a distributed domain's
+    /// user), without HOST's fallback to this host for a domain that is not distributed:
+    /// what the IMAP sessions route by.
+    ///
+    /// # Errors
+    /// MySQL failed.
+    pub fn mail_store<C: Queryable>(
+        &self,
+        c: &mut C,
+        email: &str,
+    ) -> Result<Option<String>, LookupError> {
+        let Some(a) = Address::parse(email, self.config.default_domain.as_deref()) else {
+            return Ok(None);
+        };
+        let domain = self.real_domain(c, &a.domain)?;
+        let host: Option<String> =
+            c.exec_first(&self.sql.host, (a.user.as_str(), domain.as_str()))?;
+        Ok(host.map(|h| h.trim().to_string()).filter(|h| !h.is_empty()))
+    }
+
     fn host<C: Queryable>(&self, c: &mut C, a: Option<Address>) -> Result<Answer, LookupError> {
         let Some(a) = a else { return Ok(Answer::Host { host: None }) };
         let domain = self.real_domain(c, &a.domain)?;
         let params = (a.user.as_str(), domain.as_str());
         let mut host: Option<String> = c.exec_first(&self.sql.host, params)?;
-        if host.is_none() {
-            if let Some(default) = &self.config.default_mdahost {
-                if c.exec_first::<Option<i64>, _, _>(&self.sql.user_gid, params)?.is_some() {
-                    host = Some(default.clone());
-                }
+        // Not distributed: the user's mail store is this host (DEFAULT_MDAHOST, else the
+        // local IP), if the user exists here, active or not (IndiMail's sql_getpw).
+        let local = self.config.default_mdahost.as_ref().or(self.config.local_ip.as_ref());
+        if let (None, Some(local)) = (&host, local) {
+            let here = c.exec_first::<Option<i64>, _, _>(&self.sql.user_gid, params)?.is_some()
+                || c.exec_first::<i64, _, _>(&self.sql.inactive_exists, params)?.is_some();
+            if here {
+                host = Some(local.clone());
             }
         }
         Ok(Answer::Host {

@@ -26,6 +26,17 @@ pub trait Backend: Send {
     fn check(&mut self) -> Result<(), BackendError> {
         Ok(())
     }
+    /// The user's mail store from `hostcntrl` alone (none: the default IMAP server); by
+    /// default the host of the HOST answer.
+    ///
+    /// # Errors
+    /// The backend could not answer.
+    fn mail_store(&mut self, user: &str) -> Result<Option<String>, BackendError> {
+        Ok(match self.answer(QueryKind::Host, user, "")? {
+            Answer::Host { host: Some(h) } => Some(h.host.trim().to_string()),
+            _ => None,
+        })
+    }
 }
 
 /// Makes one backend per worker.
@@ -428,6 +439,17 @@ impl Backend for MysqlBackend {
 
     fn check(&mut self) -> Result<(), BackendError> {
         self.connection().map(|_| ())
+    }
+
+    fn mail_store(&mut self, user: &str) -> Result<Option<String>, BackendError> {
+        let lookups = self.lookups.clone();
+        let conn = self.connection()?;
+        lookups.mail_store(conn, user).map_err(|e| {
+            if e.is_connection_lost() {
+                self.conn = None;
+            }
+            BackendError::lookup(None, e)
+        })
     }
 }
 

@@ -368,7 +368,10 @@ impl Config {
             timeouts,
             debug,
             mysql,
-            lookup: LookupConfig::from_lookup(default_domain, env),
+            lookup: LookupConfig {
+                local_ip: control::local_ip(&controldir),
+                ..LookupConfig::from_lookup(default_domain, env)
+            },
             user: a.user.filter(|u| !u.is_empty()),
             syslog: a.syslog.filter(|s| !s.is_empty()),
             imap,

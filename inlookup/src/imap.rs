@@ -10,7 +10,6 @@ use crate::pool::{Event, Finished, Handler, Pool, Refused, Reply};
 use crate::wake::Waker;
 use inlookup_core::admin::ImapStats;
 use inlookup_core::wire::ERROR_REPLY;
-use inlookup_core::{Answer, QueryKind};
 use inlookup_imap::{Forgotten, ImapConfig, MailStore, Request, Sessions};
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
@@ -64,17 +63,12 @@ impl MailStore for HostLookups {
     ) -> Result<Option<String>, Box<dyn std::error::Error + Send + Sync>> {
         let spare = self.spare.lock().unwrap_or_else(|e| e.into_inner()).pop();
         let mut b = spare.unwrap_or_else(|| (self.factory)());
-        let r = b.answer(QueryKind::Host, user, "");
+        let r = b.mail_store(user);
         let mut spare = self.spare.lock().unwrap_or_else(|e| e.into_inner());
         if spare.len() < SPARE_HOST_BACKENDS {
             spare.push(b);
         }
-        match r? {
-            Answer::Host { host: Some(h) } if !h.host.trim().is_empty() => {
-                Ok(Some(h.host.trim().to_string()))
-            }
-            _ => Ok(None),
-        }
+        Ok(r?.filter(|h| !h.is_empty()))
     }
 }
 
@@ -100,7 +94,8 @@ impl ImapSide {
         replier: Replier,
     ) -> Result<ImapSide, Error> {
         log::info!("{}", cfg.describe());
-        let stores = HostLookups { factory: backends.factory.clone(), spare: Mutex::default() };
+        let factory = backends.factory.clone();
+        let stores = HostLookups { factory, spare: Mutex::default() };
         let sessions = Arc::new(
             Sessions::new(cfg.clone(), Arc::new(stores)).map_err(Error::io("IMAP sessions"))?,
         );

@@ -86,7 +86,10 @@ impl Direct {
 
     /// As [`Direct::from_env`], with the control directory given.
     pub fn from_controldir(dir: &Path) -> Direct {
-        let config = LookupConfig::from_env(control::default_domain(dir));
+        let config = LookupConfig {
+            local_ip: control::local_ip(dir),
+            ..LookupConfig::from_env(control::default_domain(dir))
+        };
         Direct::new(MysqlSettings::from_env(dir), config)
     }
 

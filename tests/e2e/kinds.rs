@@ -1,6 +1,6 @@
 //! Each of IndiMail's seven kinds, found and not found, against the demo data.
 
-use crate::harness::{Daemon, Opts, TestDb};
+use crate::harness::{Daemon, Opts, TempDir, TestDb};
 use inquery::{Error, Lookup, QueryKind, UserStatus};
 
 #[test]
@@ -26,9 +26,15 @@ fn relay_needs_a_recent_row_for_that_ip() {
     assert!(c.relay_allowed("alice@example.com", "192.0.2.10").unwrap());
     assert!(!c.relay_allowed("alice@example.com", "192.0.2.11").unwrap());
     assert!(!c.relay_allowed("bob@example.com", "192.0.2.10").unwrap());
-    // A row older than RELAY_CLEAR_MINUTES (180) does not count.
+    // A row older than RELAY_CLEAR_MINUTES (60 by default, as IndiMail's) does not count.
     db.exec("INSERT INTO relay VALUES ('old@example.com','192.0.2.20', UNIX_TIMESTAMP() - 4*3600)");
     assert!(!c.relay_allowed("old@example.com", "192.0.2.20").unwrap());
+    db.exec("INSERT INTO relay VALUES ('hour@example.com','192.0.2.21', UNIX_TIMESTAMP() - 61*60)");
+    assert!(!c.relay_allowed("hour@example.com", "192.0.2.21").unwrap(), "61 minutes: too old");
+    db.exec(
+        "INSERT INTO relay VALUES ('fresh@example.com','192.0.2.22', UNIX_TIMESTAMP() - 59*60)",
+    );
+    assert!(c.relay_allowed("fresh@example.com", "192.0.2.22").unwrap(), "59 minutes: still in");
     // Without an IP the client refuses before sending (IndiMail: EINVAL).
     assert!(matches!(c.relay_allowed("alice@example.com", ""), Err(Error::BadArgument(_))));
 }
@@ -132,4 +138,26 @@ fn default_domain_applies_to_bare_names() {
     c.passwd("alice@example.com").unwrap();
     let s2 = c.stats().unwrap();
     assert_eq!(s2.kinds["pwd"].hits, s.kinds["pwd"].hits + 1);
+}
+
+#[test]
+fn host_of_a_user_whose_domain_is_not_distributed_is_the_local_ip_as_indimail_answers() {
+    let db = TestDb::new();
+    let t = TempDir::new("hostip");
+    let ctl = t.join("control");
+    std::fs::create_dir_all(&ctl).unwrap();
+    for (f, v) in [("timeoutread", "2\n"), ("timeoutwrite", "2\n"), ("hostip", "192.0.2.99\n")] {
+        std::fs::write(ctl.join(f), v).unwrap();
+    }
+    let d = Daemon::start(&db, Opts::default().env("CONTROLDIR", ctl.to_str().unwrap()));
+    let c = d.client();
+    // `full` has no hostcntrl row: its domain's mail store is this host (control/hostip).
+    let (n, body) = c.raw(4, "full@example.com", "").unwrap();
+    assert_eq!(String::from_utf8_lossy(&body), "example.com:192.0.2.99:25\0");
+    assert_eq!(n as usize, body.len());
+    // An inactive user (in indibak) lives here too; a user nobody has does not.
+    assert_eq!(c.host("olduser@example.com").unwrap().unwrap().host, "192.0.2.99");
+    assert_eq!(c.host("nobody@example.com").unwrap(), None);
+    // A hostcntrl row still decides for a user of a distributed domain.
+    assert_eq!(c.host("alice@example.com").unwrap().unwrap().host, "10.0.0.5");
 }
