@@ -253,6 +253,15 @@ impl Daemon {
 
     pub fn start_on(host: &str, port: u16, database: &str, opts: Opts) -> Daemon {
         let _g = START.lock().unwrap_or_else(|e| e.into_inner());
+        let mut d = Daemon::prepare(2, 2);
+        d.spawn(host, port, database, &opts);
+        d
+    }
+
+    /// The directories of a test daemon (FIFOs, FIFOTMPDIR, CONTROLDIR with these
+    /// timeoutread and timeoutwrite), owned as IndiMail's service has them; nothing runs yet
+    /// ([`Daemon::spawn`]).
+    pub fn prepare(timeout_read: u64, timeout_write: u64) -> Daemon {
         let dir = std::env::temp_dir().join(format!(
             "inl-e2e-{}-{}",
             std::process::id(),
@@ -263,8 +272,8 @@ impl Daemon {
         for d in [&dir, &fifo_dir, &tmp, &control] {
             std::fs::create_dir_all(d).unwrap();
         }
-        std::fs::write(control.join("timeoutread"), "2\n").unwrap();
-        std::fs::write(control.join("timeoutwrite"), "2\n").unwrap();
+        std::fs::write(control.join("timeoutread"), format!("{timeout_read}\n")).unwrap();
+        std::fs::write(control.join("timeoutwrite"), format!("{timeout_write}\n")).unwrap();
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
         if is_root() {
@@ -277,6 +286,14 @@ impl Daemon {
             std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o2770)).unwrap();
         }
         let log = dir.join("inlookup.log");
+        std::fs::write(&log, b"").unwrap();
+        Daemon { child: None, dir, fifo_dir, tmp, control, log, fifos: Vec::new() }
+    }
+
+    /// Starts inlookup (again, after a kill) on this daemon's directories, appending to its
+    /// log, with `--workers 4` unless `opts` names a worker count; waits until it answers.
+    pub fn spawn(&mut self, host: &str, port: u16, database: &str, opts: &Opts) {
+        let log = std::fs::OpenOptions::new().append(true).open(&self.log).unwrap();
         let mut cmd = Command::new(bin("inlookup"));
         cmd.env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
@@ -285,10 +302,13 @@ impl Daemon {
             .env("MYSQL_USER", "root")
             .env("MYSQL_PASSWD", "")
             .env("MYSQL_DATABASE", database)
-            .env("INFIFODIR", &fifo_dir)
-            .env("FIFOTMPDIR", &tmp)
-            .env("CONTROLDIR", &control)
-            .args(["-v", "--workers", "4"]);
+            .env("INFIFODIR", &self.fifo_dir)
+            .env("FIFOTMPDIR", &self.tmp)
+            .env("CONTROLDIR", &self.control)
+            .arg("-v");
+        if !opts.args.iter().any(|a| a == "--workers") {
+            cmd.args(["--workers", "4"]);
+        }
         if is_root() {
             cmd.args(["--user", "nobody"]);
         }
@@ -296,12 +316,9 @@ impl Daemon {
             cmd.env(k, v);
         }
         cmd.args(&opts.args);
-        cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(std::fs::File::create(&log).unwrap());
-        let child = cmd.spawn().expect("spawn inlookup");
-        let mut d =
-            Daemon { child: Some(child), dir, fifo_dir, tmp, control, log, fifos: Vec::new() };
-        d.wait_ready();
-        d
+        cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(log);
+        self.child = Some(cmd.spawn().expect("spawn inlookup"));
+        self.wait_ready();
     }
 
     fn wait_ready(&mut self) {

@@ -9,67 +9,34 @@ use inquery::imap::{ImapError, ImapErrorCode, ImapStatus};
 use inquery::{Client, Error, QueryKind};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// Numbers for keys nobody asked before.
 static N: AtomicUsize = AtomicUsize::new(0);
 
-/// How a daemon of these tests is started: the harness's command, with our own worker
-/// count, queue and timeouts (the harness passes `--workers 4`, which clap will not take
-/// twice), so that it can be started again on the same FIFO after a SIGKILL.
+/// How a daemon of these tests is started: its database, options and timeouts, kept so that
+/// it can be started again on the same FIFO after a SIGKILL.
 #[derive(Clone)]
 struct Spec {
     host: String,
     port: u16,
     db: String,
-    workers: usize,
-    args: Vec<String>,
-    env: Vec<(String, String)>,
+    opts: Opts,
     /// The daemon's timeoutread and timeoutwrite (CONTROLDIR), in seconds.
     timeouts: (u64, u64),
 }
 
 impl Spec {
     fn new(host: &str, port: u16, db: &str) -> Spec {
-        Spec {
-            host: host.into(),
-            port,
-            db: db.into(),
-            workers: 4,
-            args: Vec::new(),
-            env: Vec::new(),
-            timeouts: (2, 2),
-        }
+        Spec { host: host.into(), port, db: db.into(), opts: Opts::default(), timeouts: (2, 2) }
     }
 
     /// A daemon in directories of its own, as the harness makes them.
     fn start(&self) -> Daemon {
-        let dir = std::env::temp_dir().join(format!(
-            "inl-rf-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::SeqCst)
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        let (fifo_dir, tmp, control) = (dir.join("fifo"), dir.join("tmp"), dir.join("control"));
-        for d in [&dir, &fifo_dir, &tmp, &control] {
-            std::fs::create_dir_all(d).unwrap();
-        }
-        std::fs::write(control.join("timeoutread"), format!("{}\n", self.timeouts.0)).unwrap();
-        std::fs::write(control.join("timeoutwrite"), format!("{}\n", self.timeouts.1)).unwrap();
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
-        if is_root() {
-            let nogroup = nix::unistd::Group::from_name("nogroup").ok().flatten().map(|g| g.gid);
-            let nobody = nix::unistd::User::from_name("nobody").ok().flatten().map(|u| u.uid);
-            nix::unistd::chown(&fifo_dir, nobody, nogroup).unwrap();
-            nix::unistd::chown(&tmp, None, nogroup).unwrap();
-            std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o2770)).unwrap();
-        }
-        let log = dir.join("inlookup.log");
-        std::fs::write(&log, b"").unwrap();
-        let mut d = Daemon { child: None, dir, fifo_dir, tmp, control, log, fifos: Vec::new() };
+        let mut d = Daemon::prepare(self.timeouts.0, self.timeouts.1);
         self.respawn(&mut d);
         d
     }
@@ -77,44 +44,7 @@ impl Spec {
     /// Starts the daemon (again) on `d`'s directories and FIFO, appending to its log, and
     /// waits until it answers PING.
     fn respawn(&self, d: &mut Daemon) {
-        let log = std::fs::OpenOptions::new().append(true).open(&d.log).unwrap();
-        let mut cmd = Command::new(bin("inlookup"));
-        cmd.env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("MYSQL_HOST", &self.host)
-            .env("MYSQL_VPORT", self.port.to_string())
-            .env("MYSQL_USER", "root")
-            .env("MYSQL_PASSWD", "")
-            .env("MYSQL_DATABASE", &self.db)
-            .env("INFIFODIR", &d.fifo_dir)
-            .env("FIFOTMPDIR", &d.tmp)
-            .env("CONTROLDIR", &d.control)
-            .args(["-v", "--workers", &self.workers.to_string()]);
-        if is_root() {
-            cmd.args(["--user", "nobody"]);
-        }
-        for (k, v) in &self.env {
-            cmd.env(k, v);
-        }
-        cmd.args(&self.args);
-        cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(log);
-        d.child = Some(cmd.spawn().expect("spawn inlookup"));
-        // Generous: a start is well under a second; the bound only stops a hang.
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            let fifo = d.fifo_dir.join("infifo");
-            if fifo.exists() {
-                d.fifos = vec![fifo];
-                if d.client().ping().is_ok() {
-                    return;
-                }
-            }
-            if let Some(st) = d.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
-                panic!("inlookup exited at start ({st}):\n{}", d.log_text());
-            }
-            assert!(Instant::now() < deadline, "inlookup not ready:\n{}", d.log_text());
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        d.spawn(&self.host, self.port, &self.db, &self.opts);
     }
 }
 
@@ -308,7 +238,7 @@ fn mariadb_sigkilled_mid_load_then_restarted_hits_go_on_and_misses_recover_witho
     let db = TestDb::on("127.0.0.1", own.port);
     let mut spec = Spec::new("127.0.0.1", own.port, &db.name);
     // USER entries expire after 1 s, so during the outage they are served stale.
-    spec.env.push(("CACHE_TTL".into(), "user=1/1".into()));
+    spec.opts = spec.opts.env("CACHE_TTL", "user=1/1");
     let d = spec.start();
     // 5 s: a killed server fails a lookup at once (connection refused) and the daemon's
     // MySQL timeout is 2 s; anything near 5 s would be a client left waiting.
@@ -398,8 +328,7 @@ fn mariadb_sigstopped_with_the_queue_full_refuses_beyond_it_at_once_and_hits_go_
     let own = OwnMariadb::start();
     let db = TestDb::on("127.0.0.1", own.port);
     let mut spec = Spec::new("127.0.0.1", own.port, &db.name);
-    spec.workers = 1;
-    spec.args = vec!["--queue".into(), "2".into()];
+    spec.opts = spec.opts.arg("--workers").arg("1").arg("--queue").arg("2");
     // The daemon's MySQL read timeout is timeoutread: 10 s holds the worker on the frozen
     // server far longer than the burst below takes, even on a loaded machine.
     spec.timeouts = (10, 2);
