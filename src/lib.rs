@@ -32,5 +32,5 @@ pub use address::{cache_key, Address, CacheKey};
 pub use answer::{Answer, MailHost, Passwd, ReplyError, UserStatus};
 pub use kind::QueryKind;
 pub use limits::Limits;
-pub use lookup::{LookupConfig, LookupError, Lookups, Tables};
+pub use lookup::{LookupConfig, LookupError, Lookups, RealDomain, Tables};
 pub use mysqlconf::MysqlSettings;

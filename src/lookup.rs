@@ -278,29 +278,65 @@ impl Lookups {
         email: &str,
         ip: &str,
     ) -> Result<Answer, LookupError> {
+        self.answer_knowing(conn, kind, email, ip, None).map(|(a, _)| a)
+    }
+
+    /// As [`Lookups::answer`], with the real domain of the address's domain when the caller
+    /// knows it already (the daemon, from its cached DOMAIN answer): then a USER, PWD, HOST,
+    /// ALIAS or LIMIT lookup is one statement, not two. Returns, beside the answer, the real
+    /// domain it had to look up, for the caller to remember.
+    ///
+    /// # Errors
+    /// As [`Lookups::answer`].
+    pub fn answer_knowing<C: Queryable>(
+        &self,
+        conn: &mut C,
+        kind: QueryKind,
+        email: &str,
+        ip: &str,
+        known: Option<&RealDomain>,
+    ) -> Result<(Answer, Option<RealDomain>), LookupError> {
         let addr = Address::parse(email, self.config.default_domain.as_deref());
-        match kind {
-            QueryKind::User => self.user(conn, addr),
+        let mut r = Resolver { known, learned: None };
+        let answer = match kind {
+            QueryKind::User => self.user(conn, addr, &mut r),
             QueryKind::Relay => self.relay(conn, email, ip),
-            QueryKind::Pwd => self.pwd(conn, email, addr),
-            QueryKind::Host => self.host(conn, addr),
-            QueryKind::Alias => self.alias(conn, addr),
-            QueryKind::Limit => self.limit(conn, email, addr),
+            QueryKind::Pwd => self.pwd(conn, email, addr, &mut r),
+            QueryKind::Host => self.host(conn, addr, &mut r),
+            QueryKind::Alias => self.alias(conn, addr, &mut r),
+            QueryKind::Limit => self.limit(conn, email, addr, &mut r),
             QueryKind::Domain => self.domain(conn, email),
             // The daemon answers its own kinds itself; a direct caller gets "not found".
             _ => Ok(Answer::User { status: UserStatus::Absent }),
+        }?;
+        Ok((answer, r.learned))
+    }
+
+    /// The real domain for an alias domain, or `domain` itself: from what the caller knows,
+    /// else from `aliasdomain` (remembered in `r`).
+    fn real_domain<C: Queryable>(
+        &self,
+        c: &mut C,
+        domain: &str,
+        r: &mut Resolver<'_>,
+    ) -> Result<String, LookupError> {
+        if let Some(k) = r.known.filter(|k| k.asked == domain) {
+            return Ok(k.real.clone());
         }
-    }
-
-    /// The real domain for an alias domain, or `domain` itself.
-    fn real_domain<C: Queryable>(&self, c: &mut C, domain: &str) -> Result<String, LookupError> {
         let real: Option<String> = c.exec_first(&self.sql.real_domain, (domain,))?;
-        Ok(real.map(|d| d.to_lowercase()).unwrap_or_else(|| domain.to_string()))
+        let real = real.map(|d| d.to_lowercase()).unwrap_or_else(|| domain.to_string());
+        r.learned = Some(RealDomain { asked: domain.to_string(), real: real.clone() });
+        Ok(real)
     }
 
-    fn user<C: Queryable>(&self, c: &mut C, a: Option<Address>) -> Result<Answer, LookupError> {
+    fn user<C: Queryable>(
+        &self,
+        c: &mut C,
+        a: Option<Address>,
+        r: &mut Resolver<'_>,
+    ) -> Result<Answer, LookupError> {
         let Some(a) = a else { return Ok(Answer::User { status: UserStatus::Absent }) };
-        let domain = self.real_domain(c, &a.domain)?;
+        let domain = self.real_domain(c, &a.domain, r)?;
         let params = (a.user.as_str(), domain.as_str());
         let gid: Option<Option<i64>> = c.exec_first(&self.sql.user_gid, params)?;
         let status = if let Some(gid) = gid {
@@ -330,11 +366,12 @@ impl Lookups {
         c: &mut C,
         email: &str,
         a: Option<Address>,
+        r: &mut Resolver<'_>,
     ) -> Result<Answer, LookupError> {
         let Some(a) = a else {
             return Ok(Answer::Pwd { email: email.trim().to_string(), passwd: None });
         };
-        let domain = self.real_domain(c, &a.domain)?;
+        let domain = self.real_domain(c, &a.domain, r)?;
         let params = (a.user.as_str(), domain.as_str());
         let mut inactive = false;
         let mut row: Option<PwRow> = c.exec_first(&self.sql.pwd_active, params)?;
@@ -379,15 +416,20 @@ impl Lookups {
         let Some(a) = Address::parse(email, self.config.default_domain.as_deref()) else {
             return Ok(None);
         };
-        let domain = self.real_domain(c, &a.domain)?;
+        let domain = self.real_domain(c, &a.domain, &mut Resolver::default())?;
         let host: Option<String> =
             c.exec_first(&self.sql.host, (a.user.as_str(), domain.as_str()))?;
         Ok(host.map(|h| h.trim().to_string()).filter(|h| !h.is_empty()))
     }
 
-    fn host<C: Queryable>(&self, c: &mut C, a: Option<Address>) -> Result<Answer, LookupError> {
+    fn host<C: Queryable>(
+        &self,
+        c: &mut C,
+        a: Option<Address>,
+        r: &mut Resolver<'_>,
+    ) -> Result<Answer, LookupError> {
         let Some(a) = a else { return Ok(Answer::Host { host: None }) };
-        let domain = self.real_domain(c, &a.domain)?;
+        let domain = self.real_domain(c, &a.domain, r)?;
         let params = (a.user.as_str(), domain.as_str());
         let mut host: Option<String> = c.exec_first(&self.sql.host, params)?;
         // Not distributed: the user's mail store is this host (DEFAULT_MDAHOST, else the
@@ -414,9 +456,14 @@ impl Lookups {
         })
     }
 
-    fn alias<C: Queryable>(&self, c: &mut C, a: Option<Address>) -> Result<Answer, LookupError> {
+    fn alias<C: Queryable>(
+        &self,
+        c: &mut C,
+        a: Option<Address>,
+        r: &mut Resolver<'_>,
+    ) -> Result<Answer, LookupError> {
         let Some(a) = a else { return Ok(Answer::Alias { lines: Vec::new() }) };
-        let domain = self.real_domain(c, &a.domain)?;
+        let domain = self.real_domain(c, &a.domain, r)?;
         let lines: Vec<Option<String>> =
             c.exec(&self.sql.aliases, (a.user.as_str(), domain.as_str()))?;
         Ok(Answer::Alias { lines: lines.into_iter().flatten().collect() })
@@ -427,16 +474,14 @@ impl Lookups {
         c: &mut C,
         email: &str,
         a: Option<Address>,
+        r: &mut Resolver<'_>,
     ) -> Result<Answer, LookupError> {
         let is_user = email.contains('@');
-        let domain = match (&a, is_user) {
-            (Some(a), true) => a.domain.clone(),
-            _ => email.trim().trim_end_matches(' ').to_lowercase(),
-        };
+        let domain = limit_domain(email, a.as_ref());
         if domain.is_empty() {
             return Ok(Answer::Limit { limits: None });
         }
-        let domain = self.real_domain(c, &domain)?;
+        let domain = self.real_domain(c, &domain, r)?;
         let row: Option<mysql::Row> = c.exec_first(&self.sql.limits, (domain.as_str(),))?;
         let limits = match row {
             Some(r) => Some(limits_from_row(r)),
@@ -456,6 +501,52 @@ impl Lookups {
             None => Answer::Domain { domain: asked.to_string(), was_alias: false },
         })
     }
+}
+
+/// The domain whose real domain a lookup of this kind resolves first (the address's, or
+/// LIMIT's domain), as [`Lookups::answer_knowing`] does: what a caller's cached DOMAIN answer
+/// must be for to save the lookup its first statement.
+///
+/// ```
+/// use inlookup_core::{lookup::domain_of, QueryKind};
+/// assert_eq!(domain_of(QueryKind::Pwd, "Bob@Example.ORG", None).as_deref(), Some("example.org"));
+/// assert_eq!(domain_of(QueryKind::User, "bob", Some("example.com")).as_deref(), Some("example.com"));
+/// assert_eq!(domain_of(QueryKind::Limit, "example.net", None).as_deref(), Some("example.net"));
+/// assert_eq!(domain_of(QueryKind::Relay, "bob@example.org", None), None);
+/// ```
+pub fn domain_of(kind: QueryKind, email: &str, default_domain: Option<&str>) -> Option<String> {
+    let addr = Address::parse(email, default_domain);
+    match kind {
+        QueryKind::User | QueryKind::Pwd | QueryKind::Host | QueryKind::Alias => {
+            addr.map(|a| a.domain)
+        }
+        QueryKind::Limit => Some(limit_domain(email, addr.as_ref())).filter(|d| !d.is_empty()),
+        _ => None,
+    }
+}
+
+/// LIMIT's domain: an address's, or the input itself as a domain.
+fn limit_domain(email: &str, a: Option<&Address>) -> String {
+    match a {
+        Some(a) if email.contains('@') => a.domain.clone(),
+        _ => email.trim().trim_end_matches(' ').to_lowercase(),
+    }
+}
+
+/// A domain and its real domain (itself, unless it is an alias domain).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RealDomain {
+    /// The domain as the address has it (folded).
+    pub asked: String,
+    /// Its real domain.
+    pub real: String,
+}
+
+/// What one lookup knows of the real domain before asking MySQL, and what it learned.
+#[derive(Debug, Default)]
+struct Resolver<'a> {
+    known: Option<&'a RealDomain>,
+    learned: Option<RealDomain>,
 }
 
 fn limits_from_row(r: mysql::Row) -> Limits {

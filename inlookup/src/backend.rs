@@ -4,7 +4,7 @@
 
 use crate::pool::{Finished, Handler, Reply};
 use inlookup_core::wire::{ERROR_REPLY, PIPE_BUF};
-use inlookup_core::{Answer, CacheKey, LookupError, Lookups, MysqlSettings, QueryKind};
+use inlookup_core::{Answer, CacheKey, LookupError, Lookups, MysqlSettings, QueryKind, RealDomain};
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -17,6 +17,22 @@ pub trait Backend: Send {
     /// # Errors
     /// The backend could not answer (not found is an answer).
     fn answer(&mut self, kind: QueryKind, email: &str, ip: &str) -> Result<Answer, BackendError>;
+    /// As [`Backend::answer`], knowing the real domain of the address's domain already (from
+    /// the cached DOMAIN answer), so that the lookup needs one statement; returns the real
+    /// domain it looked up, if it did. By default: [`Backend::answer`], learning nothing.
+    ///
+    /// # Errors
+    /// As [`Backend::answer`].
+    fn answer_knowing(
+        &mut self,
+        kind: QueryKind,
+        email: &str,
+        ip: &str,
+        known: Option<&RealDomain>,
+    ) -> Result<(Answer, Option<RealDomain>), BackendError> {
+        let _ = known;
+        self.answer(kind, email, ip).map(|a| (a, None))
+    }
     /// Drops connections so the next query opens fresh ones (HUP).
     fn reset(&mut self);
     /// Connects (once, at start), to report the backend's health before any lookup.
@@ -260,6 +276,8 @@ pub struct LookupJob {
     /// The reply path of the request that started the lookup, which the worker answers
     /// itself when the lookup succeeds.
     pub reply_to: Box<[u8]>,
+    /// The real domain of the address's domain, when the cache knows it.
+    pub known: Option<RealDomain>,
 }
 
 /// A finished lookup, for the I/O thread.
@@ -273,6 +291,8 @@ pub struct Done {
     pub epoch: u64,
     /// What came of it.
     pub outcome: Outcome,
+    /// The real domain the lookup had to find out, for the DOMAIN cache.
+    pub learned: Option<RealDomain>,
 }
 
 /// What came of a lookup.
@@ -321,26 +341,28 @@ impl Lookup {
 
 impl Handler for Lookup {
     type Job = LookupJob;
-    type Output = Result<Answer, BackendError>;
+    type Output = Result<(Answer, Option<RealDomain>), BackendError>;
     type Report = Done;
 
-    fn handle(&mut self, job: &LookupJob) -> Result<Answer, BackendError> {
+    fn handle(&mut self, job: &LookupJob) -> Self::Output {
         let g = self.reset.load(Ordering::Acquire);
         if g != self.seen {
             self.backend.reset();
             self.seen = g;
         }
-        self.backend.answer(job.kind, &job.email, &job.ip)
+        self.backend.answer_knowing(job.kind, &job.email, &job.ip, job.known.as_ref())
     }
 
     /// A found answer goes to the request that started the lookup from the worker itself,
     /// right after the I/O thread has it to cache (so by the time that client can ask
     /// again, the cache holds the answer); a failure goes back for the I/O thread to
     /// answer everyone waiting (serve-stale, or the error reply).
-    fn finish(job: LookupJob, output: Option<Result<Answer, BackendError>>) -> Finished<Done> {
+    fn finish(job: LookupJob, output: Option<Self::Output>) -> Finished<Done> {
         let LookupJob { key, kind, form, epoch, reply_to, .. } = job;
+        let mut learned = None;
         let (outcome, reply) = match output {
-            Some(Ok(answer)) => {
+            Some(Ok((answer, found))) => {
+                learned = found;
                 let bytes = answer.encode_whole();
                 let reply = Reply { to: reply_to, bytes: form.fit(&bytes).to_vec() };
                 (Outcome::Answered { reply: bytes, negative: answer.is_negative() }, Some(reply))
@@ -348,7 +370,7 @@ impl Handler for Lookup {
             Some(Err(error)) => (Outcome::Failed { error, starter: reply_to }, None),
             None => (Outcome::Failed { error: BackendError::panicked(), starter: reply_to }, None),
         };
-        Finished { report: Some(Done { key, kind, epoch, outcome }), reply }
+        Finished { report: Some(Done { key, kind, epoch, outcome, learned }), reply }
     }
 }
 
@@ -410,8 +432,18 @@ impl MysqlBackend {
 
 impl Backend for MysqlBackend {
     fn answer(&mut self, kind: QueryKind, email: &str, ip: &str) -> Result<Answer, BackendError> {
+        self.answer_knowing(kind, email, ip, None).map(|(a, _)| a)
+    }
+
+    fn answer_knowing(
+        &mut self,
+        kind: QueryKind,
+        email: &str,
+        ip: &str,
+        known: Option<&RealDomain>,
+    ) -> Result<(Answer, Option<RealDomain>), BackendError> {
         let lookups = self.lookups.clone();
-        match lookups.answer(self.connection()?, kind, email, ip) {
+        match lookups.answer_knowing(self.connection()?, kind, email, ip, known) {
             Err(e) if e.is_connection_lost() => {
                 self.conn = None;
                 // A timeout is not retried: the server is frozen or overloaded, and the
@@ -422,7 +454,7 @@ impl Backend for MysqlBackend {
                 // Once more on a fresh connection: every lookup is a read, so repeating it
                 // is safe.
                 log::info!("MySQL connection lost ({e}); reconnecting");
-                lookups.answer(self.connection()?, kind, email, ip).map_err(|e| {
+                lookups.answer_knowing(self.connection()?, kind, email, ip, known).map_err(|e| {
                     if e.is_connection_lost() {
                         self.conn = None;
                     }

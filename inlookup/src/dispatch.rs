@@ -30,8 +30,9 @@ use inlookup_core::admin::{
     json_reply, BackendHealth, BackendState, FlushReply, FlushRequest, ImapStats, PingReply,
     StatsReport,
 };
-use inlookup_core::wire::{Frame, ERROR_REPLY, PIPE_BUF};
-use inlookup_core::{CacheKey, QueryKind};
+use inlookup_core::lookup::domain_of;
+use inlookup_core::wire::{reply_int, Frame, ERROR_REPLY, HEADER_LEN, PIPE_BUF};
+use inlookup_core::{Answer, CacheKey, QueryKind, RealDomain};
 use inlookup_imap::{Forgotten, Request as ImapRequest};
 use std::collections::HashMap;
 use std::fmt;
@@ -415,6 +416,7 @@ impl Dispatcher {
             ip: ip.to_string(),
             epoch: self.epoch,
             reply_to: to.into(),
+            known: self.known_domain(base, email, now),
         };
         match out.lookup(job) {
             Ok(()) => {
@@ -429,6 +431,34 @@ impl Dispatcher {
         }
     }
 
+    /// The real domain of the domain a lookup of `kind` for `email` resolves first, from a
+    /// fresh DOMAIN entry: with it the lookup is one statement instead of two.
+    fn known_domain(&mut self, kind: QueryKind, email: &str, now: Instant) -> Option<RealDomain> {
+        let dd = self.settings.default_domain.as_deref();
+        let asked = domain_of(kind, email, dd)?;
+        let key = CacheKey::new(QueryKind::Domain, &asked, "", dd);
+        let Found::Fresh { reply, .. } = self.cache.get(key.as_str(), now) else { return None };
+        let (header, body) = reply.split_at_checked(HEADER_LEN)?;
+        let n = reply_int(header.try_into().ok()?);
+        match Answer::decode(QueryKind::Domain, n, body, &asked).ok()? {
+            Answer::Domain { domain, .. } => Some(RealDomain { asked, real: domain }),
+            _ => None,
+        }
+    }
+
+    /// A lookup learned a domain's real domain: cached as the DOMAIN answer it is, so that
+    /// the next lookups in that domain need one statement.
+    fn remember_domain(&mut self, learned: RealDomain, now: Instant) {
+        let was_alias = learned.real != learned.asked;
+        let dd = self.settings.default_domain.as_deref();
+        let key = CacheKey::new(QueryKind::Domain, &learned.asked, "", dd);
+        let answer = Answer::Domain { domain: learned.real, was_alias };
+        let sign = if answer.is_negative() { Sign::Negative } else { Sign::Positive };
+        if let Some(k) = self.cache.insert(key.as_str(), &answer.encode(), sign, now) {
+            self.stats.kind(k).evictions += 1;
+        }
+    }
+
     /// A lookup finished (at `now`): cache the answer and reply to everyone still waiting
     /// for it.
     pub fn finished(&mut self, done: Done, now: Instant, out: &mut impl Effects) {
@@ -438,6 +468,9 @@ impl Dispatcher {
         match done.outcome {
             Outcome::Answered { reply, negative } => {
                 self.health.up(now);
+                if let Some(learned) = done.learned.filter(|_| done.epoch == self.epoch) {
+                    self.remember_domain(learned, now);
+                }
                 if done.epoch == self.epoch {
                     let sign = if negative { Sign::Negative } else { Sign::Positive };
                     if let Some(k) = self.cache.insert(done.key.as_str(), &reply, sign, now) {
@@ -649,7 +682,7 @@ mod tests {
     use super::*;
     use crate::backend::ErrorClass;
     use crate::cache::Ttls;
-    use inlookup_core::{Answer, UserStatus};
+    use inlookup_core::UserStatus;
 
     /// Records what the dispatcher asks for; refuses lookups when told to.
     #[derive(Default)]
@@ -741,6 +774,7 @@ mod tests {
             kind: job.kind,
             epoch: job.epoch,
             outcome: Outcome::Answered { reply, negative: false },
+            learned: None,
         }
     }
 
@@ -751,6 +785,7 @@ mod tests {
             kind: job.kind,
             epoch: job.epoch,
             outcome: Outcome::Failed { error, starter: job.reply_to },
+            learned: None,
         }
     }
 
@@ -996,5 +1031,29 @@ mod tests {
         let ping: PingReply = serde_json::from_slice(&out.take()[0].1[4..]).unwrap();
         assert_eq!(ping.backends.len(), 1);
         assert!(!ping.no_backend_up());
+    }
+
+    #[test]
+    fn a_miss_in_a_domain_whose_real_domain_is_cached_carries_it_and_a_learned_one_is_cached() {
+        let (mut d, mut out) = (dispatcher(Duration::ZERO), Recorder::default());
+        // Nothing known yet: the lookup finds example.org's real domain itself, and says so.
+        ask(&mut d, &mut out, QueryKind::Pwd, "bob@Example.ORG", "/t/1");
+        let job = out.jobs.pop().unwrap();
+        assert_eq!(job.known, None);
+        let mut done = answered(job, b"pwd".to_vec());
+        done.learned = Some(RealDomain { asked: "example.org".into(), real: "example.com".into() });
+        d.finished(done, Instant::now(), &mut out);
+        // Remembered as the DOMAIN answer it is: a DOMAIN request is now a hit ...
+        out.take();
+        ask(&mut d, &mut out, QueryKind::Domain, "example.org", "/t/2");
+        let want = Answer::Domain { domain: "example.com".into(), was_alias: true }.encode();
+        assert_eq!(out.take(), vec![("/t/2".into(), want)]);
+        // ... and the next miss in that domain carries it: one statement, not two.
+        for kind in [QueryKind::User, QueryKind::Host, QueryKind::Alias] {
+            ask(&mut d, &mut out, kind, "carol@example.org", "/t/3");
+            let job = out.jobs.pop().unwrap();
+            let want = RealDomain { asked: "example.org".into(), real: "example.com".into() };
+            assert_eq!(job.known, Some(want), "{kind}");
+        }
     }
 }

@@ -161,3 +161,56 @@ fn host_of_a_user_whose_domain_is_not_distributed_is_the_local_ip_as_indimail_an
     // A hostcntrl row still decides for a user of a distributed domain.
     assert_eq!(c.host("alice@example.com").unwrap().unwrap().host, "10.0.0.5");
 }
+
+#[test]
+fn a_lookup_in_a_domain_whose_real_domain_is_known_is_one_select() {
+    use crate::harness::OwnMariadb;
+    use mysql::prelude::Queryable;
+    // A MariaDB of the test's own, so that its Com_select counts this daemon's statements
+    // only; one worker, so that one connection (already open) runs them all.
+    let own = OwnMariadb::start();
+    let db = TestDb::on("127.0.0.1", own.port);
+    let d = Daemon::start_on(
+        "127.0.0.1",
+        own.port,
+        &db.name,
+        Opts::default().arg("--workers").arg("1"),
+    );
+    let c = d.client();
+    assert_eq!(c.user_status("nobody@nowhere.example").unwrap(), UserStatus::Absent);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while c.ping().unwrap().backends[0].state != inlookup_core::admin::BackendState::Up {
+        assert!(std::time::Instant::now() < deadline, "the start-up check never reported");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let mut admin = db.conn();
+    let mut selects = || -> u64 {
+        let row: Option<(String, u64)> =
+            admin.query_first("SHOW GLOBAL STATUS LIKE 'Com_select'").unwrap();
+        row.unwrap().1
+    };
+    let mut delta = |what: &dyn Fn()| {
+        let before = selects();
+        what();
+        selects() - before
+    };
+    // example.com's real domain is not known yet: the alias domain lookup, then the user.
+    assert_eq!(delta(&|| assert!(c.passwd("alice@example.com").unwrap().is_some())), 2);
+    // Now it is (remembered as a DOMAIN answer): one statement per miss in that domain.
+    assert_eq!(delta(&|| assert!(c.passwd("testuser@example.com").unwrap().is_some())), 1);
+    assert_eq!(
+        delta(&|| assert_eq!(c.user_status("full@example.com").unwrap(), UserStatus::OverQuota)),
+        1
+    );
+    assert_eq!(
+        delta(&|| assert_eq!(c.real_domain("example.com").unwrap(), "example.com")),
+        0,
+        "a DOMAIN hit"
+    );
+    // An alias domain asked by DOMAIN first: then its users' misses are one statement too.
+    assert_eq!(delta(&|| assert_eq!(c.real_domain("example.org").unwrap(), "example.com")), 1);
+    assert_eq!(
+        delta(&|| assert_eq!(c.user_status("alice@example.org").unwrap(), UserStatus::Active)),
+        1
+    );
+}
