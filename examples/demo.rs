@@ -3,7 +3,10 @@
 //! the services and the daemon and runs this.
 //!
 //! With IMAP_DEMO=user:password set (and inlookup pointed at an IMAP server), it then logs
-//! in to IMAP through inlookup twice, to show the second login reusing the connection.
+//! in to IMAP through inlookup twice, to show the second login reusing the connection, and
+//! checks the password (from the auth cache the logins filled). With a second
+//! `,user2:password2`, that user's password is checked twice too: first at the IMAP server
+//! (a miss), then from the cache.
 //!
 //! Usage: demo FIFO FIFOTMPDIR
 
@@ -42,6 +45,9 @@ fn show(a: &Answer) -> String {
     }
 }
 
+/// Width of the question column: the longest question (a relay question with its IP) fits.
+const Q: usize = 36;
+
 fn us(d: Duration) -> String {
     format!("{:>6} µs", d.as_micros())
 }
@@ -70,7 +76,7 @@ fn main() {
         (QueryKind::Domain, "example.org", ""),
         (QueryKind::Domain, "example.net", ""),
     ];
-    println!("{:<7} {:<34} {:>10} {:>10}  answer", "kind", "question", "MySQL", "cache");
+    println!("{:<7} {:<Q$} {:>10} {:>10}  answer", "kind", "question", "MySQL", "cache");
     let mut failed = false;
     for (kind, email, ip) in questions {
         let q = if ip.is_empty() { email.to_string() } else { format!("{email} from {ip}") };
@@ -82,18 +88,18 @@ fn main() {
         let t2 = t.elapsed();
         match (first, second) {
             (Ok(a), Ok(b)) if a == b => {
-                println!("{:<7} {:<34} {} {}  {}", kind.name(), q, us(t1), us(t2), show(&a))
+                println!("{:<7} {:<Q$} {} {}  {}", kind.name(), q, us(t1), us(t2), show(&a))
             }
             (a, b) => {
                 failed = true;
-                println!("{:<7} {:<34} FAILED: {a:?} / {b:?}", kind.name(), q);
+                println!("{:<7} {:<Q$} FAILED: {a:?} / {b:?}", kind.name(), q);
             }
         }
     }
     let t = Instant::now();
     match c.ping() {
         Ok(p) => println!(
-            "{:<7} {:<34} {:>10} {}  version {} pid {} up {} s",
+            "{:<7} {:<Q$} {:>10} {}  version {} pid {} up {} s",
             "ping",
             "(inlookup's own kind)",
             "",
@@ -137,17 +143,20 @@ fn main() {
 /// the connection parked at the first logout. Then a password check, twice. True when all
 /// went as expected.
 fn imap(c: &Client, spec: &str) -> bool {
-    let Some((user, password)) = spec.split_once(':') else {
-        eprintln!("IMAP_DEMO must be user:password");
+    let pairs: Option<Vec<(&str, &str)>> = spec.split(',').map(|u| u.split_once(':')).collect();
+    let Some(pairs) = pairs.filter(|p| p.len() <= 2) else {
+        eprintln!("IMAP_DEMO must be user:password[,user2:password2]");
         return false;
     };
-    println!("\n{:<7} {:<34} {:>10}  answer", "IMAP", "request", "time");
+    let (user, password) = pairs[0];
+    let second = pairs.get(1).copied();
+    println!("\n{:<7} {:<Q$} {:>10}  answer", "IMAP", "request", "time");
     let mut ok = true;
     let mut step = |what: &str, r: Result<String, String>, t: Duration| match r {
-        Ok(a) => println!("{:<7} {:<34} {}  {}", "imap", what, us(t), a),
+        Ok(a) => println!("{:<7} {:<Q$} {}  {}", "imap", what, us(t), a),
         Err(e) => {
             ok = false;
-            println!("{:<7} {:<34} FAILED: {e}", "imap", what);
+            println!("{:<7} {:<Q$} FAILED: {e}", "imap", what);
         }
     };
     for page in 1..=2 {
@@ -169,7 +178,9 @@ fn imap(c: &Client, spec: &str) -> bool {
                 .find(|l| l.ends_with(" EXISTS"))
                 .map(|l| l.trim_start_matches("* ").to_string())
                 .unwrap_or_default();
-            format!("{:?} {} ({exists})", x.status, x.text)
+            // The status as IMAP writes it (OK, NO, BAD).
+            let status = format!("{:?}", x.status).to_uppercase();
+            format!("{status} {} ({exists})", x.text)
         });
         step("SELECT INBOX", r.map_err(|e| e.to_string()), t.elapsed());
         let t = Instant::now();
@@ -183,16 +194,23 @@ fn imap(c: &Client, spec: &str) -> bool {
         });
         step("logout", r.map_err(|e| e.to_string()), t.elapsed());
     }
-    for _ in 0..2 {
+    // Password checks: the second user's twice (the IMAP server, then the auth cache), then
+    // the first user's (in the cache since the logins).
+    let mut checks = Vec::new();
+    if let Some((user2, password2)) = second {
+        checks.extend([(user2, password2), (user2, password2)]);
+    }
+    checks.push((user, password));
+    for (u, p) in checks {
         let t = Instant::now();
-        let r = c.imap_auth(user, password, "192.0.2.7").map(|a| {
+        let r = c.imap_auth(u, p, "192.0.2.7").map(|a| {
             format!(
                 "{}{}",
                 if a.valid { "valid" } else { "invalid" },
-                if a.cached { " (auth cache)" } else { " (IMAP login)" }
+                if a.cached { " (auth cache)" } else { " (a login at the IMAP server)" }
             )
         });
-        step(&format!("auth {user}"), r.map_err(|e| e.to_string()), t.elapsed());
+        step(&format!("auth {u}"), r.map_err(|e| e.to_string()), t.elapsed());
     }
     ok
 }

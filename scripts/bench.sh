@@ -41,8 +41,8 @@ for a in "$@"; do
 done
 
 echo "bench.sh: building (release)" >&2
-cargo build --release --quiet -p inlookup
-cargo bench --quiet --bench compare --no-run
+release_build
+cargo bench --bench compare --no-run
 
 state="$root/target/bench-mariadb"
 started=0

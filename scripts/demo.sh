@@ -7,19 +7,23 @@
 # database `inlookup_demo`, builds and starts inlookup (as nobody when run as root), and
 # asks every kind of question twice: first answered from MySQL, then from the cache, with
 # the time each took; then PING, two IMAP "page views" through inlookup (the second reuses
-# the connection) and an IMAP password check, and the same questions through inquerytest.
+# the connection) and IMAP password checks (a miss, then the auth cache), and each of the
+# seven kinds through inquerytest. One release build (scripts/lib.sh release_build, shared
+# with build-deb.sh): nothing is rebuilt when nothing changed.
 # On a terminal it then keeps inlookup running for you to try until Ctrl-C; otherwise it
 # stops at once. It stops what it started.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
+PROG=demo.sh
+# shellcheck source=scripts/lib.sh
+. scripts/lib.sh
 state="$root/target/demo"
 mkdir -p "$state"
 
-scripts/deps.sh mariadb dovecot cc >&2
-echo "== building (release)" >&2
-cargo build --release --quiet -p inlookup -p inquerytest
-cargo build --release --quiet -p inlookup-core --example demo
+scripts/deps.sh mariadb dovecot cc
+echo "== building (release; cargo's lines follow, about 2 minutes on a fresh clone)" >&2
+release_build
 
 line=$(scripts/mariadb.sh ensure "$state/mariadb")
 read -r host port <<<"$line"
@@ -56,7 +60,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-export MYSQL_HOST="$host" MYSQL_VPORT="$port" MYSQL_USER=root MYSQL_PASSWD= MYSQL_DATABASE=inlookup_demo
+export MYSQL_HOST="$host" MYSQL_VPORT="$port" MYSQL_USER=root MYSQL_PASSWD='' MYSQL_DATABASE=inlookup_demo
 export INFIFODIR="$run/fifo" FIFOTMPDIR="$run/tmp" CONTROLDIR="$run/control"
 export IMAP_HOST="$imap_host" IMAP_PORT="$imap_port"
 target/release/inlookup "${user_args[@]}" 2>"$run/inlookup.log" &
@@ -66,9 +70,12 @@ for _ in $(seq 100); do
   kill -0 "$inlookup_pid" 2>/dev/null || { cat "$run/inlookup.log" >&2; exit 1; }
   sleep 0.05
 done
-echo "== inlookup running (pid $inlookup_pid): $(head -c 300 "$run/inlookup.log" | tail -n 1)" >&2
+# Its start line, whole, one setting a line (it is long: every effective setting).
+echo "== inlookup running (pid $inlookup_pid), log in $run/inlookup.log:" >&2
+grep -m 1 'started: ' "$run/inlookup.log" | sed -e 's/^inlookup: info: //' -e 's/; /\n/g' |
+  sed 's/^/     /' >&2
 echo
-IMAP_DEMO=alice:secret target/release/examples/demo "$run/fifo/infifo" "$run/tmp"
+IMAP_DEMO=alice:secret,bob:hunter2 target/release/examples/demo "$run/fifo/infifo" "$run/tmp"
 
 echo
 echo "== the same daemon through inquerytest (IndiMail's options; exit code in brackets)"
@@ -82,7 +89,8 @@ ask() {
   target/release/inquerytest -i "$INFIFO" "$@" || rc=$?
   echo "[$rc]"
 }
-for args in "-q 1 testuser@example.com" "-q 3 alice@example.com" "-q 4 testuser@example.com" "-q 2 alice@example.com 192.0.2.10"; do
+for args in "-q 1 testuser@example.com" "-q 3 alice@example.com" "-q 4 testuser@example.com" \
+  "-q 2 alice@example.com 192.0.2.10" "-q 5 sales@example.com" "-q 6 example.com" "-q 7 example.org"; do
   # shellcheck disable=SC2086 # the options are meant to split
   ask "inquerytest $args" $args
 done

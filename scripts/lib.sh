@@ -78,3 +78,13 @@ cmd_port() {
   [[ -s $1/port ]] || die "no port recorded in $1/port"
   cat -- "$1/port"
 }
+
+# release_build: the one release build the scripts share (demo.sh,
+# build-deb.sh, bench.sh): the programs, libinquery and the demo example in one cargo call,
+# with cargo's progress lines. One call selects one set of dependency features every time;
+# two calls over different packages select different ones and rebuild libinquery (whose
+# file names carry no hash) back and forth, each undoing the other.
+release_build() {
+  cargo build --release -p inlookup -p inquerytest -p inquery -p inlookup-core \
+    --bins --lib --example demo
+}

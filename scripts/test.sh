@@ -2,16 +2,18 @@
 # Usage: scripts/test.sh [cargo test args...]
 #
 # Runs the whole test suite, as CI does (.ci/run calls this): installs what is missing
-# (MariaDB, Dovecot, runit, daemontools, a C compiler), makes sure a MariaDB answers (the
+# (MariaDB, Dovecot, runit, daemontools, a C compiler, man; scripts/deps.sh, which starts and
+# enables no system service), makes sure a MariaDB answers (the
 # machine's own on 127.0.0.1:3306, else a throwaway one in target/test-services that this
 # script stops again at the end), then: rustfmt check, clippy with warnings as errors, and
 # every test of the workspace (unit, doc, in-process fault tests, end-to-end tests against
 # the real daemon, MariaDB and Dovecot); then, as root and with no arguments, the .deb:
-# built, installed with dpkg -i, checked and removed (scripts/check-deb.sh).
+# built, linted, installed with dpkg -i, checked and removed (scripts/check-deb.sh, which
+# installs lintian and systemd-analyze, and cargo-deb, when missing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-scripts/deps.sh
+scripts/deps.sh mariadb dovecot runit daemontools cc man
 
 state="$PWD/target/test-services"
 mkdir -p "$state"
