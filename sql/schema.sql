@@ -108,3 +108,19 @@ CREATE TABLE IF NOT EXISTS vlimits (
   perm_defaultquota        tinyint         NOT NULL DEFAULT 0,
   PRIMARY KEY (domain)
 ) ENGINE=InnoDB;
+
+-- Who logged in when, and by which service (IndiMail's lastauth): inlookup -c SECS preloads
+-- the PWD answers of users with a row of the last SECS (imap, pop3, webm).
+CREATE TABLE IF NOT EXISTS lastauth (
+  user      char(40) NOT NULL,
+  domain    char(67) NOT NULL,
+  service   char(10) NOT NULL,
+  remote_ip char(46) NOT NULL,
+  quota     int      NOT NULL DEFAULT 0,
+  gecos     char(48) NOT NULL DEFAULT '',
+  timestamp timestamp NOT NULL DEFAULT CURRENT_TIMESTAMP,
+  PRIMARY KEY (user, domain, service),
+  KEY (gecos),
+  KEY (quota),
+  KEY (timestamp)
+) ENGINE=InnoDB;

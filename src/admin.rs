@@ -189,6 +189,9 @@ pub struct StatsReport {
     /// Abandoned reply FIFOs removed from FIFOTMPDIR by the daemon's sweep.
     #[serde(default)]
     pub swept_reply_fifos: u64,
+    /// PWD answers put in the cache at start by `-c` (users who logged in recently).
+    #[serde(default)]
+    pub preloaded: u64,
     /// The health of each backend server.
     #[serde(default)]
     pub backends: Vec<BackendHealth>,

@@ -29,6 +29,8 @@ pub struct Tables {
     pub hostcntrl: String,
     /// Domain limits (`vlimits`).
     pub vlimits: String,
+    /// Who logged in when (`lastauth`), for the `-c` preload.
+    pub lastauth: String,
 }
 
 impl Default for Tables {
@@ -41,6 +43,7 @@ impl Default for Tables {
             aliasdomain: "aliasdomain".into(),
             hostcntrl: "hostcntrl".into(),
             vlimits: "vlimits".into(),
+            lastauth: "lastauth".into(),
         }
     }
 }
@@ -182,6 +185,7 @@ struct Sql {
     host: String,
     aliases: String,
     limits: String,
+    recent_logins: String,
 }
 
 fn ident(name: &str) -> Result<String, LookupError> {
@@ -230,6 +234,7 @@ impl Lookups {
         let (users, inactive, relay) = (ident(&t.users)?, ident(&t.inactive)?, ident(&t.relay)?);
         let (valias, aliasdomain) = (ident(&t.valias)?, ident(&t.aliasdomain)?);
         let (hostcntrl, vlimits) = (ident(&t.hostcntrl)?, ident(&t.vlimits)?);
+        let lastauth = ident(&t.lastauth)?;
         let sql = Sql {
             real_domain: format!("SELECT domain FROM {aliasdomain} WHERE alias = ? LIMIT 1"),
             user_gid: format!(
@@ -257,6 +262,13 @@ impl Lookups {
                  ORDER BY valias_line"
             ),
             limits: format!("SELECT {LIMIT_COLUMNS} FROM {vlimits} WHERE domain = ? LIMIT 1"),
+            recent_logins: format!(
+                "SELECT {PW_COLUMNS}, pw_domain FROM {users} JOIN \
+                 (SELECT user, domain, MAX(timestamp) AS at FROM {lastauth} \
+                  WHERE service IN ('imap', 'pop3', 'webm') \
+                  AND timestamp >= NOW() - INTERVAL ? SECOND GROUP BY user, domain) AS l \
+                 ON pw_name = l.user AND pw_domain = l.domain ORDER BY l.at DESC LIMIT ?"
+            ),
         };
         Ok(Lookups { config, sql })
     }
@@ -380,26 +392,38 @@ impl Lookups {
             inactive = row.is_some();
         }
         let email = format!("{}@{}", a.user, a.domain);
-        let Some((name, crypt, scram, uid, gid, gecos, dir, shell)) = row else {
+        let Some(row) = row else {
             return Ok(Answer::Pwd { email, passwd: None });
         };
-        let crypt = crypt.unwrap_or_default();
-        let passwd = match scram {
-            Some(s) => format!("{s},{crypt}"),
-            None => crypt,
-        };
-        let passwd = Passwd {
-            name: name.map(|n| n.to_lowercase()).unwrap_or(a.user),
-            domain: a.domain,
-            passwd,
-            uid: uid.unwrap_or(0) as u32,
-            gid: gid.unwrap_or(0) as u32,
-            gecos: gecos.unwrap_or_default(),
-            dir: dir.unwrap_or_default(),
-            shell: shell.unwrap_or_default(),
-            inactive,
-        };
-        Ok(Answer::Pwd { email, passwd: Some(passwd) })
+        Ok(pwd_answer(row, a, inactive))
+    }
+
+    /// The PWD answers of the users who logged in by IMAP, POP3 or webmail during the last
+    /// `secs` seconds (IndiMail's `lastauth`), the most recent first, at most `max`: what
+    /// `inlookup -c SECS` puts in the cache before the first query.
+    ///
+    /// # Errors
+    /// MySQL failed (a missing `lastauth` table among them).
+    pub fn recent_logins<C: Queryable>(
+        &self,
+        c: &mut C,
+        secs: u64,
+        max: usize,
+    ) -> Result<Vec<Answer>, LookupError> {
+        let rows: Vec<mysql::Row> = c.exec(&self.sql.recent_logins, (secs, max as u64))?;
+        let mut answers = Vec::with_capacity(rows.len());
+        for mut r in rows {
+            // NULLs are None (take::<Option<_>> converts them; take::<String> would panic).
+            let mut text = |i: usize| r.take::<Option<String>, _>(i).flatten();
+            let (name, crypt, scram) = (text(0), text(1), text(2));
+            let (gecos, dir, shell, domain) = (text(5), text(6), text(7), text(8));
+            let mut int = |i: usize| r.take::<Option<i64>, _>(i).flatten();
+            let row: PwRow = (name, crypt, scram, int(3), int(4), gecos, dir, shell);
+            let (Some(user), Some(domain)) = (row.0.clone(), domain) else { continue };
+            let a = Address { user: user.to_lowercase(), domain: domain.to_lowercase() };
+            answers.push(pwd_answer(row, a, false));
+        }
+        Ok(answers)
     }
 
     /// The user's mail store from `hostcntrl` alone (the host of a distributed domain's
@@ -523,6 +547,29 @@ pub fn domain_of(kind: QueryKind, email: &str, default_domain: Option<&str>) -> 
         QueryKind::Limit => Some(limit_domain(email, addr.as_ref())).filter(|d| !d.is_empty()),
         _ => None,
     }
+}
+
+/// A PWD answer from a user's row (`inactive`: the row is from the inactive table).
+fn pwd_answer(row: PwRow, a: Address, inactive: bool) -> Answer {
+    let (name, crypt, scram, uid, gid, gecos, dir, shell) = row;
+    let email = format!("{}@{}", a.user, a.domain);
+    let crypt = crypt.unwrap_or_default();
+    let passwd = match scram {
+        Some(s) => format!("{s},{crypt}"),
+        None => crypt,
+    };
+    let passwd = Passwd {
+        name: name.map(|n| n.to_lowercase()).unwrap_or(a.user),
+        domain: a.domain,
+        passwd,
+        uid: uid.unwrap_or(0) as u32,
+        gid: gid.unwrap_or(0) as u32,
+        gecos: gecos.unwrap_or_default(),
+        dir: dir.unwrap_or_default(),
+        shell: shell.unwrap_or_default(),
+        inactive,
+    };
+    Answer::Pwd { email, passwd: Some(passwd) }
 }
 
 /// LIMIT's domain: an address's, or the input itself as a domain.

@@ -42,6 +42,15 @@ pub trait Backend: Send {
     fn check(&mut self) -> Result<(), BackendError> {
         Ok(())
     }
+    /// The PWD answers of users who logged in during the last `secs` seconds, at most `max`
+    /// (the `-c` preload); none by default.
+    ///
+    /// # Errors
+    /// The backend could not answer.
+    fn recent_logins(&mut self, secs: u64, max: usize) -> Result<Vec<Answer>, BackendError> {
+        let _ = (secs, max);
+        Ok(Vec::new())
+    }
     /// The user's mail store from `hostcntrl` alone (none: the default IMAP server); by
     /// default the host of the HOST answer.
     ///
@@ -471,6 +480,12 @@ impl Backend for MysqlBackend {
 
     fn check(&mut self) -> Result<(), BackendError> {
         self.connection().map(|_| ())
+    }
+
+    fn recent_logins(&mut self, secs: u64, max: usize) -> Result<Vec<Answer>, BackendError> {
+        let lookups = self.lookups.clone();
+        let conn = self.connection()?;
+        lookups.recent_logins(conn, secs, max).map_err(|e| BackendError::lookup(None, e))
     }
 
     fn mail_store(&mut self, user: &str) -> Result<Option<String>, BackendError> {

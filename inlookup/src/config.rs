@@ -22,10 +22,15 @@ pub struct Args {
     #[arg(short = 'i', long = "instances", default_value_t = 1)]
     pub instances: u32,
 
-    /// IndiMail's preload of recently active users (needs its lastauth table). Accepted for
-    /// compatibility and ignored: the cache fills on demand.
-    #[arg(short = 'c', value_name = "SECS", hide = true)]
+    /// Preload the PWD answers of users who logged in by IMAP, POP3 or webmail during the
+    /// last SECS seconds (IndiMail's `lastauth` table), in the background: the daemon
+    /// serves at once. 0: no preload.
+    #[arg(short = 'c', long = "preload", env = "CACHE_COUNT", value_name = "SECS")]
     pub preload_secs: Option<u64>,
+
+    /// At most this many answers preloaded by -c (0: as many as the cache holds).
+    #[arg(long, env = "MAX_BTREE_COUNT", default_value_t = 0)]
+    pub preload_max: usize,
 
     /// Log one line per request (as DEBUG does; USR2 toggles it at run time).
     #[arg(short = 'v', long = "verbose")]
@@ -255,6 +260,8 @@ pub struct Config {
     pub imap: inlookup_imap::ImapConfig,
     /// The metrics listener, if any.
     pub metrics: Option<crate::metrics::MetricsConfig>,
+    /// `-c`: preload PWD answers of users active this many seconds back, at most so many.
+    pub preload: Option<(u64, usize)>,
     /// Warnings about the settings, for the log once it is set up.
     pub notices: Vec<String>,
 }
@@ -300,12 +307,7 @@ impl Config {
         // IndiMail turns debug on for any DEBUG that is set; "0" (or empty) means off here,
         // which is what an envdir file holding 0 is meant to say.
         let debug = a.verbose || env("DEBUG").is_some_and(|v| debug_on(&v));
-        let mut notices = Vec::new();
-        if a.preload_secs.is_some() {
-            notices.push(
-                "-c (preload of active users) is not supported; the cache fills on demand".into(),
-            );
-        }
+        let notices = Vec::new();
         let default_domain = control::default_domain_from(&controldir, env);
         let max_connections = a.imap_max_connections.max(1);
         let imap = inlookup_imap::ImapConfig {
@@ -376,6 +378,10 @@ impl Config {
             syslog: a.syslog.filter(|s| !s.is_empty()),
             imap,
             metrics,
+            preload: a.preload_secs.filter(|s| *s > 0).map(|s| {
+                let max = if a.preload_max == 0 { a.cache_entries } else { a.preload_max };
+                (s, max.min(a.cache_entries))
+            }),
             notices,
         })
     }
@@ -461,7 +467,7 @@ mod tests {
         );
         let c = Config::from_args(a, &|_| None).unwrap();
         assert_eq!(c.fifos.len(), 3);
-        assert_eq!(c.notices.len(), 1, "-c is reported, for the log: {:?}", c.notices);
+        assert_eq!(c.preload, Some((86400, 100_000)), "-c preloads, bounded by the cache");
         assert!(c.describe().contains("/x/infifo.2"));
         assert!(!c.describe().contains(&c.mysql.password));
     }

@@ -522,6 +522,28 @@ impl Dispatcher {
         }
     }
 
+    /// The `-c` preload's answers (PWD of recently active users), read since start: cached
+    /// unless a flush came in between.
+    pub fn preloaded(&mut self, answers: Vec<Answer>, now: Instant) {
+        if self.epoch != 0 {
+            log::info!("preload: {} answers dropped, a flush came first", answers.len());
+            return;
+        }
+        let dd = self.settings.default_domain.as_deref();
+        let mut n = 0;
+        for a in answers {
+            let Answer::Pwd { email, .. } = &a else { continue };
+            let key = CacheKey::new(QueryKind::Pwd, email, "", dd);
+            let sign = if a.is_negative() { Sign::Negative } else { Sign::Positive };
+            if let Some(k) = self.cache.insert(key.as_str(), &a.encode(), sign, now) {
+                self.stats.kind(k).evictions += 1;
+            }
+            n += 1;
+        }
+        self.stats.preloaded += n;
+        log::info!("preloaded {n} PWD answers of recently active users (lastauth)");
+    }
+
     /// The start-up check of the backend (one connect): its result.
     pub fn checked(&mut self, result: Result<(), BackendError>, now: Instant) {
         match result {

@@ -14,6 +14,7 @@ use crate::wake::Waker;
 use crate::{cache::Cache, stats};
 use crossbeam_channel::{Receiver, Sender};
 use inlookup_core::wire::{self, Decoded};
+use inlookup_core::Answer;
 use inlookup_imap::Forgotten;
 use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
@@ -130,6 +131,8 @@ struct Server {
     scratch: Vec<u8>,
     /// The start-up check of the backend, until it reports.
     check: Option<Receiver<Result<(), BackendError>>>,
+    /// The `-c` preload, until it reports.
+    preload: Option<Receiver<Vec<Answer>>>,
     /// Dropped to stop the sweep thread.
     _sweeping: Sender<()>,
 }
@@ -151,6 +154,10 @@ pub fn run(
     let swept = Arc::new(AtomicU64::new(0));
     let sweeping = sweep(replies, cfg.timeouts.read + cfg.timeouts.write, swept.clone())?;
     let check = check(&backends, controls.waker.clone())?;
+    let preload = match cfg.preload {
+        Some((secs, max)) => Some(preload(&backends, secs, max, controls.waker.clone())?),
+        None => None,
+    };
     let imap = ImapSide::start(&cfg.imap, &backends, controls.waker.clone(), replier.clone())?;
     let reset = Arc::new(AtomicU64::new(0));
     let (factory, generation) = (backends.factory.clone(), reset.clone());
@@ -187,6 +194,7 @@ pub fn run(
         draining: None,
         scratch: vec![0u8; 64 * 1024],
         check: Some(check),
+        preload,
         _sweeping: sweeping,
     };
     s.serve()
@@ -205,6 +213,29 @@ fn check(backends: &Backends, waker: Waker) -> Result<Receiver<Result<(), Backen
             waker.wake();
         })
         .map_err(Error::io("backend check thread"))?;
+    Ok(rx)
+}
+
+/// Reads the `-c` preload on a thread of its own, so the daemon serves at once.
+fn preload(
+    backends: &Backends,
+    secs: u64,
+    max: usize,
+    waker: Waker,
+) -> Result<Receiver<Vec<Answer>>, Error> {
+    let (tx, rx) = crossbeam_channel::bounded(1);
+    let factory = backends.factory.clone();
+    std::thread::Builder::new()
+        .name("preload".into())
+        .spawn(move || {
+            let answers = factory().recent_logins(secs, max).unwrap_or_else(|e| {
+                log::warn!("-c: no preload: {e}");
+                Vec::new()
+            });
+            let _ = tx.send(answers);
+            waker.wake();
+        })
+        .map_err(Error::io("preload thread"))?;
     Ok(rx)
 }
 
@@ -268,6 +299,10 @@ impl Server {
             if let Some(Ok(result)) = self.check.as_ref().map(Receiver::try_recv) {
                 self.dispatcher.checked(result, Instant::now());
                 self.check = None;
+            }
+            if let Some(Ok(answers)) = self.preload.as_ref().map(Receiver::try_recv) {
+                self.dispatcher.preloaded(answers, Instant::now());
+                self.preload = None;
             }
             self.events();
             for i in ready {

@@ -22,6 +22,8 @@ pub struct Stats {
     pub failed_replies: u64,
     /// Of those: small replies to a full FIFO.
     pub full_reply_fifos: u64,
+    /// PWD answers preloaded by `-c`.
+    pub preloaded: u64,
 }
 
 /// The index of a kind in [`Stats::kinds`].
@@ -71,6 +73,7 @@ impl Stats {
         r.vanished_clients = self.vanished_clients;
         r.failed_replies = self.failed_replies;
         r.full_reply_fifos = self.full_reply_fifos;
+        r.preloaded = self.preloaded;
     }
 }
 

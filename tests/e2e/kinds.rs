@@ -214,3 +214,62 @@ fn a_lookup_in_a_domain_whose_real_domain_is_known_is_one_select() {
         1
     );
 }
+
+#[test]
+fn dash_c_preloads_recently_active_users_so_their_first_pwd_asks_mysql_nothing() {
+    use crate::harness::OwnMariadb;
+    use mysql::prelude::Queryable;
+    let own = OwnMariadb::start();
+    let db = TestDb::on("127.0.0.1", own.port);
+    // alice (IMAP) and testuser (POP3) logged in just now; full two days ago; olduser is
+    // inactive (indibak), which IndiMail's preload does not read either.
+    db.exec(
+        "INSERT INTO lastauth (user, domain, service, remote_ip, timestamp) VALUES \
+         ('alice','example.com','imap','192.0.2.1',NOW()), \
+         ('testuser','example.com','pop3','192.0.2.2',NOW() - INTERVAL 10 MINUTE), \
+         ('full','example.com','imap','192.0.2.3',NOW() - INTERVAL 2 DAY), \
+         ('olduser','example.com','imap','192.0.2.4',NOW())",
+    );
+    let d =
+        Daemon::start_on("127.0.0.1", own.port, &db.name, Opts::default().arg("-c").arg("3600"));
+    let c = d.client();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while c.stats().unwrap().preloaded < 2 {
+        assert!(std::time::Instant::now() < deadline, "nothing preloaded:\n{}", d.log_text());
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(c.stats().unwrap().preloaded, 2);
+    let mut admin = db.conn();
+    let mut selects = || -> u64 {
+        let row: Option<(String, u64)> =
+            admin.query_first("SHOW GLOBAL STATUS LIKE 'Com_select'").unwrap();
+        row.unwrap().1
+    };
+    let before = selects();
+    let alice = c.passwd("alice@example.com").unwrap().unwrap();
+    let testuser = c.passwd("testuser@example.com").unwrap().unwrap();
+    assert_eq!(selects(), before, "answered from the preloaded cache, no SELECT");
+    assert_eq!((alice.name.as_str(), testuser.name.as_str()), ("alice", "testuser"));
+    let s = c.stats().unwrap();
+    assert_eq!((s.kinds["pwd"].hits, s.kinds["pwd"].misses), (2, 0));
+    // Not preloaded: a miss, as ever, and the same answer a preloaded entry would be.
+    assert!(c.passwd("full@example.com").unwrap().is_some());
+    assert_eq!(c.stats().unwrap().kinds["pwd"].misses, 1);
+    assert!(d.log_text().contains("preloaded 2 PWD answers"), "{}", d.log_text());
+    // A preloaded answer is byte for byte what a lookup gives.
+    let (_, preloaded) = c.raw(3, "testuser@example.com", "").unwrap();
+    c.flush(Some(QueryKind::Pwd), Some("testuser@example.com")).unwrap();
+    let (_, looked_up) = c.raw(3, "testuser@example.com", "").unwrap();
+    assert_eq!(String::from_utf8_lossy(&preloaded), String::from_utf8_lossy(&looked_up));
+}
+
+#[test]
+fn dash_c_without_a_lastauth_table_says_so_and_serves() {
+    let db = TestDb::new();
+    db.exec("DROP TABLE lastauth");
+    let d = Daemon::start(&db, Opts::default().arg("-c").arg("600"));
+    d.wait_log("-c: no preload");
+    let c = d.client();
+    assert_eq!(c.user_status("alice@example.com").unwrap(), UserStatus::Active);
+    assert_eq!(c.stats().unwrap().preloaded, 0);
+}
