@@ -31,9 +31,10 @@ pub struct PingReply {
 }
 
 impl PingReply {
-    /// True when the daemon knows of a backend and none of them is up: every miss fails.
+    /// True when the daemon knows of a backend and every one of them is down: every miss
+    /// fails. (One not tried yet, just after the start, is not down.)
     pub fn no_backend_up(&self) -> bool {
-        !self.backends.is_empty() && !self.backends.iter().any(|b| b.state == BackendState::Up)
+        !self.backends.is_empty() && self.backends.iter().all(|b| b.state == BackendState::Down)
     }
 }
 

@@ -248,6 +248,11 @@ impl Cache {
         secs(now.saturating_duration_since(self.born))
     }
 
+    /// The TTLs of a kind.
+    pub fn ttl(&self, kind: QueryKind) -> Ttl {
+        self.ttls.get(kind)
+    }
+
     /// Capacity in entries (0: off).
     pub fn capacity(&self) -> usize {
         self.lru.as_ref().map_or(0, |l| l.cap)

@@ -255,7 +255,13 @@ pub struct Dispatcher {
     started: Instant,
     /// The key of the request at hand (reused: a hit allocates nothing).
     key: String,
+    /// Real domains lookups found out, by domain, until DOMAIN's TTL (apart from the
+    /// cache, so they take none of its entries): with them a miss is one statement.
+    domains: HashMap<String, (String, Instant)>,
 }
+
+/// Real domains kept at most (the table starts afresh when full).
+const DOMAINS_KEPT: usize = 10_000;
 
 impl Dispatcher {
     /// A dispatcher with its cache.
@@ -269,6 +275,7 @@ impl Dispatcher {
             health: Health::new(Instant::now()),
             started: Instant::now(),
             key: String::new(),
+            domains: HashMap::new(),
         }
     }
 
@@ -431,11 +438,17 @@ impl Dispatcher {
         }
     }
 
-    /// The real domain of the domain a lookup of `kind` for `email` resolves first, from a
-    /// fresh DOMAIN entry: with it the lookup is one statement instead of two.
+    /// The real domain of the domain a lookup of `kind` for `email` resolves first, from
+    /// what an earlier lookup found out or a fresh DOMAIN answer in the cache: with it the
+    /// lookup is one statement instead of two.
     fn known_domain(&mut self, kind: QueryKind, email: &str, now: Instant) -> Option<RealDomain> {
         let dd = self.settings.default_domain.as_deref();
         let asked = domain_of(kind, email, dd)?;
+        if let Some((real, until)) = self.domains.get(&asked) {
+            if now < *until {
+                return Some(RealDomain { real: real.clone(), asked });
+            }
+        }
         let key = CacheKey::new(QueryKind::Domain, &asked, "", dd);
         let Found::Fresh { reply, .. } = self.cache.get(key.as_str(), now) else { return None };
         let (header, body) = reply.split_at_checked(HEADER_LEN)?;
@@ -446,17 +459,19 @@ impl Dispatcher {
         }
     }
 
-    /// A lookup learned a domain's real domain: cached as the DOMAIN answer it is, so that
-    /// the next lookups in that domain need one statement.
+    /// A lookup learned a domain's real domain: kept for DOMAIN's TTL (positive for an
+    /// alias domain, negative for a domain that is its own), so that the next lookups in
+    /// that domain need one statement.
     fn remember_domain(&mut self, learned: RealDomain, now: Instant) {
-        let was_alias = learned.real != learned.asked;
-        let dd = self.settings.default_domain.as_deref();
-        let key = CacheKey::new(QueryKind::Domain, &learned.asked, "", dd);
-        let answer = Answer::Domain { domain: learned.real, was_alias };
-        let sign = if answer.is_negative() { Sign::Negative } else { Sign::Positive };
-        if let Some(k) = self.cache.insert(key.as_str(), &answer.encode(), sign, now) {
-            self.stats.kind(k).evictions += 1;
+        let t = self.cache.ttl(QueryKind::Domain);
+        let ttl = if learned.real != learned.asked { t.positive } else { t.negative };
+        if ttl.is_zero() {
+            return;
         }
+        if self.domains.len() >= DOMAINS_KEPT {
+            self.domains.clear();
+        }
+        self.domains.insert(learned.asked, (learned.real, now + ttl));
     }
 
     /// A lookup finished (at `now`): cache the answer and reply to everyone still waiting
@@ -566,6 +581,7 @@ impl Dispatcher {
     /// HUP: flush every entry and IMAP's state; backends reconnect on their next use.
     pub fn hup(&mut self, out: &mut impl Effects) {
         let n = self.cache.clear();
+        self.domains.clear();
         self.epoch += 1;
         out.reset_backends();
         log::info!(
@@ -622,6 +638,9 @@ impl Dispatcher {
             serde_json::from_str(payload).map_err(FlushError::BadJson)?
         };
         self.epoch += 1;
+        // Whatever is flushed, what lookups found out of alias domains goes too: a changed
+        // aliasdomain row takes effect with the flush that follows it.
+        self.domains.clear();
         let Some(kind) = req.kind else {
             if req.key.is_some() {
                 return Err(FlushError::KeyWithoutKind);
@@ -1065,11 +1084,8 @@ mod tests {
         let mut done = answered(job, b"pwd".to_vec());
         done.learned = Some(RealDomain { asked: "example.org".into(), real: "example.com".into() });
         d.finished(done, Instant::now(), &mut out);
-        // Remembered as the DOMAIN answer it is: a DOMAIN request is now a hit ...
-        out.take();
-        ask(&mut d, &mut out, QueryKind::Domain, "example.org", "/t/2");
-        let want = Answer::Domain { domain: "example.com".into(), was_alias: true }.encode();
-        assert_eq!(out.take(), vec![("/t/2".into(), want)]);
+        // Kept apart from the cache (it takes none of its entries) ...
+        assert_eq!(d.report(&out).cache_entries, 1);
         // ... and the next miss in that domain carries it: one statement, not two.
         for kind in [QueryKind::User, QueryKind::Host, QueryKind::Alias] {
             ask(&mut d, &mut out, kind, "carol@example.org", "/t/3");
@@ -1077,5 +1093,14 @@ mod tests {
             let want = RealDomain { asked: "example.org".into(), real: "example.com".into() };
             assert_eq!(job.known, Some(want), "{kind}");
         }
+        // A flush forgets it; a cached DOMAIN answer is as good.
+        ask(&mut d, &mut out, QueryKind::Flush, r#"{"kind":"pwd"}"#, "/t/f");
+        ask(&mut d, &mut out, QueryKind::User, "dave@example.org", "/t/5");
+        assert_eq!(out.jobs.pop().unwrap().known, None);
+        let domain = Answer::Domain { domain: "example.com".into(), was_alias: true }.encode();
+        let key = CacheKey::new(QueryKind::Domain, "example.org", "", None);
+        d.cache.insert(key.as_str(), &domain, Sign::Positive, Instant::now());
+        ask(&mut d, &mut out, QueryKind::User, "erin@example.org", "/t/6");
+        assert_eq!(out.jobs.pop().unwrap().known.map(|k| k.real).as_deref(), Some("example.com"));
     }
 }

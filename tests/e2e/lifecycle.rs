@@ -115,3 +115,52 @@ fn usr1_logs_counters_usr2_toggles_debug_and_no_secret_reaches_the_log() {
         "IndiMail-style debug line"
     );
 }
+
+#[test]
+fn start_up_mistakes_are_said_once_and_name_what_is_wrong() {
+    let inlookup = || std::process::Command::new(crate::harness::bin("inlookup"));
+    // A fatal error: one line, `fatal:`, not an `error:` line before it.
+    let mut cmd = inlookup();
+    cmd.args(["-f", "/proc/inl-no-such-dir/sub/infifo"]).env("FIFOTMPDIR", "/tmp");
+    if is_root() {
+        cmd.args(["--user", "nobody"]);
+    }
+    let out = cmd.output().unwrap();
+    assert_eq!(out.status.code(), Some(111));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let fatal: Vec<&str> = err.lines().filter(|l| l.contains("inl-no-such-dir")).collect();
+    assert_eq!(fatal.len(), 1, "said once: {err}");
+    // The directory that could not be made, not the FIFO.
+    assert!(fatal[0].contains("fatal: /proc/inl-no-such-dir/sub: mkdir"), "{err}");
+    // No workers: refused, not silently one.
+    let out = inlookup().args(["--workers", "0"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(100));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("THREAD_COUNT: 0 workers"));
+    // The man page's DESCRIPTION says more than its NAME line.
+    let man = String::from_utf8(inlookup().arg("--generate-man").output().unwrap().stdout).unwrap();
+    let section = |name: &str| {
+        man.split(&format!(".SH {name}\n"))
+            .nth(1)
+            .and_then(|s| s.split("\n.SH").next())
+            .unwrap_or("")
+            .to_string()
+    };
+    let (name, description) = (section("NAME"), section("DESCRIPTION"));
+    assert!(
+        !description.is_empty() && !name.contains(description.trim()),
+        "{name} / {description}"
+    );
+}
+
+#[test]
+fn a_debug_line_shows_remoteip_only_when_there_is_one() {
+    let db = TestDb::new();
+    let d = Daemon::start(&db, Opts::default());
+    let c = d.client();
+    assert!(c.passwd("alice@example.com").unwrap().is_some());
+    assert!(c.relay_allowed("alice@example.com", "192.0.2.10").unwrap());
+    d.wait_log("RemoteIp 192.0.2.10");
+    let log = d.log_text();
+    let pwd = log.lines().find(|l| l.contains("Query [Password Query]")).expect(&log);
+    assert!(pwd.ends_with("User alice@example.com"), "{pwd}");
+}
