@@ -125,8 +125,24 @@ fn wait_gone(pids: &[i32]) {
 struct Stopped(Pid);
 
 impl Stopped {
+    /// SIGSTOPs `pid` and waits until every one of its threads is stopped: kill() returns
+    /// before a busy thread on the other CPU has taken the signal, and a query it is running
+    /// then could still be answered. (At most 5 s: generous, a stop takes microseconds.)
     fn new(pid: Pid) -> Stopped {
         kill(pid, Signal::SIGSTOP).unwrap();
+        let stopped = || {
+            let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return true };
+            tasks.filter_map(Result::ok).all(|t| {
+                std::fs::read_to_string(t.path().join("stat")).map_or(true, |st| {
+                    st.rsplit(") ").next().is_some_and(|r| r.starts_with('T') || r.starts_with('t'))
+                })
+            })
+        };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !stopped() {
+            assert!(Instant::now() < deadline, "MariaDB {pid} did not stop");
+            std::thread::sleep(Duration::from_millis(5));
+        }
         Stopped(pid)
     }
 }
