@@ -121,6 +121,13 @@ fn escape(v: &str) -> String {
     v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }
 
+/// Families of one unlabelled sample each: (name, help, value).
+fn scalars(out: &mut String, kind: &str, families: &[(&str, &str, u64)]) {
+    for (name, help, v) in families {
+        Family::new(out, name, kind, help).sample(name, &[], *v);
+    }
+}
+
 /// One of a kind's counters.
 type KindCounter = fn(&inlookup_core::admin::KindStats) -> u64;
 
@@ -170,9 +177,7 @@ pub fn render(r: &StatsReport) -> String {
         ("inlookup_in_flight", "Distinct lookups queued or running.", r.in_flight),
         ("inlookup_uptime_seconds", "Seconds since the daemon started.", r.uptime_secs),
     ];
-    for (name, help, v) in gauges {
-        Family::new(&mut out, name, "gauge", help).sample(name, &[], v);
-    }
+    scalars(&mut out, "gauge", &gauges);
     let counters = [
         (
             "inlookup_bad_frames_total",
@@ -184,9 +189,7 @@ pub fn render(r: &StatsReport) -> String {
         ("inlookup_worker_panics_total", "Lookup workers that panicked.", r.worker_panics),
         ("inlookup_reply_fifos_swept_total", "Abandoned reply FIFOs removed.", r.swept_reply_fifos),
     ];
-    for (name, help, v) in counters {
-        Family::new(&mut out, name, "counter", help).sample(name, &[], v);
-    }
+    scalars(&mut out, "counter", &counters);
     let name = "inlookup_replies_failed_total";
     Family::new(&mut out, name, "counter", "Replies not delivered, by cause.")
         .sample(name, &[("cause", "vanished")], r.vanished_clients)
@@ -219,9 +222,7 @@ pub fn render(r: &StatsReport) -> String {
         ("inlookup_imap_connections_idle", "IMAP connections parked.", i.idle),
         ("inlookup_imap_connections_opening", "IMAP connections being opened.", i.opening),
     ];
-    for (name, help, v) in imap_gauges {
-        Family::new(&mut out, name, "gauge", help).sample(name, &[], v);
-    }
+    scalars(&mut out, "gauge", &imap_gauges);
     let imap_counters = [
         ("inlookup_imap_created_total", "IMAP connections opened and logged in.", i.created),
         ("inlookup_imap_reused_total", "IMAP logins served by a kept connection.", i.reused),
@@ -252,9 +253,7 @@ pub fn render(r: &StatsReport) -> String {
         ),
         ("inlookup_imap_auth_misses_total", "IMAP auth cache misses.", i.auth_misses),
     ];
-    for (name, help, v) in imap_counters {
-        Family::new(&mut out, name, "counter", help).sample(name, &[], v);
-    }
+    scalars(&mut out, "counter", &imap_counters);
     out
 }
 
