@@ -25,11 +25,14 @@
 //! - [`plan`]: the orchestrator: the matrix, CPU, MariaDB, what-if and RSS measurements.
 //! - [`results`]: what a run produced (`results.json`) and the goals judged from it.
 //! - [`report`]: `results.md`, `results.json`, `results.svg`.
+//! - [`common`]: what the soak shares (`benches/common.rs`).
 
 #[path = "compare/case.rs"]
 mod case;
 #[path = "compare/cli.rs"]
 mod cli;
+#[path = "common.rs"]
+mod common;
 #[path = "compare/echo.rs"]
 mod echo;
 #[path = "compare/imap.rs"]

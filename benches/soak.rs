@@ -38,6 +38,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+#[path = "common.rs"]
+mod common;
+use common::{admin_conn, fifo_client, spawn_inlookup};
+
 type Res<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
 /// The generated users' domain.
@@ -113,16 +117,6 @@ fn pwd_body(i: u64) -> Vec<u8> {
 /// The exact PWD reply body for a user nobody has.
 fn no_such_user(email: &str) -> Vec<u8> {
     format!("PWSTRUCT=No such user {email}\0").into_bytes()
-}
-
-/// A client whose reply FIFOs go in `tmp` with mode 0660 (the daemon's group writes them).
-fn fifo_client(fifo: &Path, tmp: &Path, read: Duration) -> inquery::Client {
-    let mut c = inquery::Client::for_fifo(fifo);
-    c.tmpdir = tmp.to_path_buf();
-    c.fifo_mode = 0o660;
-    c.timeouts.read = read;
-    c.timeouts.write = Duration::from_secs(2);
-    c
 }
 
 fn kv(args: &[String]) -> BTreeMap<String, String> {
@@ -328,16 +322,6 @@ fn parse_opts(args: &[String]) -> Res<Opts> {
     Ok(o)
 }
 
-fn admin_conn(host: &str, port: u16) -> Res<mysql::Conn> {
-    let opts = mysql::OptsBuilder::new()
-        .ip_or_hostname(Some(host))
-        .tcp_port(port)
-        .user(Some("root"))
-        .pass(Some(""))
-        .prefer_socket(false);
-    Ok(mysql::Conn::new(opts)?)
-}
-
 /// The soak database: schema, demo rows, `users` generated users and the 120-line alias.
 fn prepare_db(o: &Opts, users: u64) -> Res<String> {
     let name = "inl_soak".to_string();
@@ -367,10 +351,6 @@ fn prepare_db(o: &Opts, users: u64) -> Res<String> {
     Ok(name)
 }
 
-fn is_root() -> bool {
-    nix::unistd::getuid().is_root()
-}
-
 /// The run's directories: on /dev/shm when it is there (as the bench), else the temp dir.
 #[derive(Debug)]
 struct RunDir(PathBuf);
@@ -391,40 +371,9 @@ struct Daemon {
 
 impl Daemon {
     fn start(o: &Opts, run: &RunDir, db: &str) -> Res<Daemon> {
-        let dir = run.0.join("inlookup");
-        let (fifo_dir, tmp, control) = (dir.join("fifo"), dir.join("tmp"), dir.join("control"));
-        for d in [&dir, &fifo_dir, &tmp, &control] {
-            std::fs::create_dir_all(d)?;
-        }
-        std::fs::write(control.join("timeoutread"), "2\n")?;
-        std::fs::write(control.join("timeoutwrite"), "2\n")?;
-        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755))?;
-        if is_root() {
-            // As IndiMail's service: unprivileged, FIFOTMPDIR setgid to the daemon's group.
-            let nogroup = nix::unistd::Group::from_name("nogroup")?.map(|g| g.gid);
-            let nobody = nix::unistd::User::from_name("nobody")?.map(|u| u.uid);
-            nix::unistd::chown(&fifo_dir, nobody, nogroup)?;
-            nix::unistd::chown(&tmp, None, nogroup)?;
-            std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o2770))?;
-        }
-        let log = dir.join("inlookup.log");
-        let mut cmd = Command::new(&o.inlookup);
-        cmd.env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("MYSQL_HOST", &o.mysql_host)
-            .env("MYSQL_VPORT", o.mysql_port.to_string())
-            .env("MYSQL_USER", "root")
-            .env("MYSQL_PASSWD", "")
-            .env("MYSQL_DATABASE", db)
-            .env("INFIFODIR", &fifo_dir)
-            .env("FIFOTMPDIR", &tmp)
-            .env("CONTROLDIR", &control);
-        if is_root() {
-            cmd.args(["--user", "nobody"]);
-        }
-        cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(std::fs::File::create(&log)?);
-        let child = cmd.spawn().map_err(|e| format!("spawn {}: {e}", o.inlookup.display()))?;
-        let mut d = Daemon { child: Some(child), fifo: fifo_dir.join("infifo"), tmp, log };
+        let db = (o.mysql_host.as_str(), o.mysql_port, db);
+        let sp = spawn_inlookup(&o.inlookup, &run.0.join("inlookup"), db, &[])?;
+        let mut d = Daemon { child: Some(sp.child), fifo: sp.fifo, tmp: sp.tmp, log: sp.log };
         let deadline = Instant::now() + Duration::from_secs(15);
         while !(d.fifo.exists() && d.client(2.0).ping().is_ok()) {
             if let Some(st) = d.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {

@@ -4,6 +4,8 @@
 //! echo server, and the client processes.
 
 use crate::case::Case;
+pub use crate::common::fifo_client;
+use crate::common::spawn_inlookup;
 use crate::worker::{read_outcome, Outcome};
 use crate::Res;
 use mysql::prelude::Queryable;
@@ -62,13 +64,7 @@ fn fingerprint(parts: &[&str]) -> String {
 
 /// A root connection (no password) to host:port, never switching to a socket.
 pub fn admin_conn(host: &str, port: u16) -> Res<mysql::Conn> {
-    let opts = mysql::OptsBuilder::new()
-        .ip_or_hostname(Some(host))
-        .tcp_port(port)
-        .user(Some("root"))
-        .pass(Some(""))
-        .prefer_socket(false);
-    Ok(mysql::Conn::new(opts)?)
+    crate::common::admin_conn(host, port).map_err(|e| e as Box<dyn std::error::Error>)
 }
 
 /// The bench database.
@@ -162,21 +158,6 @@ pub fn mariadb_pid(host: &str, port: u16) -> Res<u32> {
     Ok(pid)
 }
 
-fn is_root() -> bool {
-    nix::unistd::getuid().is_root()
-}
-
-/// The FIFO client of the workers and the orchestrator: reply FIFOs in `tmpdir` with mode
-/// 0660 (the daemon's group writes them), a 2 s write timeout and a `read` one.
-pub fn fifo_client(fifo: &Path, tmpdir: &Path, read: Duration) -> inquery::Client {
-    let mut c = inquery::Client::for_fifo(fifo);
-    c.tmpdir = tmpdir.to_path_buf();
-    c.fifo_mode = 0o660;
-    c.timeouts.read = read;
-    c.timeouts.write = Duration::from_secs(2);
-    c
-}
-
 /// The filesystem type of the mount holding `p` (from /proc/mounts, longest prefix).
 pub fn fs_type(p: &Path) -> String {
     let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
@@ -252,50 +233,15 @@ impl Server {
         db: &Db,
         env: &[(&str, String)],
     ) -> Res<Server> {
-        let dir = run.0.join(label);
-        let (fifo_dir, tmp, control) = (dir.join("fifo"), dir.join("tmp"), dir.join("control"));
-        for d in [&dir, &fifo_dir, &tmp, &control] {
-            std::fs::create_dir_all(d)?;
-        }
-        std::fs::write(control.join("timeoutread"), "2\n")?;
-        std::fs::write(control.join("timeoutwrite"), "2\n")?;
-        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755))?;
-        if is_root() {
-            // As IndiMail's service: the daemon runs unprivileged; FIFOTMPDIR is setgid to
-            // its group so clients' reply FIFOs (mode 0660) are writable by it.
-            let nogroup = nix::unistd::Group::from_name("nogroup")?.map(|g| g.gid);
-            let nobody = nix::unistd::User::from_name("nobody")?.map(|u| u.uid);
-            nix::unistd::chown(&fifo_dir, nobody, nogroup)?;
-            nix::unistd::chown(&tmp, None, nogroup)?;
-            std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o2770))?;
-        }
-        let log = dir.join("inlookup.log");
-        let mut cmd = Command::new(bin);
-        cmd.env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("MYSQL_HOST", &db.host)
-            .env("MYSQL_VPORT", db.port.to_string())
-            .env("MYSQL_USER", "root")
-            .env("MYSQL_PASSWD", "")
-            .env("MYSQL_DATABASE", &db.name)
-            .env("INFIFODIR", &fifo_dir)
-            .env("FIFOTMPDIR", &tmp)
-            .env("CONTROLDIR", &control);
-        if is_root() {
-            cmd.args(["--user", "nobody"]);
-        }
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(std::fs::File::create(&log)?);
-        let child = cmd.spawn().map_err(|e| format!("spawn {}: {e}", bin.display()))?;
+        let sp = spawn_inlookup(bin, &run.0.join(label), (&db.host, db.port, &db.name), env)
+            .map_err(|e| e as Box<dyn std::error::Error>)?;
         let mut s = Server {
             label: label.into(),
-            child: Some(child),
+            child: Some(sp.child),
             stdin: None,
-            fifo: fifo_dir.join("infifo"),
-            tmp,
-            log: Some(log),
+            fifo: sp.fifo,
+            tmp: sp.tmp,
+            log: Some(sp.log),
         };
         s.wait_ready()?;
         Ok(s)
