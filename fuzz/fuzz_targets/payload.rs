@@ -1,0 +1,3 @@
+//! Fuzz target `payload`: the checks of `inlookup_fuzz_checks::payload` (docs/fuzz.md).
+#![no_main]
+libfuzzer_sys::fuzz_target!(|data: &[u8]| inlookup_fuzz_checks::payload(data));
