@@ -40,7 +40,7 @@ for page in inlookup.8 inquerytest.1 inquery.3; do
   [[ -f docs/man/$page ]] || die "docs/man/$page is missing (scripts/gen-man.sh makes the generated ones)"
 done
 
-version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
+version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | sed -n 1p)
 changelog_version=$(sed -n '1s/^inlookup (\([^)]*\)).*/\1/p' packaging/changelog)
 [[ $changelog_version == "$version-1" ]] ||
   die "packaging/changelog's last entry is $changelog_version, the workspace is $version: add an entry for $version-1"

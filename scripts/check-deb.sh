@@ -59,7 +59,7 @@ lintian_rc=0
 sed 's/^/  /' "$scratch/lintian.out"
 ((lintian_rc == 0)) || die "lintian reports errors (exit $lintian_rc)"
 
-synopsis=$(dpkg-deb -f "$deb" Description | head -n 1)
+synopsis=$(dpkg-deb -f "$deb" Description | sed -n 1p)  # sed reads it all: no SIGPIPE under pipefail
 [[ $synopsis == "$(head -n 1 packaging/synopsis)" ]] ||
   die "synopsis '$synopsis' is not packaging/synopsis"
 ((${#synopsis} < 80)) || die "synopsis longer than 79 characters"
@@ -93,7 +93,7 @@ done
 # The documents the shipped README names: beside it, or installed as man pages.
 doc=/usr/share/doc/inlookup
 # shellcheck disable=SC2016 # the backquotes are Markdown's
-grep -q '`\.\./' "$doc/README.md" && die "the README names a file outside the repository: $(grep -o '`\.\./[^`]*`' "$doc/README.md" | head -n 1)"
+grep -q '`\.\./' "$doc/README.md" && die "the README names a file outside the repository: $(grep -o '`\.\./[^`]*`' "$doc/README.md" | sed -n 1p)"
 while read -r path; do
   case $path in
     docs/man/*) want=/usr/share/man/man${path##*.}/${path##*/}.gz ;;
