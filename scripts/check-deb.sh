@@ -20,6 +20,10 @@
 # run's install made it. Needs root; refuses to run where a package named inlookup is
 # already installed, so it never removes one it did not install.
 set -euo pipefail
+
+# grep -q stops reading at the first match, and under pipefail the writer's SIGPIPE then
+# fails the pipeline (seen with `ldconfig -p`): read everything, print nothing.
+matches() { grep "$@" >/dev/null; }
 cd "$(dirname "$0")/.."
 
 PROG=check-deb.sh
@@ -27,7 +31,7 @@ PROG=check-deb.sh
 . scripts/lib.sh
 
 ((EUID == 0)) || die "needs root (dpkg -i)"
-if dpkg-query -W -f='${Status}' inlookup 2>/dev/null | grep -q 'ok installed'; then
+if dpkg-query -W -f='${Status}' inlookup 2>/dev/null | matches 'ok installed'; then
   die "a package named inlookup is already installed; not touching it"
 fi
 scripts/deps.sh cc man debcheck
@@ -63,7 +67,7 @@ synopsis=$(dpkg-deb -f "$deb" Description | sed -n 1p)  # sed reads it all: no S
 [[ $synopsis == "$(head -n 1 packaging/synopsis)" ]] ||
   die "synopsis '$synopsis' is not packaging/synopsis"
 ((${#synopsis} < 80)) || die "synopsis longer than 79 characters"
-dpkg-deb -I "$deb" shlibs | grep -qx 'libinquery 0 inlookup (>= .*)' || die "no shlibs for libinquery.so.0"
+dpkg-deb -I "$deb" shlibs | matches -x 'libinquery 0 inlookup (>= .*)' || die "no shlibs for libinquery.so.0"
 maintainer=$(dpkg-deb -f "$deb" Maintainer)
 placeholder='@[^>]*(\.invalid|\.example|example\.(com|org|net))>'
 if [[ $maintainer =~ $placeholder ]]; then
@@ -85,7 +89,7 @@ inquerytest --version
 for page in man8/inlookup.8 man1/inquerytest.1 man3/inquery.3; do
   out=$(man -l "/usr/share/man/$page.gz" 2>&1 >/dev/null | grep -v '^$' || true)
   [[ -z $out ]] || die "man -l $page: $out"
-  man -l "/usr/share/man/$page.gz" 2>/dev/null | grep -q '^NAME' || die "man -l $page shows no NAME"
+  man -l "/usr/share/man/$page.gz" 2>/dev/null | matches '^NAME' || die "man -l $page shows no NAME"
 done
 [[ -x /usr/share/inlookup/service/inlookup/run ]] || die "no service template"
 [[ -x /usr/share/inlookup/install-service.sh ]] || die "no install-service.sh"
@@ -108,8 +112,16 @@ done < <(
 soname=$(readelf -d /usr/lib/libinquery.so.0 | sed -n 's/.*(SONAME).*\[\(.*\)\]/\1/p')
 [[ $soname == libinquery.so.0 ]] || die "libinquery.so.0 has SONAME '$soname'"
 [[ $(readlink /usr/lib/libinquery.so) == libinquery.so.0 ]] || die "libinquery.so is not a link to libinquery.so.0"
-ldconfig -p | grep -q 'libinquery\.so\.0 ' || die "ldconfig does not know libinquery.so.0 (the trigger)"
-if objdump -h /usr/lib/libinquery.a 2>/dev/null | grep -qE ' \.(debug_[a-z]+|llvmbc) '; then
+# The ldconfig trigger is activate-noawait: dpkg may leave it pending past `dpkg -i` (seen
+# once in a fresh clone's run); process what is pending before judging it.
+if ! ldconfig -p | matches 'libinquery\.so\.0 '; then
+  dpkg --triggers-only --pending >>"$scratch/dpkg.out" 2>&1 || true
+  ldconfig -p | matches 'libinquery\.so\.0 ' || {
+    cat "$scratch/dpkg.out" >&2
+    die "ldconfig does not know libinquery.so.0 (the trigger)"
+  }
+fi
+if objdump -h /usr/lib/libinquery.a 2>/dev/null | matches -E ' \.(debug_[a-z]+|llvmbc) '; then
   die "libinquery.a has debug sections or bitcode"
 fi
 
@@ -126,12 +138,12 @@ int main(void) {
 C
 # shellcheck disable=SC2046 # pkg-config's words are meant to split
 cc "$scratch/t.c" $(pkg-config --cflags --libs inquery) -o "$scratch/t"
-readelf -d "$scratch/t" | grep -q 'NEEDED.*\[libinquery\.so\.0\]' || die "the program does not record libinquery.so.0"
+readelf -d "$scratch/t" | matches 'NEEDED.*\[libinquery\.so\.0\]' || die "the program does not record libinquery.so.0"
 INFIFO="$scratch/no-such-fifo" "$scratch/t" || die "the C program against the package failed ($?)"
 # shellcheck disable=SC2046
 cc "$scratch/t.c" $(pkg-config --cflags inquery) /usr/lib/libinquery.a \
   $(pkg-config --static --libs-only-l inquery | sed 's/-linquery//') -o "$scratch/t-static"
-readelf -d "$scratch/t-static" | grep -q libinquery && die "the static program still needs libinquery.so"
+readelf -d "$scratch/t-static" | matches libinquery && die "the static program still needs libinquery.so"
 INFIFO="$scratch/no-such-fifo" "$scratch/t-static" || die "the program linked with libinquery.a failed ($?)"
 
 # inlookup.service: verified, installed, not enabled, not started; its settings.
@@ -157,13 +169,13 @@ started_after=$(pgrep -x inlookup -u inlookup 2>/dev/null || true)
 [[ $started_after == "$started_before" ]] || die "installing started inlookup"
 env_file=/etc/default/inlookup
 [[ $(stat -c %a "$env_file") == 600 ]] || die "$env_file is not mode 0600"
-dpkg-query -W -f='${Conffiles}\n' inlookup | grep -q " $env_file " || die "$env_file is not a conffile"
+dpkg-query -W -f='${Conffiles}\n' inlookup | matches " $env_file " || die "$env_file is not a conffile"
 for f in service/inlookup/variables/*; do
   name=${f##*/}
   case $name in README | INLOOKUP_USER | PATH) continue ;; esac
   grep -q "^#\{0,1\}$name=" "$env_file" || die "$env_file lacks $name"
 done
-getent passwd inlookup | grep -q ':/usr/sbin/nologin$' || die "no system user inlookup"
+getent passwd inlookup | matches ':/usr/sbin/nologin$' || die "no system user inlookup"
 
 echo "check-deb.sh: ok (lintian: no errors; binaries run, man pages render, the README's" \
   "documents are there, libinquery.so.0 with its SONAME and the .a link from C;" \
