@@ -60,6 +60,9 @@ pub enum CommandError {
     BadTag,
     /// A tag and nothing else.
     NoCommand,
+    /// A command name with characters no IMAP atom has (a disguised refused command, such
+    /// as `LOGOUT{0}` or `LOGOUT` and a tab, among them).
+    BadName,
     /// A CR or LF that is not the CRLF after a literal announcement: a second command.
     LineBreak,
     /// A NUL outside a literal.
@@ -75,6 +78,9 @@ impl fmt::Display for CommandError {
         match self {
             CommandError::BadTag => f.write_str("the command needs a tag of IMAP atom characters first"),
             CommandError::NoCommand => f.write_str("a tag without a command"),
+            CommandError::BadName => {
+                f.write_str("the command name must be an IMAP atom (letters, digits, no brackets)")
+            }
             CommandError::LineBreak => f.write_str(
                 "a line break that does not follow a {n} literal announcement (one command per request)",
             ),
@@ -121,6 +127,11 @@ pub fn parse(text: &str) -> Result<Command, CommandError> {
     let name = String::from_utf8_lossy(&rest[..name_len]).to_ascii_uppercase();
     if name.is_empty() {
         return Err(CommandError::NoCommand);
+    }
+    // An atom, as every IMAP command name is: `LOGOUT{0}` or `LOGOUT` and a tab must not
+    // pass for another command than the refused one a server may take it for.
+    if !rest[..name_len].iter().all(|b| b.is_ascii_graphic() && !b"(){%*\"\\]".contains(b)) {
+        return Err(CommandError::BadName);
     }
     if REFUSED.contains(&name.as_str()) {
         return Err(CommandError::Refused(name));
@@ -328,5 +339,15 @@ mod tests {
                 prop_assert!(!l.contains(&b'\r') && !l.contains(&b'\n'));
             }
         }
+    }
+
+    #[test]
+    fn a_refused_command_in_disguise_is_refused_too() {
+        for text in ["a LOGOUT{0}\r\n", "a LOGOUT\t", "a LOG(OUT", "a X]"] {
+            assert_eq!(parse(text).err(), Some(CommandError::BadName), "{text:?}");
+        }
+        assert_eq!(parse("a logout").err(), Some(CommandError::Refused("LOGOUT".into())));
+        assert!(parse("a UID FETCH 1:* (FLAGS)").is_ok());
+        assert!(parse("a X-CUSTOM.cmd_1").is_ok());
     }
 }
