@@ -201,6 +201,40 @@ pub struct StatsReport {
     /// The IMAP pool's counters.
     #[serde(default)]
     pub imap: ImapStats,
+    /// The shared-memory cache, when on. Hits clients read from it never reach the daemon,
+    /// so they are in no counter here: these say what is published.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shared_cache: Option<SharedCacheStats>,
+}
+
+/// What the daemon publishes in its shared-memory cache.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SharedCacheStats {
+    /// The file clients map.
+    pub path: String,
+    /// Its slots (512 bytes each).
+    pub slots: u64,
+    /// Entries published now (of the current generation, fresh or expired).
+    pub entries: u64,
+    /// Their key and reply bytes.
+    pub bytes: u64,
+    /// The flush generation (one more per FLUSH or HUP).
+    pub generation: u64,
+    /// Answers published since start.
+    pub published: u64,
+    /// Answers too long for a slot: clients ask the daemon for those.
+    pub too_big: u64,
+}
+
+impl SharedCacheStats {
+    /// The USR1 / `inquerytest stats` line.
+    pub fn line(&self) -> String {
+        format!(
+            "shared cache {}: {} entries ({} bytes) in {} slots, generation {}, {} published, {} too long for a slot; hits read from it are not counted here",
+            self.path, self.entries, self.bytes, self.slots, self.generation, self.published, self.too_big
+        )
+    }
 }
 
 impl StatsReport {

@@ -17,6 +17,7 @@
 //! - [`control`]: IndiMail's control files and CONTROLDIR, timeouts, DEFAULT_DOMAIN.
 //! - [`mysqlconf`]: MYSQL_* variables and `host.mysql` into connection options.
 //! - [`lookup`]: the SQL for each kind, with bound parameters only.
+//! - [`shared`]: the shared-memory cache's format, its one writer and its readers.
 
 pub mod address;
 pub mod admin;
@@ -26,6 +27,7 @@ pub mod kind;
 pub mod limits;
 pub mod lookup;
 pub mod mysqlconf;
+pub mod shared;
 pub mod wire;
 
 pub use address::{cache_key, Address, CacheKey};

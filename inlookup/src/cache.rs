@@ -12,7 +12,9 @@
 //! seconds since the cache started), and the map is created unbounded, growing with the
 //! entries instead of being sized for the capacity up front; the bound is enforced here.
 
+use crate::shared::SharedCache;
 use inlookup_core::address::{key_kind, key_subject};
+use inlookup_core::admin::SharedCacheStats;
 use inlookup_core::QueryKind;
 use lru::LruCache;
 use std::borrow::Borrow;
@@ -196,16 +198,13 @@ struct Lru {
 }
 
 impl Lru {
-    /// Stores an entry; returns the kind of the one evicted to make room, if any.
-    fn insert(&mut self, key: &[u8], reply: &[u8], meta: Meta) -> Option<QueryKind> {
+    /// Stores an entry; returns the one evicted to make room, if any.
+    fn insert(&mut self, key: &[u8], reply: &[u8], meta: Meta) -> Option<Slot> {
         // A key's new reply is a new slot: the old entry goes, and only a new key can need
         // room.
         let mut evicted = None;
         if self.map.pop(key).is_none() && self.map.len() >= self.cap {
-            evicted = self
-                .map
-                .pop_lru()
-                .and_then(|(old, _)| std::str::from_utf8(old.key()).ok().and_then(key_kind));
+            evicted = self.map.pop_lru().map(|(old, _)| old);
         }
         self.map.push(Slot::new(key, reply), meta);
         evicted
@@ -224,6 +223,11 @@ pub struct Cache {
     max_stale: u32,
     /// Expiry times count seconds from here.
     born: Instant,
+    /// `born` on CLOCK_MONOTONIC in milliseconds (read just before it, so an expiry
+    /// published from it is never later than the cache's own).
+    born_mono_ms: u64,
+    /// The shared-memory mirror clients read hits from, if on.
+    shared: Option<SharedCache>,
 }
 
 /// Whole seconds, saturating at `u32::MAX` (136 years).
@@ -234,12 +238,27 @@ fn secs(d: Duration) -> u32 {
 impl Cache {
     /// A cache of `capacity` entries (0 turns caching off; at most `u32::MAX - 1`).
     pub fn new(capacity: usize, ttls: Ttls, max_stale: Duration) -> Cache {
+        let born_mono_ms = inlookup_core::shared::now_ms();
         Cache {
             lru: (capacity > 0).then(|| Lru { map: LruCache::unbounded(), cap: capacity }),
             ttls,
             max_stale: secs(max_stale),
             born: Instant::now(),
+            born_mono_ms,
+            shared: None,
         }
+    }
+
+    /// Mirrors every entry stored from now on in `shared` (nothing is stored yet when the
+    /// daemon starts it).
+    pub fn with_shared(mut self, shared: SharedCache) -> Cache {
+        self.shared = Some(shared);
+        self
+    }
+
+    /// The shared mirror's counters, if it is on.
+    pub fn shared_stats(&self) -> Option<SharedCacheStats> {
+        self.shared.as_ref().map(SharedCache::stats)
     }
 
     /// Whole seconds since the cache started. An entry stored with TTL `t` is fresh while
@@ -309,11 +328,21 @@ impl Cache {
         let lru = self.lru.as_mut()?;
         if ttl.is_zero() || key.len() > usize::from(u16::MAX) {
             lru.map.pop(key.as_bytes());
+            if let Some(sh) = self.shared.as_mut() {
+                sh.remove(key.as_bytes());
+            }
             return None;
         }
         // A TTL under a second still caches for the rest of the current second.
         let expires = now_s.saturating_add(secs(ttl).max(1));
-        lru.insert(key.as_bytes(), reply, Meta { expires, negative })
+        let evicted = lru.insert(key.as_bytes(), reply, Meta { expires, negative });
+        if let Some(sh) = self.shared.as_mut() {
+            if let Some(old) = &evicted {
+                sh.remove(old.key());
+            }
+            sh.publish(key, reply, self.born_mono_ms + u64::from(expires) * 1000);
+        }
+        evicted.and_then(|old| std::str::from_utf8(old.key()).ok().and_then(key_kind))
     }
 
     /// Drops everything; returns how many entries went.
@@ -322,6 +351,9 @@ impl Cache {
         let n = lru.map.len();
         // A new map, not `clear()`: give the memory of a large cache back.
         lru.map = LruCache::unbounded();
+        if let Some(sh) = self.shared.as_mut() {
+            sh.clear();
+        }
         n
     }
 
@@ -329,6 +361,9 @@ impl Cache {
     #[cfg(test)]
     pub fn remove(&mut self, key: &str) -> usize {
         let Some(lru) = self.lru.as_mut() else { return 0 };
+        if let Some(sh) = self.shared.as_mut() {
+            sh.remove(key.as_bytes());
+        }
         usize::from(lru.map.pop(key.as_bytes()).is_some())
     }
 
@@ -348,6 +383,9 @@ impl Cache {
             .collect();
         for k in &doomed {
             lru.map.pop(k.as_slice());
+            if let Some(sh) = self.shared.as_mut() {
+                sh.remove(k);
+            }
         }
         doomed.len()
     }
@@ -516,6 +554,57 @@ mod tests {
         }
         assert_eq!(c.remove_kind(QueryKind::Pwd), 50_000);
         assert!(c.is_empty());
+    }
+
+    /// The shared mirror follows the cache: what it stores, evicts, drops and flushes.
+    #[test]
+    fn the_shared_mirror_follows_the_cache() {
+        use crate::shared::{SharedCache, SharedSettings};
+        use inlookup_core::shared::{Lookup, Reader, Words};
+        struct Ro(memmap2::Mmap);
+        impl Words for Ro {
+            fn words(&self) -> &[std::sync::atomic::AtomicU64] {
+                // SAFETY: the test's own file, read only.
+                unsafe { std::slice::from_raw_parts(self.0.as_ptr().cast(), self.0.len() / 8) }
+            }
+        }
+        let d = std::env::temp_dir().join(format!("inl-cache-shared-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        let s = SharedSettings { path: d.join("c"), kinds: [true; 7], slots: 64 };
+        let shared = SharedCache::create(&s, None, None).unwrap();
+        let mut c = Cache::new(2, "user=0/0".parse().unwrap(), Duration::ZERO).with_shared(shared);
+        let f = std::fs::File::open(&s.path).unwrap();
+        // SAFETY: the test's own file.
+        let r = Reader::open(Ro(unsafe { memmap2::Mmap::map(&f).unwrap() })).unwrap();
+        let now_ms = inlookup_core::shared::now_ms();
+        let hit = |k: &str, at: u64| {
+            let mut out = Vec::new();
+            (r.get(k.as_bytes(), at, &mut out) == Lookup::Hit).then_some(out)
+        };
+        let t0 = Instant::now();
+        let (a, b, d2) =
+            (key(QueryKind::Pwd, "a@x"), key(QueryKind::Pwd, "b@x"), key(QueryKind::Host, "d@x"));
+        c.insert(&a, b"ra", Sign::Positive, t0);
+        assert_eq!(hit(&a, now_ms).as_deref(), Some(&b"ra"[..]));
+        assert_eq!(hit(&a, now_ms + 301_000), None, "expires with the cache's TTL (300 s)");
+        assert!(hit(&a, now_ms + 298_000).is_some());
+        c.insert(&b, b"rb", Sign::Negative, t0);
+        assert_eq!(hit(&b, now_ms + 21_000), None, "a negative answer has the negative TTL");
+        c.insert(&d2, b"rd", Sign::Positive, t0);
+        assert_eq!(hit(&a, now_ms), None, "evicted from the cache, gone from the mirror");
+        let u = key(QueryKind::User, "u@x");
+        c.insert(&u, b"ru", Sign::Positive, t0);
+        assert_eq!(hit(&u, now_ms), None, "a kind with TTL 0 is not cached, nor published");
+        assert_eq!(c.remove_kind(QueryKind::Host), 1);
+        assert_eq!(hit(&d2, now_ms), None);
+        assert!(hit(&b, now_ms).is_some());
+        assert_eq!(c.shared_stats().unwrap().entries, 1);
+        c.clear();
+        assert_eq!(hit(&b, now_ms), None, "a flush hides it");
+        assert_eq!(c.shared_stats().unwrap().generation, 2);
+        drop(c);
+        std::fs::remove_dir_all(&d).unwrap();
     }
 
     #[test]

@@ -65,6 +65,21 @@ pub struct Args {
     #[arg(long, env = "CACHE_ENTRIES", default_value_t = 100_000)]
     pub cache_entries: usize,
 
+    /// The shared-memory cache clients read hits from without a round trip: `off`, or the
+    /// file's path (default: beside the request FIFO, `INFIFO.cache`; one for all
+    /// instances). Mode 0640 with the request FIFO's group.
+    #[arg(long, env = "SHARED_CACHE", default_value = "")]
+    pub shared_cache: String,
+
+    /// The kinds published in the shared cache (PWD answers carry password hashes).
+    #[arg(long, env = "SHARED_KINDS", default_value = "user,relay,pwd,host,alias,limit,domain")]
+    pub shared_kinds: String,
+
+    /// The shared cache's size bound in MiB (its slots: CACHE_ENTRIES and a quarter, of
+    /// 512 bytes each, within this).
+    #[arg(long, env = "SHARED_CACHE_MB", default_value_t = 128)]
+    pub shared_cache_mb: usize,
+
     /// Per-kind TTLs in seconds over the defaults, `kind=POSITIVE[/NEGATIVE],…`
     /// (defaults user=300/20 relay=60/5 pwd=300/20 host=600/20 alias=300/20 limit=600/60
     /// domain=3600/300).
@@ -262,6 +277,8 @@ pub struct Config {
     pub metrics: Option<crate::metrics::MetricsConfig>,
     /// `-c`: preload PWD answers of users active this many seconds back, at most so many.
     pub preload: Option<(u64, usize)>,
+    /// The shared-memory cache, unless off (or the cache is).
+    pub shared: Option<crate::shared::SharedSettings>,
     /// Warnings about the settings, for the log once it is set up.
     pub notices: Vec<String>,
 }
@@ -354,7 +371,38 @@ impl Config {
                 reason: "0 workers could answer no miss; give 1 or more".into(),
             });
         }
+        let base = crate::fifo::request_paths(&a.fifo_dir, &a.infifo, 1).remove(0);
+        let shared = match a.shared_cache.trim() {
+            "off" | "0" | "no" => None,
+            _ if a.cache_entries == 0 => None,
+            p => {
+                let path = if p.is_empty() {
+                    let mut s = base.into_os_string();
+                    s.push(".cache");
+                    PathBuf::from(s)
+                } else if p.starts_with('/') {
+                    PathBuf::from(p)
+                } else {
+                    return Err(crate::Error::Config {
+                        setting: "SHARED_CACHE",
+                        reason: format!("{p:?}: give an absolute path, or off"),
+                    });
+                };
+                let kinds = crate::shared::SharedSettings::parse_kinds(&a.shared_kinds)
+                    .map_err(|reason| crate::Error::Config { setting: "SHARED_KINDS", reason })?;
+                let slots = crate::shared::SharedSettings::slots_for(
+                    a.cache_entries,
+                    a.shared_cache_mb.saturating_mul(1 << 20),
+                );
+                kinds.contains(&true).then_some(crate::shared::SharedSettings {
+                    path,
+                    kinds,
+                    slots,
+                })
+            }
+        };
         Ok(Config {
+            shared,
             fifos: crate::fifo::request_paths(&a.fifo_dir, &a.infifo, a.instances),
             fifo_tmpdir: a.fifo_tmpdir,
             fifo_mode: a.fifo_mode,
@@ -390,7 +438,7 @@ impl Config {
     pub fn describe(&self) -> String {
         let fifos: Vec<String> = self.fifos.iter().map(|p| p.display().to_string()).collect();
         format!(
-            "serving {} (mode {:o}); replies in {}; {} workers, queue {}; cache {} entries, serve-stale {} (max {} s); {}; timeouts read {} s write {} s; default domain {}",
+            "serving {} (mode {:o}); replies in {}; {} workers, queue {}; cache {} entries, serve-stale {} (max {} s); shared cache {}; {}; timeouts read {} s write {} s; default domain {}",
             fifos.join(", "),
             self.fifo_mode,
             self.fifo_tmpdir.display(),
@@ -399,6 +447,11 @@ impl Config {
             self.cache_entries,
             if self.serve_stale { "on" } else { "off" },
             self.max_stale.as_secs(),
+            self.shared.as_ref().map_or("off".to_string(), |s| format!(
+                "{} ({} slots)",
+                s.path.display(),
+                s.slots
+            )),
             self.mysql.describe(),
             self.timeouts.read.as_secs(),
             self.timeouts.write.as_secs(),
@@ -467,6 +520,8 @@ mod tests {
         );
         let c = Config::from_args(a, &|_| None).unwrap();
         assert_eq!(c.fifos.len(), 3);
+        let shared = c.shared.as_ref().expect("the shared cache is on by default");
+        assert_eq!(shared.path, PathBuf::from("/x/infifo.cache"), "one file for all instances");
         assert_eq!(c.preload, Some((86400, 100_000)), "-c preloads, bounded by the cache");
         assert!(c.describe().contains("/x/infifo.2"));
         assert!(!c.describe().contains(&c.mysql.password));

@@ -625,6 +625,7 @@ impl Dispatcher {
         r.queued = status.queued;
         r.workers_busy = status.workers_busy;
         r.worker_panics = status.worker_panics;
+        r.shared_cache = self.cache.shared_stats();
         r
     }
 

@@ -43,6 +43,7 @@ pub mod metrics;
 pub mod pool;
 pub mod privs;
 pub mod server;
+pub mod shared;
 pub mod signals;
 pub mod stats;
 pub mod wake;

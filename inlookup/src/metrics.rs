@@ -254,6 +254,28 @@ pub fn render(r: &StatsReport) -> String {
         ("inlookup_imap_auth_misses_total", "IMAP auth cache misses.", i.auth_misses),
     ];
     scalars(&mut out, "counter", &imap_counters);
+    if let Some(sh) = &r.shared_cache {
+        let gauges = [
+            ("inlookup_shared_cache_entries", "Entries published in the shared cache.", sh.entries),
+            ("inlookup_shared_cache_bytes", "Key and reply bytes published.", sh.bytes),
+            ("inlookup_shared_cache_slots", "Slots of the shared cache.", sh.slots),
+            (
+                "inlookup_shared_cache_generation",
+                "The shared cache's flush generation.",
+                sh.generation,
+            ),
+        ];
+        scalars(&mut out, "gauge", &gauges);
+        let counters = [
+            ("inlookup_shared_cache_published_total", "Answers published.", sh.published),
+            (
+                "inlookup_shared_cache_too_big_total",
+                "Answers too long for a shared cache slot.",
+                sh.too_big,
+            ),
+        ];
+        scalars(&mut out, "counter", &counters);
+    }
     out
 }
 

@@ -9,6 +9,7 @@ use crate::error::Error;
 use crate::fifo::{Replier, ReplyDir, ReplyFailure, RequestFifo};
 use crate::imap::{ImapJob, ImapSide};
 use crate::pool::{Event, Pool, Refused};
+use crate::shared::SharedCache;
 use crate::signals::{Control, Controls};
 use crate::wake::Waker;
 use crate::{cache::Cache, stats};
@@ -175,6 +176,19 @@ pub fn run(
         cfg.ttls.clone(),
         if cfg.serve_stale { cfg.max_stale } else { Duration::ZERO },
     );
+    let cache = match &cfg.shared {
+        None => cache,
+        Some(sh) => {
+            let group = fifos.first().map(|f| f.path.as_path());
+            match SharedCache::create(sh, cfg.lookup.default_domain.as_deref(), group) {
+                Ok(shared) => cache.with_shared(shared),
+                Err(e) => {
+                    log::warn!("shared cache off: {e}; clients ask over the FIFO");
+                    cache
+                }
+            }
+        }
+    };
     let settings = Settings {
         workers: cfg.workers,
         default_domain: cfg.lookup.default_domain.clone(),

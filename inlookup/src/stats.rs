@@ -123,6 +123,9 @@ pub fn describe(r: &StatsReport) -> Vec<String> {
         lines.push(b.line());
     }
     lines.push(r.imap.line());
+    if let Some(sh) = &r.shared_cache {
+        lines.push(sh.line());
+    }
     lines
 }
 

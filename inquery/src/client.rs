@@ -34,6 +34,9 @@ pub struct Client {
     pub fifo_mode: u32,
     /// timeoutwrite / timeoutread.
     pub timeouts: Timeouts,
+    /// The daemon's shared-memory cache, read before asking over the FIFO
+    /// ([`crate::shared`]); `None` asks every query over the FIFO.
+    pub shared: Option<PathBuf>,
 }
 
 /// A reply FIFO of our own, unlinked when dropped: on success, error, timeout or panic.
@@ -110,8 +113,10 @@ impl Client {
         let mode = control::env_var("FIFO_MODE")
             .and_then(|m| u32::from_str_radix(m.trim(), 8).ok())
             .unwrap_or(DEFAULT_FIFO_MODE);
+        let target = Target::from_env();
         Client {
-            target: Target::from_env(),
+            shared: crate::shared::path_for(&target.base()),
+            target,
             tmpdir: control::env_var("FIFOTMPDIR")
                 .filter(|d| !d.is_empty())
                 .map(PathBuf::from)
@@ -123,7 +128,18 @@ impl Client {
 
     /// A client for one FIFO path, with the environment's other settings.
     pub fn for_fifo(path: impl Into<PathBuf>) -> Client {
-        Client { target: Target::Exact(path.into()), ..Client::from_env() }
+        let path = path.into();
+        Client {
+            shared: crate::shared::path_for(&path),
+            target: Target::Exact(path),
+            ..Client::from_env()
+        }
+    }
+
+    /// The same client reading hits from the shared cache at `path`, or (`None`) asking
+    /// every query over the FIFO.
+    pub fn with_shared(self, path: Option<PathBuf>) -> Client {
+        Client { shared: path, ..self }
     }
 
     /// Opens a request FIFO for writing, trying every instance before giving up.
@@ -146,6 +162,19 @@ impl Client {
     /// [`Error::NotRunning`], [`Error::Timeout`], [`Error::BadArgument`], [`Error::Io`] or
     /// [`Error::Malformed`] (the daemon closed before a whole reply).
     pub fn raw(&self, kind_byte: u8, email: &str, ip: &str) -> Result<(i32, Vec<u8>), Error> {
+        if let Some(hit) =
+            self.shared.as_deref().and_then(|p| crate::shared::reply(p, kind_byte, email, ip))
+        {
+            return Ok(hit);
+        }
+        self.raw_fifo(kind_byte, email, ip)
+    }
+
+    /// [`Client::raw`] over the FIFO, whatever the shared cache holds.
+    ///
+    /// # Errors
+    /// As [`Client::raw`].
+    pub fn raw_fifo(&self, kind_byte: u8, email: &str, ip: &str) -> Result<(i32, Vec<u8>), Error> {
         let reply = ReplyFifo::create(&self.tmpdir, self.fifo_mode)?;
         let frame = encode_request(
             kind_byte,

@@ -40,6 +40,7 @@ pub mod imap;
 pub mod lookup;
 pub mod querier;
 pub mod resolve;
+pub mod shared;
 
 pub use client::Client;
 pub use direct::Direct;

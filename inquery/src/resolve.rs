@@ -42,6 +42,15 @@ impl Target {
         Target::Instances { dir, name: infifo.to_string() }
     }
 
+    /// The request FIFO's name before instance numbers: the path given, or `dir/name`.
+    /// The daemon's shared cache is named after it.
+    pub fn base(&self) -> PathBuf {
+        match self {
+            Target::Exact(p) => p.clone(),
+            Target::Instances { dir, name } => dir.join(name),
+        }
+    }
+
     /// From the process environment.
     pub fn from_env() -> Target {
         let v = |n: &str| std::env::var(n).ok();

@@ -6,6 +6,7 @@
 use inlookup_core::wire::encode_request;
 use inquery::Client;
 use mysql::prelude::Queryable;
+use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -312,6 +313,9 @@ impl Daemon {
         if is_root() {
             cmd.args(["--user", "nobody"]);
         }
+        // Off unless a test turns it on: tests count the daemon's hits, and a client in this
+        // process would read them from the mapping instead (tests/e2e/shared_cache.rs).
+        cmd.env("SHARED_CACHE", "off");
         for (k, v) in &opts.env {
             cmd.env(k, v);
         }
@@ -325,7 +329,12 @@ impl Daemon {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             let fifos: Vec<PathBuf> = std::fs::read_dir(&self.fifo_dir)
-                .map(|r| r.filter_map(|e| e.ok().map(|e| e.path())).collect())
+                .map(|r| {
+                    r.filter_map(Result::ok)
+                        .filter(|e| e.file_type().is_ok_and(|t| t.is_fifo()))
+                        .map(|e| e.path())
+                        .collect()
+                })
                 .unwrap_or_default();
             if !fifos.is_empty() {
                 let mut fifos = fifos;
