@@ -65,7 +65,17 @@ fn map(path: &Path) -> Option<(Reader<Mapping>, (u64, u64))> {
     // (a new daemon replaces it by rename, and this mapping keeps the old one).
     let map = unsafe { Mmap::map(&f).ok()? };
     let r = Reader::open(Mapping(map)).ok()?;
-    (!r.retired()).then_some((r, (md.dev(), md.ino())))
+    (!r.retired() && alive(r.pid())).then_some((r, (md.dev(), md.ino())))
+}
+
+/// Whether the daemon that wrote a table still runs (a killed one cannot retire its table;
+/// its successor would, but until one starts its answers must not outlive it).
+fn alive(pid: u64) -> bool {
+    let Ok(pid) = libc::pid_t::try_from(pid) else { return false };
+    // SAFETY: signal 0 only checks that the process exists.
+    pid > 0
+        && (unsafe { libc::kill(pid, 0) } == 0
+            || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM))
 }
 
 /// The file's identity now, if it is there.
@@ -103,7 +113,9 @@ fn refresh(path: &Path, now: u64) {
     if let Some(m) = guard.as_ref().filter(|m| m.path == path) {
         let due = now >= m.recheck_at.load(Ordering::Relaxed);
         let keep = match &m.table {
-            Some((r, id)) => !r.retired() && (!due || identity(path) == Some(*id)),
+            Some((r, id)) => {
+                !r.retired() && (!due || (identity(path) == Some(*id) && alive(r.pid())))
+            }
             None => !due,
         };
         if keep {

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 /// A C program built against an installed-looking libinquery.
-struct CProgram {
+pub(crate) struct CProgram {
     exe: PathBuf,
     _dir: TempDir,
 }
@@ -23,7 +23,7 @@ fn have(cmd: &str) -> bool {
 /// Lays out PREFIX/include/inquery.h, PREFIX/lib/libinquery.{so|a} and
 /// PREFIX/lib/pkgconfig/inquery.pc (the template filled as its header says), then builds
 /// `cabi.c` with the flags pkg-config gives.
-fn build(static_link: bool) -> CProgram {
+pub(crate) fn build(static_link: bool) -> CProgram {
     let dir = TempDir::new("cabi");
     let (prefix, lib) = (dir.join("prefix"), dir.join("prefix/lib"));
     std::fs::create_dir_all(prefix.join("include")).expect("mkdir include");
@@ -88,7 +88,13 @@ fn build(static_link: bool) -> CProgram {
 }
 
 /// Runs the program against `fifo` with only the variables a mail program would have.
-fn run(p: &CProgram, d: &Daemon, fifo: &Path, args: &[&str], env: &[(String, String)]) -> Output {
+pub(crate) fn run(
+    p: &CProgram,
+    d: &Daemon,
+    fifo: &Path,
+    args: &[&str],
+    env: &[(String, String)],
+) -> Output {
     let out = Command::new(&p.exe)
         .env_clear()
         .env("INFIFO", fifo)
@@ -107,12 +113,12 @@ fn run(p: &CProgram, d: &Daemon, fifo: &Path, args: &[&str], env: &[(String, Str
     out
 }
 
-fn stdout(o: &Output) -> String {
+pub(crate) fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
 /// What `cabi all` prints against the demo data: IndiMail's conventions, kind by kind.
-const EXPECTED: &str = r#"1 testuser@example.com -: 0
+pub(crate) const EXPECTED: &str = r#"1 testuser@example.com -: 0
 1 nobody@example.com -: 1
 1 olduser@example.com -: 2
 1 full@example.com -: 3

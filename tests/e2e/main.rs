@@ -22,4 +22,5 @@ mod lifecycle;
 mod metrics;
 mod real_faults;
 mod service;
+mod shared_cache;
 mod top;
