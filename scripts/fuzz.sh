@@ -32,7 +32,7 @@ cd "$root"
 
 usage() { usage_from_header 24; }
 
-ALL=(frame payload imap_response imap_command)
+ALL=(frame payload imap_response imap_command shared_reader)
 LONG_RUNS=10000000
 BOUNDS=(-rss_limit_mb=2048 -malloc_limit_mb=64 -timeout=10)
 

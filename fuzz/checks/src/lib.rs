@@ -9,6 +9,7 @@
 //! | [`payload`] | `inlookup::dispatch::Dispatcher` and the JSON requests of `inlookup_core::admin` |
 //! | [`imap_response`] | `inlookup_imap::frame::Framer`, fed in chunks |
 //! | [`imap_command`] | `inlookup_imap::command::parse` |
+//! | [`shared_reader`] | `inlookup_core::shared::Reader` on corrupt images, and the writer |
 //!
 //! `docs/fuzz.md` lists the invariants and the hostile input classes each target covers.
 
@@ -16,19 +17,22 @@ mod frame;
 mod imap_command;
 mod imap_response;
 mod payload;
+mod shared_reader;
 
 pub use frame::frame;
 pub use imap_command::{imap_command, imap_command_str};
 pub use imap_response::imap_response;
 pub use payload::payload;
+pub use shared_reader::shared_reader;
 
 /// A target's checks: panics when an invariant does not hold for the input.
 pub type Check = fn(&[u8]);
 
 /// The targets, by the name of their corpus directory and fuzz target.
-pub const TARGETS: [(&str, Check); 4] = [
+pub const TARGETS: [(&str, Check); 5] = [
     ("frame", frame),
     ("payload", payload),
     ("imap_response", imap_response),
     ("imap_command", imap_command),
+    ("shared_reader", shared_reader),
 ];
