@@ -331,7 +331,7 @@ impl Lookups {
         let mut r = Resolver { known, learned: None };
         let answer = match kind {
             QueryKind::User => self.user(conn, addr, &mut r),
-            QueryKind::Relay => self.relay(conn, email, addr, ip),
+            QueryKind::Relay => self.relay(conn, email, addr, ip, &mut r),
             QueryKind::Pwd => self.pwd(conn, email, addr, &mut r),
             QueryKind::Host => self.host(conn, addr, &mut r),
             QueryKind::Alias => self.alias(conn, addr, &mut r),
@@ -403,21 +403,26 @@ impl Lookups {
         Ok(Answer::User { status })
     }
 
-    /// RELAY: the `relay` row for the email as asked. Only the domain files can make it
-    /// "not found" first (a missing domain directory): the real domain is not part of the
-    /// SELECT, so `aliasdomain` is not asked.
+    /// RELAY: the `relay` row for `user@` the real domain, as IndiMail's RelayInLookup
+    /// asks (the email as given when it is no address); "not found" (a missing domain
+    /// directory) is 0.
     fn relay<C: Queryable>(
         &self,
         c: &mut C,
         email: &str,
         a: Option<Address>,
         ip: &str,
+        r: &mut Resolver<'_>,
     ) -> Result<Answer, LookupError> {
-        if a.is_some_and(|a| self.files.current().listed(&a.domain) == Listed::Missing) {
-            return Ok(Answer::Relay { allowed: false });
-        }
+        let email = match a {
+            Some(a) => match self.real_domain(c, &a.domain, r)? {
+                Some(real) => format!("{}@{real}", a.user),
+                None => return Ok(Answer::Relay { allowed: false }),
+            },
+            None => email.trim().to_string(),
+        };
         let secs = i64::from(self.config.relay_clear_minutes) * 60;
-        let hit: Option<i64> = c.exec_first(&self.sql.relay, (ip.trim(), email.trim(), secs))?;
+        let hit: Option<i64> = c.exec_first(&self.sql.relay, (ip.trim(), email.as_str(), secs))?;
         Ok(Answer::Relay { allowed: hit.is_some() })
     }
 
@@ -603,14 +608,17 @@ impl Lookups {
 /// assert_eq!(domain_of(QueryKind::Pwd, "Bob@Example.ORG", None).as_deref(), Some("example.org"));
 /// assert_eq!(domain_of(QueryKind::User, "bob", Some("example.com")).as_deref(), Some("example.com"));
 /// assert_eq!(domain_of(QueryKind::Limit, "example.net", None).as_deref(), Some("example.net"));
-/// assert_eq!(domain_of(QueryKind::Relay, "bob@example.org", None), None);
+/// assert_eq!(domain_of(QueryKind::Relay, "bob@example.org", None).as_deref(), Some("example.org"));
+/// assert_eq!(domain_of(QueryKind::Domain, "example.org", None), None);
 /// ```
 pub fn domain_of(kind: QueryKind, email: &str, default_domain: Option<&str>) -> Option<String> {
     let addr = Address::parse(email, default_domain);
     match kind {
-        QueryKind::User | QueryKind::Pwd | QueryKind::Host | QueryKind::Alias => {
-            addr.map(|a| a.domain)
-        }
+        QueryKind::User
+        | QueryKind::Pwd
+        | QueryKind::Host
+        | QueryKind::Alias
+        | QueryKind::Relay => addr.map(|a| a.domain),
         QueryKind::Limit => Some(limit_domain(email, addr.as_ref())).filter(|d| !d.is_empty()),
         _ => None,
     }
