@@ -15,6 +15,8 @@
 //! - [`address`]: `user@domain` parsing and cache keys folded as MySQL compares.
 //! - [`admin`]: JSON payloads of inlookup's own kinds (PING, STATS, FLUSH).
 //! - [`control`]: IndiMail's control files and CONTROLDIR, timeouts, DEFAULT_DOMAIN.
+//! - [`domains`]: real domains from REAL_DOMAINS/ALIAS_DOMAINS, qmail's assign cdb and
+//!   rcpthosts, watched for changes (IndiMail's `get_real_domain` order).
 //! - [`mysqlconf`]: MYSQL_* variables and `host.mysql` into connection options.
 //! - [`lookup`]: the SQL for each kind, with bound parameters only.
 //! - [`shared`]: the shared-memory cache's format, its one writer and its readers.
@@ -23,6 +25,7 @@ pub mod address;
 pub mod admin;
 pub mod answer;
 pub mod control;
+pub mod domains;
 pub mod kind;
 pub mod limits;
 pub mod lookup;

@@ -6,11 +6,13 @@
 
 use crate::address::Address;
 use crate::answer::{Answer, MailHost, Passwd, UserStatus, BOUNCE_MAIL};
-use crate::control::env_var;
+use crate::control::{self, env_var};
+use crate::domains::{resolve, DomainSources, DomainWatch, Listed, Resolution};
 use crate::kind::QueryKind;
 use crate::limits::{Limits, LIMIT_TYPE_DOMAIN};
 use mysql::prelude::Queryable;
 use std::fmt;
+use std::sync::Arc;
 
 /// The tables the lookups read, by IndiMail's names unless configured otherwise.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,6 +69,9 @@ pub struct LookupConfig {
     /// The mail store for users with no `hostcntrl` row (DEFAULT_MDAHOST; unset: HOST
     /// answers "not found" for them, as a non-clustered IndiMail does).
     pub default_mdahost: Option<String>,
+    /// The files that say which domain a domain really is (REAL_DOMAINS, ALIAS_DOMAINS,
+    /// ASSIGNDIR's cdb, rcpthosts), read before `aliasdomain`.
+    pub domains: DomainSources,
 }
 
 impl Default for LookupConfig {
@@ -78,14 +83,16 @@ impl Default for LookupConfig {
             mda_port: "25".into(),
             default_mdahost: None,
             local_ip: None,
+            domains: DomainSources::default(),
         }
     }
 }
 
 impl LookupConfig {
     /// The configuration from IndiMail's variables (MYSQL_TABLE, MYSQL_INACTIVE_TABLE,
-    /// RELAY_TABLE, RELAY_CLEAR_MINUTES, DEFAULT_DOMAIN) and inlookup's (DEFAULT_MDAHOST,
-    /// MDA_PORT), with `default_domain` already resolved by the caller.
+    /// RELAY_TABLE, RELAY_CLEAR_MINUTES, DEFAULT_DOMAIN, REAL_DOMAINS, ALIAS_DOMAINS,
+    /// ASSIGNDIR, CONTROLDIR) and inlookup's (DEFAULT_MDAHOST, MDA_PORT), with
+    /// `default_domain` already resolved by the caller.
     pub fn from_env(default_domain: Option<String>) -> LookupConfig {
         Self::from_lookup(default_domain, &env_var)
     }
@@ -109,6 +116,8 @@ impl LookupConfig {
             c.relay_clear_minutes = m;
         }
         c.default_mdahost = get("DEFAULT_MDAHOST").filter(|v| !v.is_empty());
+        let controldir = control::controldir(get("CONTROLDIR").as_deref());
+        c.domains = DomainSources::from_lookup(&controldir, get);
         c
     }
 }
@@ -222,6 +231,9 @@ type PwRow = (
 pub struct Lookups {
     config: LookupConfig,
     sql: Sql,
+    /// The domain files, loaded once and shared by every clone (the daemon's I/O thread
+    /// reloads them when they change).
+    files: Arc<DomainWatch>,
 }
 
 impl Lookups {
@@ -270,12 +282,19 @@ impl Lookups {
                  ON pw_name = l.user AND pw_domain = l.domain ORDER BY l.at DESC LIMIT ?"
             ),
         };
-        Ok(Lookups { config, sql })
+        let files = Arc::new(DomainWatch::new(config.domains.clone()));
+        Ok(Lookups { config, sql, files })
     }
 
     /// The configuration in use.
     pub fn config(&self) -> &LookupConfig {
         &self.config
+    }
+
+    /// The domain files the lookups read, for whoever watches them
+    /// ([`DomainWatch::check`], [`DomainWatch::reload`]).
+    pub fn domain_files(&self) -> &Arc<DomainWatch> {
+        &self.files
     }
 
     /// Answers one classic query. `email` is the request's email (or domain for DOMAIN and
@@ -312,7 +331,7 @@ impl Lookups {
         let mut r = Resolver { known, learned: None };
         let answer = match kind {
             QueryKind::User => self.user(conn, addr, &mut r),
-            QueryKind::Relay => self.relay(conn, email, ip),
+            QueryKind::Relay => self.relay(conn, email, addr, ip, &mut r),
             QueryKind::Pwd => self.pwd(conn, email, addr, &mut r),
             QueryKind::Host => self.host(conn, addr, &mut r),
             QueryKind::Alias => self.alias(conn, addr, &mut r),
@@ -324,21 +343,37 @@ impl Lookups {
         Ok((answer, r.learned))
     }
 
-    /// The real domain for an alias domain, or `domain` itself: from what the caller knows,
-    /// else from `aliasdomain` (remembered in `r`).
+    /// The real domain for an alias domain, or `domain` itself, in IndiMail's order
+    /// ([`crate::domains`]): the domain files, then what the caller knows, else
+    /// `aliasdomain` (remembered in `r`), then rcpthosts. `None`: a domain of the assign
+    /// cdb whose directory is missing, which every kind answers as "not found".
     fn real_domain<C: Queryable>(
         &self,
         c: &mut C,
         domain: &str,
         r: &mut Resolver<'_>,
-    ) -> Result<String, LookupError> {
-        if let Some(k) = r.known.filter(|k| k.asked == domain) {
-            return Ok(k.real.clone());
+    ) -> Result<Option<String>, LookupError> {
+        let files = self.files.current();
+        // The files first: they are in memory, and what the caller remembers from an
+        // answer (a cached DOMAIN echo) must not hide a missing domain directory.
+        match files.listed(domain) {
+            Listed::Real(real) => return Ok(Some(real)),
+            Listed::Missing => return Ok(None),
+            Listed::Open => {}
         }
-        let real: Option<String> = c.exec_first(&self.sql.real_domain, (domain,))?;
-        let real = real.map(|d| d.to_lowercase()).unwrap_or_else(|| domain.to_string());
-        r.learned = Some(RealDomain { asked: domain.to_string(), real: real.clone() });
-        Ok(real)
+        if let Some(k) = r.known.filter(|k| k.asked == domain) {
+            return Ok(Some(k.real.clone()));
+        }
+        let resolved = resolve(&files, domain, || {
+            c.exec_first::<String, _, _>(&self.sql.real_domain, (domain,))
+        })?;
+        match resolved {
+            Resolution::Real(real, _) => {
+                r.learned = Some(RealDomain { asked: domain.to_string(), real: real.clone() });
+                Ok(Some(real))
+            }
+            Resolution::NotFound => Ok(None),
+        }
     }
 
     fn user<C: Queryable>(
@@ -347,8 +382,9 @@ impl Lookups {
         a: Option<Address>,
         r: &mut Resolver<'_>,
     ) -> Result<Answer, LookupError> {
-        let Some(a) = a else { return Ok(Answer::User { status: UserStatus::Absent }) };
-        let domain = self.real_domain(c, &a.domain, r)?;
+        let absent = Answer::User { status: UserStatus::Absent };
+        let Some(a) = a else { return Ok(absent) };
+        let Some(domain) = self.real_domain(c, &a.domain, r)? else { return Ok(absent) };
         let params = (a.user.as_str(), domain.as_str());
         let gid: Option<Option<i64>> = c.exec_first(&self.sql.user_gid, params)?;
         let status = if let Some(gid) = gid {
@@ -367,9 +403,26 @@ impl Lookups {
         Ok(Answer::User { status })
     }
 
-    fn relay<C: Queryable>(&self, c: &mut C, email: &str, ip: &str) -> Result<Answer, LookupError> {
+    /// RELAY: the `relay` row for `user@` the real domain, as IndiMail's RelayInLookup
+    /// asks (the email as given when it is no address); "not found" (a missing domain
+    /// directory) is 0.
+    fn relay<C: Queryable>(
+        &self,
+        c: &mut C,
+        email: &str,
+        a: Option<Address>,
+        ip: &str,
+        r: &mut Resolver<'_>,
+    ) -> Result<Answer, LookupError> {
+        let email = match a {
+            Some(a) => match self.real_domain(c, &a.domain, r)? {
+                Some(real) => format!("{}@{real}", a.user),
+                None => return Ok(Answer::Relay { allowed: false }),
+            },
+            None => email.trim().to_string(),
+        };
         let secs = i64::from(self.config.relay_clear_minutes) * 60;
-        let hit: Option<i64> = c.exec_first(&self.sql.relay, (ip.trim(), email.trim(), secs))?;
+        let hit: Option<i64> = c.exec_first(&self.sql.relay, (ip.trim(), email.as_str(), secs))?;
         Ok(Answer::Relay { allowed: hit.is_some() })
     }
 
@@ -383,7 +436,9 @@ impl Lookups {
         let Some(a) = a else {
             return Ok(Answer::Pwd { email: email.trim().to_string(), passwd: None });
         };
-        let domain = self.real_domain(c, &a.domain, r)?;
+        let Some(domain) = self.real_domain(c, &a.domain, r)? else {
+            return Ok(Answer::Pwd { email: format!("{}@{}", a.user, a.domain), passwd: None });
+        };
         let params = (a.user.as_str(), domain.as_str());
         let mut inactive = false;
         let mut row: Option<PwRow> = c.exec_first(&self.sql.pwd_active, params)?;
@@ -440,7 +495,9 @@ impl Lookups {
         let Some(a) = Address::parse(email, self.config.default_domain.as_deref()) else {
             return Ok(None);
         };
-        let domain = self.real_domain(c, &a.domain, &mut Resolver::default())?;
+        let Some(domain) = self.real_domain(c, &a.domain, &mut Resolver::default())? else {
+            return Ok(None);
+        };
         let host: Option<String> =
             c.exec_first(&self.sql.host, (a.user.as_str(), domain.as_str()))?;
         Ok(host.map(|h| h.trim().to_string()).filter(|h| !h.is_empty()))
@@ -453,7 +510,9 @@ impl Lookups {
         r: &mut Resolver<'_>,
     ) -> Result<Answer, LookupError> {
         let Some(a) = a else { return Ok(Answer::Host { host: None }) };
-        let domain = self.real_domain(c, &a.domain, r)?;
+        let Some(domain) = self.real_domain(c, &a.domain, r)? else {
+            return Ok(Answer::Host { host: None });
+        };
         let params = (a.user.as_str(), domain.as_str());
         let mut host: Option<String> = c.exec_first(&self.sql.host, params)?;
         // Not distributed: the user's mail store is this host (DEFAULT_MDAHOST, else the
@@ -475,7 +534,9 @@ impl Lookups {
                     }
                     _ => (h, self.config.mda_port.clone()),
                 };
-                MailHost { domain, host, port }
+                // The domain as asked, as IndiMail's findmdahost answers (SQL used the real
+                // one).
+                MailHost { domain: a.domain.clone(), host, port }
             }),
         })
     }
@@ -487,7 +548,9 @@ impl Lookups {
         r: &mut Resolver<'_>,
     ) -> Result<Answer, LookupError> {
         let Some(a) = a else { return Ok(Answer::Alias { lines: Vec::new() }) };
-        let domain = self.real_domain(c, &a.domain, r)?;
+        let Some(domain) = self.real_domain(c, &a.domain, r)? else {
+            return Ok(Answer::Alias { lines: Vec::new() });
+        };
         let lines: Vec<Option<String>> =
             c.exec(&self.sql.aliases, (a.user.as_str(), domain.as_str()))?;
         Ok(Answer::Alias { lines: lines.into_iter().flatten().collect() })
@@ -505,7 +568,9 @@ impl Lookups {
         if domain.is_empty() {
             return Ok(Answer::Limit { limits: None });
         }
-        let domain = self.real_domain(c, &domain, r)?;
+        let Some(domain) = self.real_domain(c, &domain, r)? else {
+            return Ok(Answer::Limit { limits: None });
+        };
         let row: Option<mysql::Row> = c.exec_first(&self.sql.limits, (domain.as_str(),))?;
         let limits = match row {
             Some(r) => Some(limits_from_row(r)),
@@ -517,12 +582,19 @@ impl Lookups {
         Ok(Answer::Limit { limits })
     }
 
+    /// DOMAIN: the real domain in IndiMail's order, or the input echoed (IndiMail echoes
+    /// whatever `get_real_domain` leaves NULL, a missing domain directory included).
     fn domain<C: Queryable>(&self, c: &mut C, input: &str) -> Result<Answer, LookupError> {
         let asked = input.trim().trim_end_matches(' ');
-        let real: Option<String> = c.exec_first(&self.sql.real_domain, (asked.to_lowercase(),))?;
-        Ok(match real {
-            Some(d) => Answer::Domain { domain: d.to_lowercase(), was_alias: true },
-            None => Answer::Domain { domain: asked.to_string(), was_alias: false },
+        let folded = asked.to_lowercase();
+        let resolved = resolve(&self.files.current(), &folded, || {
+            c.exec_first::<String, _, _>(&self.sql.real_domain, (folded.as_str(),))
+        })?;
+        Ok(match resolved {
+            Resolution::Real(real, _) if real != folded => {
+                Answer::Domain { domain: real, was_alias: true }
+            }
+            _ => Answer::Domain { domain: asked.to_string(), was_alias: false },
         })
     }
 }
@@ -536,14 +608,17 @@ impl Lookups {
 /// assert_eq!(domain_of(QueryKind::Pwd, "Bob@Example.ORG", None).as_deref(), Some("example.org"));
 /// assert_eq!(domain_of(QueryKind::User, "bob", Some("example.com")).as_deref(), Some("example.com"));
 /// assert_eq!(domain_of(QueryKind::Limit, "example.net", None).as_deref(), Some("example.net"));
-/// assert_eq!(domain_of(QueryKind::Relay, "bob@example.org", None), None);
+/// assert_eq!(domain_of(QueryKind::Relay, "bob@example.org", None).as_deref(), Some("example.org"));
+/// assert_eq!(domain_of(QueryKind::Domain, "example.org", None), None);
 /// ```
 pub fn domain_of(kind: QueryKind, email: &str, default_domain: Option<&str>) -> Option<String> {
     let addr = Address::parse(email, default_domain);
     match kind {
-        QueryKind::User | QueryKind::Pwd | QueryKind::Host | QueryKind::Alias => {
-            addr.map(|a| a.domain)
-        }
+        QueryKind::User
+        | QueryKind::Pwd
+        | QueryKind::Host
+        | QueryKind::Alias
+        | QueryKind::Relay => addr.map(|a| a.domain),
         QueryKind::Limit => Some(limit_domain(email, addr.as_ref())).filter(|d| !d.is_empty()),
         _ => None,
     }

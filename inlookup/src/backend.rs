@@ -3,6 +3,7 @@
 //! [`Lookup`] handler the worker pool runs, and the typed [`BackendError`] it reports.
 
 use crate::pool::{Finished, Handler, Reply};
+use inlookup_core::domains::DomainWatch;
 use inlookup_core::wire::{ERROR_REPLY, PIPE_BUF};
 use inlookup_core::{Answer, CacheKey, LookupError, Lookups, MysqlSettings, QueryKind, RealDomain};
 use std::fmt;
@@ -74,6 +75,9 @@ pub struct Backends {
     pub factory: BackendFactory,
     /// Connections opened by every backend (shown in STATS).
     pub connects: Arc<AtomicU64>,
+    /// The domain files the backends' lookups read, for the I/O thread to watch and
+    /// reload (none for backends of one's own).
+    pub domains: Option<Arc<DomainWatch>>,
 }
 
 impl fmt::Debug for Backends {
@@ -85,18 +89,19 @@ impl fmt::Debug for Backends {
 impl Backends {
     /// Backends from a factory of one's own (tests); they count no connects.
     pub fn new(factory: BackendFactory) -> Backends {
-        Backends { factory, connects: Arc::new(AtomicU64::new(0)) }
+        Backends { factory, connects: Arc::new(AtomicU64::new(0)), domains: None }
     }
 
     /// MySQL backends, connecting lazily, pinging a connection idle `ping_after`.
     pub fn mysql(settings: MysqlSettings, lookups: Lookups, ping_after: Duration) -> Backends {
         let connects = Arc::new(AtomicU64::new(0));
+        let domains = Some(lookups.domain_files().clone());
         let (s, l, c) = (Arc::new(settings), Arc::new(lookups), connects.clone());
         let factory: BackendFactory = Arc::new(move || {
             Box::new(MysqlBackend::new(s.clone(), l.clone(), ping_after, c.clone()))
                 as Box<dyn Backend>
         });
-        Backends { factory, connects }
+        Backends { factory, connects, domains }
     }
 }
 

@@ -4,6 +4,7 @@
 use crate::cache::Ttls;
 use clap::Parser;
 use inlookup_core::control::{self, Timeouts};
+use inlookup_core::domains::DomainSources;
 use inlookup_core::{LookupConfig, MysqlSettings};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -420,6 +421,7 @@ impl Config {
             mysql,
             lookup: LookupConfig {
                 local_ip: control::local_ip(&controldir),
+                domains: DomainSources::from_lookup(&controldir, env),
                 ..LookupConfig::from_lookup(default_domain, env)
             },
             user: a.user.filter(|u| !u.is_empty()),
@@ -438,7 +440,7 @@ impl Config {
     pub fn describe(&self) -> String {
         let fifos: Vec<String> = self.fifos.iter().map(|p| p.display().to_string()).collect();
         format!(
-            "serving {} (mode {:o}); replies in {}; {} workers, queue {}; cache {} entries, serve-stale {} (max {} s); shared cache {}; {}; timeouts read {} s write {} s; default domain {}",
+            "serving {} (mode {:o}); replies in {}; {} workers, queue {}; cache {} entries, serve-stale {} (max {} s); shared cache {}; {}; timeouts read {} s write {} s; default domain {}; domains from {} and {}",
             fifos.join(", "),
             self.fifo_mode,
             self.fifo_tmpdir.display(),
@@ -456,6 +458,8 @@ impl Config {
             self.timeouts.read.as_secs(),
             self.timeouts.write.as_secs(),
             self.lookup.default_domain.as_deref().unwrap_or("(none)"),
+            self.lookup.domains.assign_cdb().display(),
+            self.lookup.domains.controldir.join("rcpthosts").display(),
         )
     }
 }

@@ -578,6 +578,16 @@ impl Dispatcher {
         self.stats.account(to, Err(why));
     }
 
+    /// The domain files changed (and were reloaded): every answer may have been made from
+    /// the old ones, so the cache and the real domains lookups found out are dropped, and
+    /// lookups in flight are not cached.
+    pub fn domains_changed(&mut self) {
+        let n = self.cache.clear();
+        self.domains.clear();
+        self.epoch += 1;
+        log::info!("domain files changed: flushed {}", count(n, "cache entry", "cache entries"));
+    }
+
     /// HUP: flush every entry and IMAP's state; backends reconnect on their next use.
     pub fn hup(&mut self, out: &mut impl Effects) {
         let n = self.cache.clear();
@@ -1073,6 +1083,26 @@ mod tests {
         let ping: PingReply = serde_json::from_slice(&out.take()[0].1[4..]).unwrap();
         assert_eq!(ping.backends.len(), 1);
         assert!(!ping.no_backend_up());
+    }
+
+    #[test]
+    fn changed_domain_files_flush_the_cache_and_what_lookups_learned() {
+        let (mut d, mut out) = (dispatcher(Duration::ZERO), Recorder::default());
+        ask(&mut d, &mut out, QueryKind::User, "a@example.net", "/t/1");
+        let job = out.jobs.pop().unwrap();
+        let mut done = answered(job, active());
+        done.learned = Some(RealDomain { asked: "example.net".into(), real: "example.com".into() });
+        d.finished(done, Instant::now(), &mut out);
+        ask(&mut d, &mut out, QueryKind::User, "b@example.net", "/t/2");
+        let in_flight = out.jobs.pop().unwrap();
+        assert!(in_flight.known.is_some());
+        d.domains_changed();
+        assert_eq!(d.report(&out).cache_entries, 0);
+        // A lookup made before the change is answered but not cached.
+        d.finished(answered(in_flight, active()), Instant::now(), &mut out);
+        assert_eq!(d.report(&out).cache_entries, 0);
+        ask(&mut d, &mut out, QueryKind::User, "a@example.net", "/t/3");
+        assert_eq!(out.jobs.pop().unwrap().known, None, "a miss again, knowing nothing");
     }
 
     #[test]

@@ -14,6 +14,7 @@ use crate::signals::{Control, Controls};
 use crate::wake::Waker;
 use crate::{cache::Cache, stats};
 use crossbeam_channel::{Receiver, Sender};
+use inlookup_core::domains::DomainWatch;
 use inlookup_core::wire::{self, Decoded};
 use inlookup_core::Answer;
 use inlookup_imap::Forgotten;
@@ -134,6 +135,9 @@ struct Server {
     check: Option<Receiver<Result<(), BackendError>>>,
     /// The `-c` preload, until it reports.
     preload: Option<Receiver<Vec<Answer>>>,
+    /// The domain files (REAL_DOMAINS, the assign cdb, rcpthosts) the lookups read:
+    /// looked at about once a second, reloaded when they change and on HUP.
+    domains: Option<Arc<DomainWatch>>,
     /// Dropped to stop the sweep thread.
     _sweeping: Sender<()>,
 }
@@ -209,6 +213,7 @@ pub fn run(
         scratch: vec![0u8; 64 * 1024],
         check: Some(check),
         preload,
+        domains: backends.domains.clone(),
         _sweeping: sweeping,
     };
     s.serve()
@@ -319,10 +324,21 @@ impl Server {
                 self.preload = None;
             }
             self.events();
+            self.watch_domains();
             for i in ready {
                 self.read_input(i);
             }
             self.expire_partial_frames();
+        }
+    }
+
+    /// Reloads the domain files if they changed (at most one look a second): answers made
+    /// from the old ones are forgotten.
+    fn watch_domains(&mut self) {
+        if let Some(w) = &self.domains {
+            if w.check(Instant::now()) {
+                self.dispatcher.domains_changed();
+            }
         }
     }
 
@@ -441,7 +457,12 @@ impl Server {
 
     fn control(&mut self, c: Control) {
         match c {
-            Control::FlushAndReconnect => self.dispatcher.hup(&mut self.world),
+            Control::FlushAndReconnect => {
+                if let Some(w) = &self.domains {
+                    w.reload();
+                }
+                self.dispatcher.hup(&mut self.world)
+            }
             Control::LogStats => {
                 for line in stats::describe(&self.dispatcher.report(&self.world)) {
                     log::info!("{line}");

@@ -88,6 +88,7 @@ impl Direct {
     pub fn from_controldir(dir: &Path) -> Direct {
         let config = LookupConfig {
             local_ip: control::local_ip(dir),
+            domains: inlookup_core::domains::DomainSources::from_lookup(dir, &control::env_var),
             ..LookupConfig::from_env(control::default_domain(dir))
         };
         Direct::new(MysqlSettings::from_env(dir), config)

@@ -6,6 +6,7 @@
 
 mod harness;
 
+mod alias_domains;
 mod bad_input;
 mod cabi;
 mod caching;
