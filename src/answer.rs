@@ -264,9 +264,12 @@ impl Answer {
                 if let Some(email) = rest.strip_prefix("No such user ") {
                     return Ok(Answer::Pwd { email: email.to_string(), passwd: None });
                 }
-                parse_pwstruct(rest).map(|p| Answer::Pwd {
-                    email: format!("{}@{}", p.name, p.domain),
-                    passwd: Some(p),
+                parse_pwstruct(rest).map(|p| {
+                    let mut email = String::with_capacity(p.name.len() + 1 + p.domain.len());
+                    email.push_str(&p.name);
+                    email.push('@');
+                    email.push_str(&p.domain);
+                    Answer::Pwd { email, passwd: Some(p) }
                 })
             }
             QueryKind::Host => {
@@ -312,25 +315,100 @@ impl Answer {
     }
 }
 
-/// Parses `user@domain:passwd:uid:gid:gecos:dir:shell:is_inactive` (after `PWSTRUCT=`).
-fn parse_pwstruct(s: &str) -> Result<Passwd, ReplyError> {
+/// A PWD record's fields, borrowed from the reply: for callers that copy them elsewhere
+/// (the C ABI fills its caller's buffer) without an owned [`Passwd`] in between.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PwFields<'a> {
+    /// `pw_name`.
+    pub name: &'a str,
+    /// The domain after `@`.
+    pub domain: &'a str,
+    /// `pw_passwd`.
+    pub passwd: &'a str,
+    /// `pw_uid`.
+    pub uid: u32,
+    /// `pw_gid`.
+    pub gid: u32,
+    /// `pw_gecos`.
+    pub gecos: &'a str,
+    /// `pw_dir`.
+    pub dir: &'a str,
+    /// `pw_shell`.
+    pub shell: &'a str,
+    /// The record came from the inactive table.
+    pub inactive: bool,
+}
+
+impl Passwd {
+    /// The same record, borrowed.
+    pub fn fields(&self) -> PwFields<'_> {
+        PwFields {
+            name: &self.name,
+            domain: &self.domain,
+            passwd: &self.passwd,
+            uid: self.uid,
+            gid: self.gid,
+            gecos: &self.gecos,
+            dir: &self.dir,
+            shell: &self.shell,
+            inactive: self.inactive,
+        }
+    }
+}
+
+/// The record of a PWD reply body (`PWSTRUCT=…`, its NUL), if it holds one: `None` for
+/// "No such user" and anything malformed (which [`Answer::decode`] then explains).
+pub fn pwd_record(body: &[u8]) -> Option<PwFields<'_>> {
+    let body = body.strip_suffix(&[0]).unwrap_or(body);
+    let rest = std::str::from_utf8(body).ok()?.strip_prefix("PWSTRUCT=")?;
+    if rest.starts_with("No such user ") {
+        return None;
+    }
+    pwstruct_fields(rest).ok()
+}
+
+/// Splits `user@domain:passwd:uid:gid:gecos:dir:shell:is_inactive` (after `PWSTRUCT=`).
+fn pwstruct_fields(s: &str) -> Result<PwFields<'_>, ReplyError> {
     let bad = |why: &str| ReplyError::Malformed(format!("pwd reply: {why}"));
-    let f: Vec<&str> = s.split(':').collect();
-    if f.len() != 8 {
-        return Err(bad(&format!("{} fields, want 8", f.len())));
+    let mut it = s.split(':');
+    let mut f = [""; 8];
+    let mut n = 0;
+    for part in it.by_ref().take(8) {
+        f[n] = part;
+        n += 1;
+    }
+    let extra = it.count();
+    if n + extra != 8 {
+        return Err(bad(&format!("{} fields, want 8", n + extra)));
     }
     let (name, domain) = f[0].split_once('@').unwrap_or((f[0], ""));
     let num = |v: &str, what: &str| v.parse::<u32>().map_err(|_| bad(&format!("bad {what}")));
-    Ok(Passwd {
-        name: name.to_string(),
-        domain: domain.to_string(),
-        passwd: f[1].to_string(),
+    Ok(PwFields {
+        name,
+        domain,
+        passwd: f[1],
         uid: num(f[2], "uid")?,
         gid: num(f[3], "gid")?,
-        gecos: f[4].to_string(),
-        dir: f[5].to_string(),
-        shell: f[6].to_string(),
+        gecos: f[4],
+        dir: f[5],
+        shell: f[6],
         inactive: f[7] == "1",
+    })
+}
+
+/// Parses a PWD record into an owned [`Passwd`].
+fn parse_pwstruct(s: &str) -> Result<Passwd, ReplyError> {
+    let f = pwstruct_fields(s)?;
+    Ok(Passwd {
+        name: f.name.to_string(),
+        domain: f.domain.to_string(),
+        passwd: f.passwd.to_string(),
+        uid: f.uid,
+        gid: f.gid,
+        gecos: f.gecos.to_string(),
+        dir: f.dir.to_string(),
+        shell: f.shell.to_string(),
+        inactive: f.inactive,
     })
 }
 

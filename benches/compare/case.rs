@@ -21,6 +21,13 @@ pub enum Case {
     DirectDefault,
     /// The same with inlookup's tuned options (`MysqlSettings::opts()`: TCP only).
     DirectTuned,
+    /// The hit daemon's answer read from its shared-memory cache by the Rust client
+    /// (`inquery::Client::raw` with the mapping): no FIFO, no daemon.
+    Mapped,
+    /// The same through the C ABI's `inquery()` (the function a C program calls).
+    MappedC,
+    /// A USER lookup against the miss daemon: USER's miss, beside PWD's.
+    MissUser,
     /// The IMAP rows (a command on a reused inlookup session against connect + login +
     /// command + logout), measured apart from the matrix by `imap.rs`.
     Imap,
@@ -31,14 +38,26 @@ pub const IMAP_NOT_MEASURED: &str = "not measured in this run";
 
 impl Case {
     /// The cases the matrix runs, in their reporting order.
-    pub const MEASURED: [Case; 6] =
-        [Case::Floor, Case::Hit, Case::Miss, Case::Raw, Case::DirectDefault, Case::DirectTuned];
-
-    /// Every case, IMAP included.
-    pub const ALL: [Case; 7] = [
+    pub const MEASURED: [Case; 9] = [
         Case::Floor,
         Case::Hit,
+        Case::Mapped,
+        Case::MappedC,
         Case::Miss,
+        Case::MissUser,
+        Case::Raw,
+        Case::DirectDefault,
+        Case::DirectTuned,
+    ];
+
+    /// Every case, IMAP included.
+    pub const ALL: [Case; 10] = [
+        Case::Floor,
+        Case::Hit,
+        Case::Mapped,
+        Case::MappedC,
+        Case::Miss,
+        Case::MissUser,
         Case::Raw,
         Case::DirectDefault,
         Case::DirectTuned,
@@ -54,6 +73,9 @@ impl Case {
             Case::Raw => "raw",
             Case::DirectDefault => "direct-default",
             Case::DirectTuned => "direct-tuned",
+            Case::Mapped => "mapped",
+            Case::MappedC => "mapped-c",
+            Case::MissUser => "miss-user",
             Case::Imap => "imap",
         }
     }
@@ -67,6 +89,9 @@ impl Case {
             Case::Raw => "same SQL on an open MySQL connection, no inlookup",
             Case::DirectDefault => "fresh MySQL connection per lookup, mysql crate defaults",
             Case::DirectTuned => "fresh MySQL connection per lookup, MysqlSettings::opts()",
+            Case::Mapped => "inlookup's shared-memory cache, Rust client (no FIFO)",
+            Case::MappedC => "inlookup's shared-memory cache, C ABI inquery() (no FIFO)",
+            Case::MissUser => "USER lookup, inlookup with CACHE_ENTRIES=0",
             Case::Imap => "IMAP command on a reused session vs fresh login",
         }
     }
@@ -80,6 +105,9 @@ impl Case {
             Case::Raw => "#2ca02c",
             Case::DirectDefault => "#d62728",
             Case::DirectTuned => "#9467bd",
+            Case::Mapped => "#17becf",
+            Case::MappedC => "#bcbd22",
+            Case::MissUser => "#e377c2",
             Case::Imap => "#8c564b",
         }
     }

@@ -122,8 +122,8 @@ impl Rig {
     fn target(&self, case: Case) -> Target {
         match case {
             Case::Floor => Target::fifo(case, &self.echo),
-            Case::Hit => Target::fifo(case, &self.hit),
-            Case::Miss => Target::fifo(case, &self.miss),
+            Case::Hit | Case::Mapped | Case::MappedC => Target::fifo(case, &self.hit),
+            Case::Miss | Case::MissUser => Target::fifo(case, &self.miss),
             _ => Target::mysql(case, &self.db),
         }
     }
@@ -291,6 +291,7 @@ pub fn main(args: &[String]) -> Res<()> {
         r.daemon_cpu = daemon_cpu(&rig, &settings)?;
     }
     if part("mariadb") {
+        r.selects = selects(&rig, &settings)?;
         r.mariadb_cpu.rows =
             mariadb_cpu(&rig, &settings, mdb_pid, &mut r.mariadb_cpu.idle_ms_per_s)?;
     }
@@ -390,10 +391,12 @@ fn daemon_cpu(rig: &Rig, s: &Settings) -> Res<Vec<DaemonCpu>> {
         let per = s.cpu_hits / clients as u64;
         for (server, srv, case) in [
             ("inlookup", &rig.hit, Case::Hit),
+            ("inlookup, shared cache (Rust)", &rig.hit, Case::Mapped),
+            ("inlookup, shared cache (inquery())", &rig.hit, Case::MappedC),
             ("echo", &rig.echo, Case::Floor),
             ("echo-checked", &rig.checked, Case::Floor),
         ] {
-            let is_daemon = case == Case::Hit;
+            let is_daemon = case != Case::Floor;
             let before = if is_daemon { Some(srv.stats()?.totals()) } else { None };
             let pid = srv.pid();
             let t0 = procfs::cpu_ticks(pid)?;
@@ -408,12 +411,17 @@ fn daemon_cpu(rig: &Rig, s: &Settings) -> Res<Vec<DaemonCpu>> {
             let wall = wall.elapsed();
             let t1 = procfs::cpu_ticks(pid)?;
             clean("CPU per request", &outs)?;
-            let (hits, misses) = match before {
-                Some(b) => {
+            let (hits, misses, reached) = match before {
+                Some(b) if case == Case::Hit => {
                     let a = srv.stats()?.totals();
-                    (a.hits - b.hits, a.misses - b.misses)
+                    (a.hits - b.hits, a.misses - b.misses, a.requests - b.requests - 1)
                 }
-                None => (total_ok(&outs), 0),
+                Some(b) => {
+                    // Hits read from the mapping: the daemon counts none of them.
+                    let a = srv.stats()?.totals();
+                    (total_ok(&outs), a.misses - b.misses, a.requests - b.requests - 1)
+                }
+                None => (total_ok(&outs), 0, total_ok(&outs)),
             };
             let cpu_us = procfs::ticks(t1 - t0).as_secs_f64() * 1e6;
             let us_per_hit = cpu_us / hits.max(1) as f64;
@@ -429,6 +437,7 @@ fn daemon_cpu(rig: &Rig, s: &Settings) -> Res<Vec<DaemonCpu>> {
                 us_per_hit,
                 ms_per_100k: us_per_hit * 100.0,
                 wall_s: wall.as_secs_f64(),
+                reached_daemon: reached,
             });
         }
     }
@@ -464,6 +473,35 @@ fn whatif(rig: &Rig, s: &Settings) -> Res<Vec<Cell>> {
         }
     }
     Ok(acc.into_iter().zip(&runs).map(|(a, (label, _))| a.finish(label, 1)).collect())
+}
+
+/// MariaDB's `Com_select` per miss of PWD and of USER: distinct users never asked before,
+/// one client, through the miss daemon.
+fn selects(rig: &Rig, s: &Settings) -> Res<Vec<crate::results::SelectRow>> {
+    let n = if s.quick { 500 } else { 2_000 };
+    let mut conn = setup::admin_conn(&rig.db.host, rig.db.port)?;
+    let mut com_select = || -> Res<u64> {
+        use mysql::prelude::Queryable;
+        let row: Option<(String, u64)> =
+            conn.query_first("SHOW GLOBAL STATUS LIKE 'Com_select'")?;
+        Ok(row.ok_or("no Com_select")?.1)
+    };
+    let mut rows = Vec::new();
+    for (kind, case, first) in [("pwd", Case::Miss, 300_001), ("user", Case::MissUser, 400_001)] {
+        let before = com_select()?;
+        let outs = run_workers(&rig.target(case), 1, first, first + n, Amount::Requests(n))?;
+        clean(&format!("{kind} misses"), &outs)?;
+        let selects = com_select()? - before;
+        let per_miss = selects as f64 / n as f64;
+        eprintln!("bench: {kind} misses: {selects} SELECTs over {n} ({per_miss:.3} each)");
+        rows.push(crate::results::SelectRow {
+            kind: kind.into(),
+            misses: n,
+            com_select: selects,
+            per_miss,
+        });
+    }
+    Ok(rows)
 }
 
 /// mariadbd's CPU: through inlookup at a 90 % hit rate (each of `mdb_keys` fresh keys

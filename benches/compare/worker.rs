@@ -38,6 +38,10 @@ pub struct Outcome {
 /// How one request is made.
 enum Asker {
     Fifo(inquery::Client),
+    /// USER instead of PWD.
+    FifoUser(inquery::Client),
+    /// The C ABI's `inquery()`, configured by this process's environment.
+    Ffi,
     Lean(crate::lean::Lean),
     Raw {
         conn: Box<mysql::Conn>,
@@ -72,6 +76,20 @@ impl Asker {
                 })
             }
             Case::Floor | Case::Hit | Case::Miss => Asker::Fifo(client(a, Duration::from_secs(2))?),
+            Case::MissUser => Asker::FifoUser(client(a, Duration::from_secs(2))?),
+            Case::Mapped => {
+                let c = client(a, Duration::from_secs(2))?;
+                let path = inquery::shared::path_for(Path::new(a.need("fifo")?));
+                Asker::Fifo(c.with_shared(path))
+            }
+            Case::MappedC => {
+                // What a mail program's environment says; read by inquery() on each call.
+                // SAFETY (edition 2021: safe fn): set before any thread starts.
+                std::env::set_var("INFIFO", a.need("fifo")?);
+                std::env::set_var("FIFOTMPDIR", a.need("tmpdir")?);
+                std::env::set_var("FIFO_MODE", "0660");
+                Asker::Ffi
+            }
             Case::Raw => {
                 let conn = mysql::Conn::new(tuned(a)?)?;
                 Asker::Raw { conn: Box::new(conn), lookups: lookups()? }
@@ -123,6 +141,31 @@ impl Asker {
                 pwstruct(c.raw(QueryKind::Pwd.byte(), email, "").map_err(|e| e.to_string()))
             }
             Asker::Lean(c) => pwstruct(c.raw(QueryKind::Pwd, email, "")),
+            Asker::FifoUser(c) => match c.raw(QueryKind::User.byte(), email, "") {
+                Ok((0, _)) => Ok(()),
+                Ok((n, _)) => Err(format!("USER status {n}")),
+                Err(e) => Err(e.to_string()),
+            },
+            Asker::Ffi => {
+                let e = std::ffi::CString::new(email).map_err(|e| e.to_string())?;
+                // SAFETY: a NUL-terminated email and a NULL IP, as inquery.h allows; the
+                // result is read before the next call on this thread.
+                let p = unsafe {
+                    inquery::ffi::inquery(QueryKind::Pwd.byte() as _, e.as_ptr(), std::ptr::null())
+                };
+                if p.is_null() {
+                    return Err("inquery() returned NULL".into());
+                }
+                // SAFETY: PWD's result is a `struct passwd` valid until the next call.
+                let pw = unsafe { &*p.cast::<libc::passwd>() };
+                // SAFETY: pw_name points at a NUL-terminated name in inquery()'s storage.
+                let name = unsafe { std::ffi::CStr::from_ptr(pw.pw_name) };
+                if name.to_bytes().first() == Some(&b'u') {
+                    Ok(())
+                } else {
+                    Err(format!("pw_name {name:?}"))
+                }
+            }
             Asker::Raw { conn, lookups } => {
                 found(lookups.answer(&mut **conn, QueryKind::Pwd, email, ""))
             }

@@ -73,9 +73,16 @@ fn start(cfg: Config) -> Result<(), Error> {
     } else {
         Vec::new()
     };
-    let listener = Listener::bind(&cfg)?;
+    let mut listener = Listener::bind(&cfg)?;
     if let Some(t) = &target {
         for p in new_dirs.iter().chain(listener.paths().iter()) {
+            t.chown(p);
+        }
+    }
+    // After the FIFOs are chowned: the shared cache takes the first FIFO's group.
+    let shared = listener.share(&cfg);
+    if let Some(t) = &target {
+        if let Some(p) = &shared {
             t.chown(p);
         }
         t.drop_root()?;

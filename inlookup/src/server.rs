@@ -31,6 +31,8 @@ use std::time::{Duration, Instant};
 pub struct Listener {
     fifos: Vec<RequestFifo>,
     replies: ReplyDir,
+    /// The shared-memory cache, once [`Listener::share`] made it.
+    shared: Option<SharedCache>,
 }
 
 impl Listener {
@@ -50,7 +52,26 @@ impl Listener {
                 }
             }
         }
-        Ok(Listener { fifos, replies })
+        Ok(Listener { fifos, replies, shared: None })
+    }
+
+    /// Makes the shared-memory cache beside the FIFOs (while still privileged, so a FIFO
+    /// directory only root may write is fine), with the first FIFO's group, and returns
+    /// its path for the caller to give to the unprivileged user. A failure is a warning:
+    /// clients then ask over the FIFO.
+    pub fn share(&mut self, cfg: &Config) -> Option<PathBuf> {
+        let sh = cfg.shared.as_ref()?;
+        let group = self.fifos.first().map(|f| f.path.as_path());
+        match SharedCache::create(sh, cfg.lookup.default_domain.as_deref(), group) {
+            Ok(shared) => {
+                self.shared = Some(shared);
+                Some(sh.path.clone())
+            }
+            Err(e) => {
+                log::warn!("shared cache off: {e}; clients ask over the FIFO");
+                None
+            }
+        }
     }
 
     /// The request FIFO paths.
@@ -152,7 +173,7 @@ pub fn run(
     backends: Backends,
     controls: Controls,
 ) -> Result<(), Error> {
-    let Listener { fifos, replies } = listener;
+    let Listener { fifos, replies, shared } = listener;
     let replies = Arc::new(replies);
     let replier = Replier::start(replies.clone(), cfg.timeouts.write)
         .map_err(Error::io("reply writer thread"))?;
@@ -180,18 +201,9 @@ pub fn run(
         cfg.ttls.clone(),
         if cfg.serve_stale { cfg.max_stale } else { Duration::ZERO },
     );
-    let cache = match &cfg.shared {
+    let cache = match shared {
+        Some(shared) => cache.with_shared(shared),
         None => cache,
-        Some(sh) => {
-            let group = fifos.first().map(|f| f.path.as_path());
-            match SharedCache::create(sh, cfg.lookup.default_domain.as_deref(), group) {
-                Ok(shared) => cache.with_shared(shared),
-                Err(e) => {
-                    log::warn!("shared cache off: {e}; clients ask over the FIFO");
-                    cache
-                }
-            }
-        }
     };
     let settings = Settings {
         workers: cfg.workers,

@@ -230,7 +230,9 @@ fn predecessor(path: &Path) -> Option<Mapping> {
     let md = file.metadata().ok()?;
     // SAFETY: geteuid has no preconditions.
     let me = unsafe { libc::geteuid() };
-    if !md.is_file() || md.uid() != me || md.len() < (shared::HEADER_WORDS * 8) as u64 {
+    // Root (starting before it drops to its user) retires its user's file too.
+    let owner_ok = md.uid() == me || me == 0;
+    if !md.is_file() || !owner_ok || md.len() < (shared::HEADER_WORDS * 8) as u64 {
         return None;
     }
     // SAFETY: a regular file of ours; only its header words are touched, through atomics.

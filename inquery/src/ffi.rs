@@ -22,6 +22,7 @@ use crate::error::Error;
 use crate::imap::{ImapError, ImapErrorCode, ImapStatus};
 use crate::querier::{fallback_from_env, Mode, Querier};
 use crate::{Client, Lookup};
+use inlookup_core::answer::{pwd_record, PwFields};
 use inlookup_core::limits::VLIMITS_SIZE;
 use inlookup_core::wire::PIPE_BUF;
 use inlookup_core::{Answer, QueryKind};
@@ -132,6 +133,51 @@ impl Arena<'_> {
     }
 }
 
+/// Writes a PWD record into `out`, its strings into the arena.
+fn fill_pw(
+    p: &PwFields<'_>,
+    out: &mut InqueryResult,
+    arena: &mut Arena<'_>,
+) -> Result<(), Failure> {
+    out.is_inactive = c_int::from(p.inactive);
+    out.pw = libc::passwd {
+        pw_name: arena.put(p.name)?,
+        pw_passwd: arena.put(p.passwd)?,
+        pw_uid: p.uid,
+        pw_gid: p.gid,
+        pw_gecos: arena.put(p.gecos)?,
+        pw_dir: arena.put(p.dir)?,
+        pw_shell: arena.put(p.shell)?,
+    };
+    Ok(())
+}
+
+/// What a query got: an answer, or a PWD reply still in its bytes (a hit read from the
+/// shared cache: its record is copied into the caller's buffer without an owned answer
+/// between).
+enum Got {
+    Answer(Answer),
+    PwdReply(Vec<u8>),
+}
+
+/// Writes what a query got into `out`, its strings into `buf`.
+fn fill_got(got: &Got, out: &mut InqueryResult, buf: &mut [u8]) -> Result<(), Failure> {
+    match got {
+        Got::Answer(a) => fill(a, out, buf),
+        Got::PwdReply(body) => match pwd_record(body) {
+            Some(p) => {
+                *out = InqueryResult::empty();
+                fill_pw(&p, out, &mut Arena { buf, used: 0 })
+            }
+            // "No such user" (or malformed: decode says why).
+            None => {
+                let n = i32::try_from(body.len()).unwrap_or(i32::MAX);
+                fill(&Answer::decode(QueryKind::Pwd, n, body, "").map_err(Error::from)?, out, buf)
+            }
+        },
+    }
+}
+
 /// Writes `answer` into `out`, its strings into `buf`.
 fn fill(answer: &Answer, out: &mut InqueryResult, buf: &mut [u8]) -> Result<(), Failure> {
     *out = InqueryResult::empty();
@@ -142,18 +188,7 @@ fn fill(answer: &Answer, out: &mut InqueryResult, buf: &mut [u8]) -> Result<(), 
         Answer::Pwd { passwd: None, .. }
         | Answer::Host { host: None }
         | Answer::Limit { limits: None } => out.user_not_found = 1,
-        Answer::Pwd { passwd: Some(p), .. } => {
-            out.is_inactive = c_int::from(p.inactive);
-            out.pw = libc::passwd {
-                pw_name: arena.put(&p.name)?,
-                pw_passwd: arena.put(&p.passwd)?,
-                pw_uid: p.uid,
-                pw_gid: p.gid,
-                pw_gecos: arena.put(&p.gecos)?,
-                pw_dir: arena.put(&p.dir)?,
-                pw_shell: arena.put(&p.shell)?,
-            };
-        }
+        Answer::Pwd { passwd: Some(p), .. } => fill_pw(&p.fields(), out, &mut arena)?,
         Answer::Host { host: Some(h) } => {
             out.text = arena.put(&format!("{}:{}:{}", h.domain, h.host, h.port))?;
         }
@@ -258,21 +293,21 @@ unsafe fn request<'a>(
 
 /// Asks the daemon named by the environment (read on every call, as IndiMail does), with
 /// the MySQL fallback when INQUERY_FALLBACK is on.
-fn answer(req: &Request<'_>) -> Result<Answer, Failure> {
+fn answer(req: &Request<'_>) -> Result<Got, Failure> {
     // A hit in the daemon's shared cache first: no FIFO, no control file read.
-    let target = crate::resolve::Target::from_env();
-    if let Some(path) = crate::shared::path_for(&target.base()) {
-        if let Some((n, body)) = crate::shared::reply(&path, req.kind.byte(), req.email, req.ip) {
-            if let Ok(a) = Answer::decode(req.kind, n, &body, req.email) {
-                return Ok(a);
-            }
+    if let Some((n, body)) = crate::shared::reply_from_env(req.kind.byte(), req.email, req.ip) {
+        if req.kind == QueryKind::Pwd && n > 0 && body.starts_with(b"PWSTRUCT=") {
+            return Ok(Got::PwdReply(body));
+        }
+        if let Ok(a) = Answer::decode(req.kind, n, &body, req.email) {
+            return Ok(Got::Answer(a));
         }
     }
     let q = Querier::with_parts(Mode::Daemon, Client::from_env(), shared_direct())
         .with_fallback(fallback_from_env());
     let a = q.ask(req.kind, req.email, req.ip);
     FALLBACKS.fetch_add(q.fallbacks(), Ordering::Relaxed);
-    Ok(a?)
+    Ok(Got::Answer(a?))
 }
 
 /// Runs `f`, turning a panic into a failure.
@@ -300,7 +335,7 @@ pub unsafe extern "C" fn inquery(
         SLOT.with(|slot| {
             let mut slot = slot.borrow_mut();
             let (res, buf) = &mut **slot;
-            fill(&a, res, buf)?;
+            fill_got(&a, res, buf)?;
             if req.kind == QueryKind::Pwd {
                 is_inactive.store(res.is_inactive, Ordering::Relaxed);
             }
@@ -356,7 +391,7 @@ pub unsafe extern "C" fn inquery_r(
         let out = unsafe { &mut *result };
         // SAFETY: `buf` is not NULL and the caller gives us `buflen` writable bytes.
         let bytes = unsafe { std::slice::from_raw_parts_mut(buf.cast::<u8>(), buflen) };
-        fill(&a, out, bytes)
+        fill_got(&a, out, bytes)
     });
     match outcome {
         Ok(()) => 0,

@@ -85,7 +85,7 @@ fn identity(path: &Path) -> Option<(u64, u64)> {
 
 /// Looks `key` up in the table at `path`, mapping or remapping it first when needed.
 fn get(path: &Path, key: &mut String, kind: QueryKind, email: &str, ip: &str) -> Option<Vec<u8>> {
-    let now = shared::now_ms();
+    let now = shared::reader_now_ms();
     {
         let guard = MAPPED.read().ok()?;
         if let Some(m) = guard.as_ref().filter(|m| m.path == path) {
@@ -141,7 +141,7 @@ fn lookup(
     now: u64,
 ) -> Option<Vec<u8>> {
     cache_key_into(key, kind, email, ip, r.default_domain());
-    let mut out = Vec::new();
+    let mut out = Vec::with_capacity(shared::SLOT_PAYLOAD);
     (r.get(key.as_bytes(), now, &mut out) == Lookup::Hit).then_some(out)
 }
 
@@ -167,7 +167,7 @@ pub fn reply(path: &Path, kind_byte: u8, email: &str, ip: &str) -> Option<(i32, 
     if base == QueryKind::Relay && ip.trim().is_empty() {
         return None;
     }
-    let mut key = String::new();
+    let mut key = String::with_capacity(email.len() + ip.len() + 64);
     let mut bytes = get(path, &mut key, base, email, ip)?;
     let header: [u8; HEADER_LEN] = bytes.get(..HEADER_LEN)?.try_into().ok()?;
     let n = reply_int(header);
@@ -179,6 +179,54 @@ pub fn reply(path: &Path, kind_byte: u8, email: &str, ip: &str) -> Option<(i32, 
         return None;
     }
     Some((n, bytes))
+}
+
+/// The variables that say where the shared cache is, as raw bytes.
+type EnvKey = [Option<Vec<u8>>; 4];
+
+fn env_key() -> EnvKey {
+    let get = |name: &std::ffi::CStr| {
+        // SAFETY: getenv with a NUL-terminated name; the value is copied at once. (As in any
+        // C library, a concurrent setenv of another thread is the caller's race.)
+        let p = unsafe { libc::getenv(name.as_ptr()) };
+        // SAFETY: a non-NULL getenv result is a NUL-terminated string.
+        (!p.is_null()).then(|| unsafe { std::ffi::CStr::from_ptr(p) }.to_bytes().to_vec())
+    };
+    // Only what decides the path: an absolute SHARED_CACHE or INFIFO ends the search.
+    let settled = |v: &Option<Vec<u8>>| v.as_ref().is_some_and(|v| v.starts_with(b"/"));
+    let shared = get(c"SHARED_CACHE");
+    if settled(&shared)
+        || shared.as_deref().is_some_and(|v| [&b"off"[..], b"0", b"no"].contains(&v.trim_ascii()))
+    {
+        return [shared, None, None, None];
+    }
+    let infifo = get(c"INFIFO");
+    if settled(&infifo) {
+        return [shared, infifo, None, None];
+    }
+    [shared, infifo, get(c"INFIFODIR"), get(c"INDIMAILDIR")]
+}
+
+thread_local! {
+    /// The last environment seen and the path it named: `inquery()` reads the environment
+    /// on every call, as IndiMail's does, without rebuilding the path each time.
+    static ENV_PATH: std::cell::RefCell<Option<(EnvKey, Option<PathBuf>)>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// [`reply`] for the shared cache the environment names (SHARED_CACHE, else beside the
+/// request FIFO of INFIFO, INFIFODIR and INDIMAILDIR): the C ABI's way in.
+pub fn reply_from_env(kind_byte: u8, email: &str, ip: &str) -> Option<(i32, Vec<u8>)> {
+    let key = env_key();
+    ENV_PATH.with(|cell| {
+        let mut cached = cell.borrow_mut();
+        if cached.as_ref().is_none_or(|(k, _)| *k != key) {
+            let path = path_for(&crate::resolve::Target::from_env().base());
+            *cached = Some((key, path));
+        }
+        let path = cached.as_ref()?.1.as_deref()?;
+        reply(path, kind_byte, email, ip)
+    })
 }
 
 /// Forgets the process's mapping (tests; a program that wants to let the file go).

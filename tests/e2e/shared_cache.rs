@@ -199,3 +199,33 @@ fn a_long_running_client_follows_restarts_and_never_outlives_its_daemon() {
     db.exec("UPDATE indimail SET pw_passwd = '$5$third' WHERE pw_name = 'testuser'");
     assert_eq!(passwd(&c, "testuser@example.com"), "$5$third");
 }
+
+/// Started as root in a FIFO directory only root may write (a packaged service's
+/// /run/indimail/inlookup), the daemon makes its file before it drops to its user: the file
+/// is there, the user's, and written to. (Needs root; CI runs as root.)
+#[test]
+fn a_root_owned_fifo_directory_still_gets_the_file() {
+    if !crate::harness::is_root() {
+        eprintln!("not root: nothing to check here (the daemon cannot start as root)");
+        return;
+    }
+    let db = TestDb::new();
+    let mut d = Daemon::prepare(2, 2);
+    nix::unistd::chown(
+        &d.fifo_dir,
+        Some(nix::unistd::Uid::from_raw(0)),
+        Some(nix::unistd::Gid::from_raw(0)),
+    )
+    .unwrap();
+    std::fs::set_permissions(&d.fifo_dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    d.spawn(&db.host, db.port, &db.name, &Opts::default().env("SHARED_CACHE", ""));
+    let path = cache_path(&d);
+    let md = std::fs::metadata(&path).expect("made while still root");
+    let nobody = nix::unistd::User::from_name("nobody").unwrap().unwrap();
+    assert_eq!(md.uid(), nobody.uid.as_raw(), "given to the daemon's user");
+    let c = d.client();
+    passwd(&c, "testuser@example.com");
+    let before = requests(&d);
+    passwd(&c, "testuser@example.com");
+    assert_eq!(requests(&d), before + 1, "published by the unprivileged daemon, read here");
+}
