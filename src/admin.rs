@@ -193,6 +193,23 @@ pub struct StatsReport {
     /// PWD answers put in the cache at start by `-c` (users who logged in recently).
     #[serde(default)]
     pub preloaded: u64,
+    /// TCP connections (TCP_LISTEN) reading their request or waiting for its reply now.
+    #[serde(default)]
+    pub tcp_connections: u64,
+    /// TCP connections accepted from allowed peers since start.
+    #[serde(default)]
+    pub tcp_connections_total: u64,
+    /// TCP connections closed at once, with no byte sent, because the peer is outside
+    /// TCP_ALLOW.
+    #[serde(default)]
+    pub tcp_refused: u64,
+    /// TCP connections closed at once because TCP_MAX_CLIENTS were open.
+    #[serde(default)]
+    pub tcp_busy: u64,
+    /// TCP connections closed because no whole request came within timeoutread, or their
+    /// reply was not ready within timeoutread plus timeoutwrite.
+    #[serde(default)]
+    pub tcp_timed_out: u64,
     /// The health of each backend server.
     #[serde(default)]
     pub backends: Vec<BackendHealth>,

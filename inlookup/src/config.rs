@@ -202,6 +202,22 @@ pub struct Args {
     #[arg(long, env = "METRICS_ALLOW", default_value = "127.0.0.0/8,::1")]
     pub metrics_allow: String,
 
+    /// Also answer lookups over TCP at ADDRESS:PORT, in IndiMail's framing (one request per
+    /// connection), from the same cache (unset: no listener). Anything but loopback needs
+    /// --tcp-allow.
+    #[arg(long, env = "TCP_LISTEN", value_name = "ADDRESS:PORT")]
+    pub tcp_listen: Option<String>,
+
+    /// Who may ask over TCP: addresses and CIDR ranges, comma-separated (others are closed
+    /// on with no byte sent). Default: loopback only.
+    #[arg(long, env = "TCP_ALLOW")]
+    pub tcp_allow: Option<String>,
+
+    /// TCP connections reading or waiting for their reply at most; one more is closed at
+    /// once.
+    #[arg(long, env = "TCP_MAX_CLIENTS", default_value_t = crate::tcp::DEFAULT_MAX_CLIENTS)]
+    pub tcp_max_clients: usize,
+
     /// Before an IMAP login, pass the end user's IP to a server that offers ID
     /// (`ID ("x-originating-ip" …)`; Dovecot honours it from login_trusted_networks).
     #[arg(long, env = "IMAP_SEND_ID", default_value = "1", value_parser = parse_flag, action = clap::ArgAction::Set)]
@@ -276,6 +292,8 @@ pub struct Config {
     pub imap: inlookup_imap::ImapConfig,
     /// The metrics listener, if any.
     pub metrics: Option<crate::metrics::MetricsConfig>,
+    /// The TCP listener for lookups, if any.
+    pub tcp: Option<crate::tcp::TcpConfig>,
     /// `-c`: preload PWD answers of users active this many seconds back, at most so many.
     pub preload: Option<(u64, usize)>,
     /// The shared-memory cache, unless off (or the cache is).
@@ -361,6 +379,11 @@ impl Config {
                     .map_err(|reason| crate::Error::Config { setting: "METRICS_ALLOW", reason })?,
             }),
         };
+        let tcp = crate::tcp::TcpConfig::resolve(
+            a.tcp_listen.as_deref(),
+            a.tcp_allow.as_deref(),
+            a.tcp_max_clients,
+        )?;
         let timeouts = Timeouts::from_controldir(&controldir);
         // A lookup's client waits timeoutread for its answer: a MySQL read or write that
         // takes longer (a frozen server, a connect after HUP) only holds a worker for nothing.
@@ -428,6 +451,7 @@ impl Config {
             syslog: a.syslog.filter(|s| !s.is_empty()),
             imap,
             metrics,
+            tcp,
             preload: a.preload_secs.filter(|s| *s > 0).map(|s| {
                 let max = if a.preload_max == 0 { a.cache_entries } else { a.preload_max };
                 (s, max.min(a.cache_entries))
@@ -440,9 +464,15 @@ impl Config {
     pub fn describe(&self) -> String {
         let fifos: Vec<String> = self.fifos.iter().map(|p| p.display().to_string()).collect();
         format!(
-            "serving {} (mode {:o}); replies in {}; {} workers, queue {}; cache {} entries, serve-stale {} (max {} s); shared cache {}; {}; timeouts read {} s write {} s; default domain {}; domains from {} and {}",
+            "serving {} (mode {:o}){}; replies in {}; {} workers, queue {}; cache {} entries, serve-stale {} (max {} s); shared cache {}; {}; timeouts read {} s write {} s; default domain {}; domains from {} and {}",
             fifos.join(", "),
             self.fifo_mode,
+            self.tcp.as_ref().map_or(String::new(), |t| format!(
+                " and TCP {} for {} (at most {} connections)",
+                t.listen,
+                t.allow.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "),
+                t.max_clients
+            )),
             self.fifo_tmpdir.display(),
             self.workers,
             self.queue,
@@ -529,5 +559,30 @@ mod tests {
         assert_eq!(c.preload, Some((86400, 100_000)), "-c preloads, bounded by the cache");
         assert!(c.describe().contains("/x/infifo.2"));
         assert!(!c.describe().contains(&c.mysql.password));
+        assert!(c.tcp.is_none(), "no TCP listener unless asked");
+    }
+
+    #[test]
+    fn tcp_settings_come_from_flags_or_the_environment_names() {
+        let a = Args::try_parse_from(["inlookup", "--tcp-listen", "127.0.0.1:4000"]).unwrap();
+        let c = Config::from_args(a, &|_| None).unwrap();
+        let t = c.tcp.as_ref().unwrap();
+        assert_eq!((t.listen.port(), t.max_clients), (4000, crate::tcp::DEFAULT_MAX_CLIENTS));
+        assert!(c.describe().contains("TCP 127.0.0.1:4000 for 127.0.0.0/8, ::1"));
+        let a = Args::try_parse_from(["inlookup", "--tcp-listen", "0.0.0.0:4000"]).unwrap();
+        let e = Config::from_args(a, &|_| None).unwrap_err().to_string();
+        assert!(e.starts_with("TCP_LISTEN:") && e.contains("set TCP_ALLOW"), "{e}");
+        let a = Args::try_parse_from([
+            "inlookup",
+            "--tcp-listen",
+            "0.0.0.0:4000",
+            "--tcp-allow",
+            "10.0.0.0/8",
+            "--tcp-max-clients",
+            "3",
+        ])
+        .unwrap();
+        let t = Config::from_args(a, &|_| None).unwrap().tcp.unwrap();
+        assert_eq!((t.allow.len(), t.max_clients), (1, 3));
     }
 }

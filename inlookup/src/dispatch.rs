@@ -81,6 +81,8 @@ pub struct Status {
     pub workers_busy: u64,
     /// Lookup workers whose lookup panicked.
     pub worker_panics: u64,
+    /// The TCP listener's counters (all 0 without one).
+    pub tcp: crate::tcp::TcpStats,
 }
 
 /// The dispatcher's settings.
@@ -635,6 +637,11 @@ impl Dispatcher {
         r.queued = status.queued;
         r.workers_busy = status.workers_busy;
         r.worker_panics = status.worker_panics;
+        r.tcp_connections = status.tcp.open;
+        r.tcp_connections_total = status.tcp.accepted;
+        r.tcp_refused = status.tcp.refused;
+        r.tcp_busy = status.tcp.busy;
+        r.tcp_timed_out = status.tcp.timed_out;
         r.shared_cache = self.cache.shared_stats();
         r
     }

@@ -473,6 +473,17 @@ pub struct Replier {
     write_timeout: std::time::Duration,
     /// Large replies not delivered by their deadline, or failed.
     failed_large: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// TCP connections waiting for their reply (empty without TCP_LISTEN).
+    tcp: crate::tcp::Waiting,
+}
+
+/// A reply destination opened by [`Replier::open`], ready for [`Replier::write`].
+#[derive(Debug)]
+pub enum Opened<'p> {
+    /// A client's reply FIFO.
+    Fifo(ReplyFifo<'p>),
+    /// A TCP connection, taken from those waiting: closed once its reply is out.
+    Tcp(std::net::TcpStream),
 }
 
 /// A large reply being written.
@@ -501,7 +512,13 @@ impl Replier {
         std::thread::Builder::new()
             .name("reply-writer".into())
             .spawn(move || LargeWriter { queue, wake, failed, writing: Vec::new() }.run())?;
-        Ok(Replier { dir, large, large_wake, write_timeout, failed_large })
+        let tcp = crate::tcp::Waiting::default();
+        Ok(Replier { dir, large, large_wake, write_timeout, failed_large, tcp })
+    }
+
+    /// The same replier, also answering the TCP connections waiting in `tcp`.
+    pub fn with_tcp(self, tcp: crate::tcp::Waiting) -> Replier {
+        Replier { tcp, ..self }
     }
 
     /// Opens the reply FIFO and writes the reply (or hands a large one to the writer
@@ -521,22 +538,35 @@ impl Replier {
         self.write(reply, bytes)
     }
 
-    /// Checks and opens a reply FIFO ([`ReplyDir::open_reply`]) without writing: a worker
-    /// opens its client's FIFO before it reports, so that a client already gone is
-    /// counted no later than the lookup's result.
+    /// Checks and opens a reply destination without writing: a reply FIFO
+    /// ([`ReplyDir::open_reply`]), or the TCP connection a reply address names
+    /// ([`crate::tcp::Destination`]). A worker opens its client's before it reports, so that
+    /// a client already gone is counted no later than the lookup's result.
     ///
     /// # Errors
-    /// As [`ReplyDir::open_reply`].
-    pub fn open<'p>(&self, path: &'p [u8]) -> Result<ReplyFifo<'p>, ReplyFailure> {
-        self.dir.open_reply(path)
+    /// As [`ReplyDir::open_reply`]; [`ReplyFailure::Vanished`] for a connection no longer
+    /// waiting (it timed out).
+    pub fn open<'p>(&self, path: &'p [u8]) -> Result<Opened<'p>, ReplyFailure> {
+        match crate::tcp::Destination::of(path) {
+            crate::tcp::Destination::Fifo(p) => self.dir.open_reply(p).map(Opened::Fifo),
+            crate::tcp::Destination::Tcp(id) => {
+                self.tcp.take(id).map(Opened::Tcp).ok_or(ReplyFailure::Vanished)
+            }
+        }
     }
 
-    /// Writes a reply to a FIFO from [`Replier::open`]: a small one at once or not at all
-    /// (then the FIFO's name is removed), a large one by the writer thread.
+    /// Writes a reply to a destination from [`Replier::open`]. To a FIFO: a small reply at
+    /// once or not at all (then the FIFO's name is removed), a large one by the writer
+    /// thread. To a TCP connection: what the socket takes now, the rest by the writer
+    /// thread (by timeoutwrite); the connection is closed when the reply is out.
     ///
     /// # Errors
     /// [`WriteFailed::Full`] when the FIFO cannot take a small reply whole; a write error.
-    pub fn write(&self, reply: ReplyFifo<'_>, bytes: &[u8]) -> Result<(), ReplyFailure> {
+    pub fn write(&self, reply: Opened<'_>, bytes: &[u8]) -> Result<(), ReplyFailure> {
+        let reply = match reply {
+            Opened::Fifo(f) => f,
+            Opened::Tcp(stream) => return self.write_tcp(stream, bytes),
+        };
         if bytes.len() <= inlookup_core::wire::PIPE_BUF {
             let sent = write_small(&reply.fd, bytes);
             if sent.is_err() {
@@ -548,6 +578,40 @@ impl Replier {
         let large = Large { fd: reply.fd, bytes: bytes.to_vec(), written: 0, deadline };
         self.large.send(large).map_err(|_| ReplyFailure::Failed(WriteFailed::WriterGone))?;
         self.large_wake.wake();
+        Ok(())
+    }
+
+    /// A reply to a TCP connection, without waiting: the rest of what the socket does not
+    /// take at once goes to the writer thread.
+    fn write_tcp(&self, mut stream: std::net::TcpStream, bytes: &[u8]) -> Result<(), ReplyFailure> {
+        use std::io::{ErrorKind, Write};
+        let mut written = 0;
+        while written < bytes.len() {
+            match stream.write(&bytes[written..]) {
+                Ok(0) => return Err(ReplyFailure::Vanished),
+                Ok(n) => written += n,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                    let deadline = std::time::Instant::now() + self.write_timeout;
+                    let fd = OwnedFd::from(stream);
+                    let large = Large { fd, bytes: bytes.to_vec(), written, deadline };
+                    self.large
+                        .send(large)
+                        .map_err(|_| ReplyFailure::Failed(WriteFailed::WriterGone))?;
+                    self.large_wake.wake();
+                    return Ok(());
+                }
+                Err(e)
+                    if matches!(e.kind(), ErrorKind::BrokenPipe | ErrorKind::ConnectionReset) =>
+                {
+                    return Err(ReplyFailure::Vanished)
+                }
+                Err(e) => {
+                    let errno = Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO));
+                    return Err(ReplyFailure::Failed(WriteFailed::Write(errno)));
+                }
+            }
+        }
         Ok(())
     }
 
@@ -638,7 +702,7 @@ impl Large {
                     let (written, of) = (self.written, self.bytes.len());
                     return Some(Err(ReplyFailure::Failed(WriteFailed::TimedOut { written, of })));
                 }
-                Err(Errno::EPIPE) => return Some(Err(ReplyFailure::Vanished)),
+                Err(Errno::EPIPE | Errno::ECONNRESET) => return Some(Err(ReplyFailure::Vanished)),
                 Err(e) => return Some(Err(ReplyFailure::Failed(WriteFailed::Write(e)))),
             }
         }

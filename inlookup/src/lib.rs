@@ -27,6 +27,10 @@
 //! - [`config`]: flags and IndiMail's environment names, resolved into a [`Config`].
 //! - [`signals`]: signals into [`signals::Control`] messages.
 //! - [`stats`]: counters and their USR1 text.
+//! - [`tcp`]: lookups over TCP (TCP_LISTEN): the listener, the allow-list, the connections
+//!   waiting for their reply.
+//! - [`oneshot`]: IndiMail's mode under tcpserver (TCPREMOTEIP): one request on fd 0, its
+//!   reply on fd 1, straight from MySQL.
 //! - [`metrics`]: the counters over HTTP for a monitoring system (METRICS_LISTEN).
 //! - [`error`]: the daemon's [`Error`].
 //! - [`logging`], [`privs`], [`wake`]: stderr/syslog logging, dropping root, the self-pipe.
@@ -40,12 +44,14 @@ pub mod fifo;
 pub mod imap;
 pub mod logging;
 pub mod metrics;
+pub mod oneshot;
 pub mod pool;
 pub mod privs;
 pub mod server;
 pub mod shared;
 pub mod signals;
 pub mod stats;
+pub mod tcp;
 pub mod wake;
 
 pub use backend::Backends;

@@ -49,10 +49,30 @@ fn main() -> ExitCode {
     for notice in &cfg.notices {
         log::warn!("{notice}");
     }
+    if inlookup::oneshot::wanted() {
+        return match one_shot(&cfg) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => fail(e),
+        };
+    }
     match start(cfg) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(e),
     }
+}
+
+/// Under tcpserver (TCPREMOTEIP set), as IndiMail's inlookup: one request from fd 0, its
+/// reply to fd 1, over one MySQL connection, then exit.
+fn one_shot(cfg: &Config) -> Result<(), Error> {
+    use std::os::fd::AsFd;
+    let lookups = Lookups::new(cfg.lookup.clone()).map_err(Error::Lookups)?;
+    if let Some(t) = privs::target(cfg.user.as_deref())? {
+        t.drop_root()?;
+    }
+    let mut backend = (Backends::mysql(cfg.mysql.clone(), lookups, cfg.ping_idle).factory)();
+    let (stdin, stdout) = (std::io::stdin(), std::io::stdout());
+    inlookup::oneshot::serve(&mut *backend, stdin.as_fd(), stdout.as_fd(), cfg.timeouts)
+        .map_err(|e| Error::Io { what: "TCPREMOTEIP request", source: std::io::Error::other(e) })
 }
 
 /// Everything after logging: the lookups, privileges, FIFOs, signals, then [`inlookup::run`].

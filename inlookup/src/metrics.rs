@@ -190,6 +190,18 @@ pub fn render(r: &StatsReport) -> String {
         ("inlookup_reply_fifos_swept_total", "Abandoned reply FIFOs removed.", r.swept_reply_fifos),
     ];
     scalars(&mut out, "counter", &counters);
+    let name = "inlookup_tcp_connections";
+    Family::new(&mut out, name, "gauge", "TCP connections reading or waiting for a reply.").sample(
+        name,
+        &[],
+        r.tcp_connections,
+    );
+    let name = "inlookup_tcp_connections_total";
+    Family::new(&mut out, name, "counter", "TCP connections, by what became of them.")
+        .sample(name, &[("outcome", "accepted")], r.tcp_connections_total)
+        .sample(name, &[("outcome", "refused_allow")], r.tcp_refused)
+        .sample(name, &[("outcome", "refused_busy")], r.tcp_busy)
+        .sample(name, &[("outcome", "timed_out")], r.tcp_timed_out);
     let name = "inlookup_replies_failed_total";
     Family::new(&mut out, name, "counter", "Replies not delivered, by cause.")
         .sample(name, &[("cause", "vanished")], r.vanished_clients)

@@ -1,5 +1,5 @@
-//! The I/O thread: polls the request FIFOs and the wake pipe, reads and decodes frames,
-//! and carries out what the [`Dispatcher`] decides (its [`Effects`]: write a reply, queue a
+//! The I/O thread: polls the request FIFOs, the TCP listener and its connections
+//! ([`crate::tcp`]) and the wake pipe, reads and decodes frames, and carries out what the [`Dispatcher`] decides (its [`Effects`]: write a reply, queue a
 //! lookup or an IMAP request). Everything it knows about requests is the dispatcher's.
 
 use crate::backend::{BackendError, Backends, Lookup};
@@ -11,6 +11,7 @@ use crate::imap::{ImapJob, ImapSide};
 use crate::pool::{Event, Pool, Refused};
 use crate::shared::SharedCache;
 use crate::signals::{Control, Controls};
+use crate::tcp::{Progress, TcpSide, Waiting};
 use crate::wake::Waker;
 use crate::{cache::Cache, stats};
 use crossbeam_channel::{Receiver, Sender};
@@ -26,13 +27,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// The FIFOs, opened before privileges are dropped.
+/// The FIFOs and the TCP listener, opened before privileges are dropped.
 #[derive(Debug)]
 pub struct Listener {
     fifos: Vec<RequestFifo>,
     replies: ReplyDir,
     /// The shared-memory cache, once [`Listener::share`] made it.
     shared: Option<SharedCache>,
+    /// Bound at TCP_LISTEN, if set.
+    tcp: Option<std::net::TcpListener>,
 }
 
 impl Listener {
@@ -52,7 +55,22 @@ impl Listener {
                 }
             }
         }
-        Ok(Listener { fifos, replies, shared: None })
+        let tcp = match &cfg.tcp {
+            None => None,
+            Some(t) => match std::net::TcpListener::bind(t.listen) {
+                Ok(l) => Some(l),
+                Err(source) => {
+                    fifos.iter().for_each(RequestFifo::unlink);
+                    return Err(Error::Io { what: "TCP_LISTEN", source });
+                }
+            },
+        };
+        Ok(Listener { fifos, replies, shared: None, tcp })
+    }
+
+    /// The address the TCP listener is bound to, if any.
+    pub fn tcp_addr(&self) -> Option<std::net::SocketAddr> {
+        self.tcp.as_ref().and_then(|l| l.local_addr().ok())
     }
 
     /// Makes the shared-memory cache beside the FIFOs (while still privileged, so a FIFO
@@ -101,6 +119,8 @@ struct World {
     mysql_connects: Arc<AtomicU64>,
     /// Abandoned reply FIFOs removed by the sweep thread.
     swept: Arc<AtomicU64>,
+    /// The TCP listener and the connections reading their request.
+    tcp: Option<TcpSide>,
 }
 
 impl Effects for World {
@@ -133,6 +153,7 @@ impl Effects for World {
             queued: self.lookups.queued() as u64,
             workers_busy: self.lookups.busy() as u64,
             worker_panics: self.lookups.panics(),
+            tcp: self.tcp.as_ref().map(TcpSide::stats).unwrap_or_default(),
         }
     }
 }
@@ -173,10 +194,18 @@ pub fn run(
     backends: Backends,
     controls: Controls,
 ) -> Result<(), Error> {
-    let Listener { fifos, replies, shared } = listener;
+    let Listener { fifos, replies, shared, tcp } = listener;
     let replies = Arc::new(replies);
+    let waiting = Waiting::default();
     let replier = Replier::start(replies.clone(), cfg.timeouts.write)
-        .map_err(Error::io("reply writer thread"))?;
+        .map_err(Error::io("reply writer thread"))?
+        .with_tcp(waiting.clone());
+    let tcp = match (tcp, &cfg.tcp) {
+        (Some(l), Some(t)) => {
+            Some(TcpSide::new(l, t, cfg.timeouts, waiting).map_err(Error::io("TCP listener"))?)
+        }
+        _ => None,
+    };
     let swept = Arc::new(AtomicU64::new(0));
     let sweeping = sweep(replies, cfg.timeouts.read + cfg.timeouts.write, swept.clone())?;
     let check = check(&backends, controls.waker.clone())?;
@@ -217,7 +246,15 @@ pub fn run(
             .map(|fifo| Input { fifo, buf: Vec::new(), pending_since: None })
             .collect(),
         dispatcher: Dispatcher::new(settings, cache),
-        world: World { replier, lookups, reset, imap, mysql_connects: backends.connects, swept },
+        world: World {
+            replier,
+            lookups,
+            reset,
+            imap,
+            mysql_connects: backends.connects,
+            swept,
+            tcp,
+        },
         controls,
         read_timeout: cfg.timeouts.read,
         shutdown_grace: cfg.shutdown_grace,
@@ -312,12 +349,14 @@ impl Server {
             }
             let timeout = if self.draining.is_some() {
                 Duration::from_millis(50)
-            } else if self.inputs.iter().any(|i| i.pending_since.is_some()) {
+            } else if self.inputs.iter().any(|i| i.pending_since.is_some())
+                || self.world.tcp.as_ref().is_some_and(TcpSide::busy)
+            {
                 Duration::from_millis(200)
             } else {
                 Duration::from_secs(1)
             };
-            let (wake_ready, ready) = self.wait(timeout)?;
+            let (wake_ready, ready, tcp_ready) = self.wait(timeout)?;
             if wake_ready {
                 self.controls.wake.drain();
             }
@@ -340,6 +379,7 @@ impl Server {
             for i in ready {
                 self.read_input(i);
             }
+            self.serve_tcp(tcp_ready);
             self.expire_partial_frames();
         }
     }
@@ -372,15 +412,21 @@ impl Server {
         }
     }
 
-    /// Polls; returns whether the wake pipe is readable and which inputs are.
-    fn wait(&self, timeout: Duration) -> Result<(bool, Vec<usize>), Error> {
+    /// Polls; returns whether the wake pipe is readable, which inputs are, and which of
+    /// the TCP descriptors ([`TcpSide::fds`]: the listener is 0).
+    fn wait(&self, timeout: Duration) -> Result<(bool, Vec<usize>, Vec<usize>), Error> {
         let reading = self.draining.is_none();
         let mut fds = Vec::with_capacity(self.inputs.len() + 1);
         fds.push(PollFd::new(self.controls.wake.as_fd(), PollFlags::POLLIN));
+        let mut n_inputs = 0;
         if reading {
             fds.extend(
                 self.inputs.iter().map(|i| PollFd::new(i.fifo.fd.as_fd(), PollFlags::POLLIN)),
             );
+            n_inputs = self.inputs.len();
+            if let Some(t) = &self.world.tcp {
+                fds.extend(t.fds().map(|fd| PollFd::new(fd, PollFlags::POLLIN)));
+            }
         }
         let ms = PollTimeout::try_from(timeout.as_millis() as i32).unwrap_or(PollTimeout::MAX);
         match poll(&mut fds, ms) {
@@ -389,9 +435,46 @@ impl Server {
         }
         let ready = |f: &PollFd<'_>| f.revents().is_some_and(|r| !r.is_empty());
         let wake = ready(&fds[0]);
-        let inputs =
-            fds[1..].iter().enumerate().filter(|(_, f)| ready(f)).map(|(i, _)| i).collect();
-        Ok((wake, inputs))
+        let inputs = fds[1..1 + n_inputs]
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| ready(f))
+            .map(|(i, _)| i)
+            .collect();
+        let tcp = fds[1 + n_inputs..]
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| ready(f))
+            .map(|(i, _)| i)
+            .collect();
+        Ok((wake, inputs, tcp))
+    }
+
+    /// Reads the TCP connections that are readable (a whole request goes to the dispatcher
+    /// as a FIFO request does, its reply address naming the connection), accepts new ones,
+    /// and closes those past their time. `ready` indexes [`TcpSide::fds`].
+    fn serve_tcp(&mut self, ready: Vec<usize>) {
+        let Some(tcp) = self.world.tcp.as_mut() else { return };
+        let now = Instant::now();
+        let mut arrived = Vec::new();
+        // Highest first: a connection done reading is replaced by the last one.
+        for &i in ready.iter().rev().filter(|&&i| i > 0) {
+            match tcp.read(i - 1, now) {
+                Progress::Request(a) => arrived.push(a),
+                Progress::Bad(_) => self.dispatcher.bad_frame(),
+                Progress::Pending | Progress::Closed => {}
+            }
+        }
+        if ready.first() == Some(&0) {
+            tcp.accept(now);
+        }
+        tcp.expire(now);
+        for a in arrived {
+            if let Some(frame) = a.frame() {
+                let from = PathBuf::from(format!("tcp:{}", a.peer));
+                self.dispatcher.request(&from, frame, now, &mut self.world);
+            }
+        }
     }
 
     /// Reads what a request FIFO holds (bounded, for fairness) and serves the frames in it.

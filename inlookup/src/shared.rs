@@ -322,7 +322,7 @@ mod tests {
 
     #[test]
     fn kinds_and_slots() {
-        assert_eq!(SharedSettings::parse_kinds("user, domain").unwrap()[0], true);
+        assert!(SharedSettings::parse_kinds("user, domain").unwrap()[0]);
         assert!(SharedSettings::parse_kinds("ping").is_err());
         assert!(SharedSettings::parse_kinds("nope").is_err());
         assert_eq!(SharedSettings::slots_for(100_000, usize::MAX), 125_000);

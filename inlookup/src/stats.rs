@@ -119,6 +119,12 @@ pub fn describe(r: &StatsReport) -> Vec<String> {
         "{} bad frames, {} bad requests, {} refused reply paths, {} vanished clients, {} failed replies, {} abandoned reply FIFOs swept, {} in flight, {} MySQL connects (workers, the start-up check, IMAP's mail-store lookups)",
         r.bad_frames, r.bad_requests, r.refused_reply_paths, r.vanished_clients, r.failed_replies, r.swept_reply_fifos, r.in_flight, r.mysql_connects
     ));
+    if r.tcp_connections_total + r.tcp_refused + r.tcp_busy > 0 {
+        lines.push(format!(
+            "TCP: {} connections open, {} in all, {} refused by TCP_ALLOW, {} refused at TCP_MAX_CLIENTS, {} timed out",
+            r.tcp_connections, r.tcp_connections_total, r.tcp_refused, r.tcp_busy, r.tcp_timed_out
+        ));
+    }
     for b in &r.backends {
         lines.push(b.line());
     }

@@ -2,6 +2,7 @@
 
 use crate::error::{io, Error, Phase};
 use crate::resolve::Target;
+use crate::tcp::TcpMode;
 use crate::Lookup;
 use inlookup_core::admin::{FlushReply, FlushRequest, PingReply, StatsReport};
 use inlookup_core::control::{self, Timeouts};
@@ -37,6 +38,9 @@ pub struct Client {
     /// The daemon's shared-memory cache, read before asking over the FIFO
     /// ([`crate::shared`]); `None` asks every query over the FIFO.
     pub shared: Option<PathBuf>,
+    /// Ask over TCP instead of the FIFO ([`crate::tcp`]): TCPCLIENT with TCPREMOTEIP
+    /// (fds 6 and 7), or INQUERY_TCP=HOST:PORT; `None` for the FIFO.
+    pub tcp: Option<TcpMode>,
 }
 
 /// A reply FIFO of our own, unlinked when dropped: on success, error, timeout or panic.
@@ -115,6 +119,7 @@ impl Client {
             .unwrap_or(DEFAULT_FIFO_MODE);
         let target = Target::from_env();
         Client {
+            tcp: TcpMode::from_env(),
             shared: crate::shared::path_for(&target.base()),
             target,
             tmpdir: control::env_var("FIFOTMPDIR")
@@ -132,6 +137,7 @@ impl Client {
         Client {
             shared: crate::shared::path_for(&path),
             target: Target::Exact(path),
+            tcp: None,
             ..Client::from_env()
         }
     }
@@ -170,11 +176,15 @@ impl Client {
         self.raw_fifo(kind_byte, email, ip)
     }
 
-    /// [`Client::raw`] over the FIFO, whatever the shared cache holds.
+    /// [`Client::raw`] over the FIFO (or over TCP when [`Client::tcp`] says so), whatever
+    /// the shared cache holds.
     ///
     /// # Errors
-    /// As [`Client::raw`].
+    /// As [`Client::raw`]; over TCP also [`Error::TooLarge`].
     pub fn raw_fifo(&self, kind_byte: u8, email: &str, ip: &str) -> Result<(i32, Vec<u8>), Error> {
+        if let Some(tcp) = &self.tcp {
+            return tcp.raw(kind_byte, email, ip, self.timeouts);
+        }
         let reply = ReplyFifo::create(&self.tmpdir, self.fifo_mode)?;
         let frame = encode_request(
             kind_byte,

@@ -30,6 +30,8 @@ pub enum Error {
     Io { what: String, source: std::io::Error },
     /// Direct mode: MySQL failed.
     Mysql(inlookup_core::LookupError),
+    /// Over TCP: the reply claims more bytes than a TCP client takes (8192, as IndiMail).
+    TooLarge(usize),
 }
 
 impl fmt::Display for Error {
@@ -49,6 +51,9 @@ impl fmt::Display for Error {
             Error::BadArgument(why) => write!(f, "bad argument: {why}"),
             Error::Io { what, source } => write!(f, "{what}: {source}"),
             Error::Mysql(e) => write!(f, "{e}"),
+            Error::TooLarge(n) => {
+                write!(f, "reply of {n} bytes exceeds {} over TCP", crate::tcp::MAX_TCP_REPLY)
+            }
         }
     }
 }

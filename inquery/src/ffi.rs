@@ -223,6 +223,7 @@ impl From<Error> for Failure {
             Error::BadArgument(_) => libc::EINVAL,
             Error::Io { source, .. } => source.raw_os_error().unwrap_or(libc::EIO),
             Error::Backend | Error::Mysql(_) => libc::EIO,
+            Error::TooLarge(_) => libc::EMSGSIZE,
         };
         Failure::new(errno, e.to_string())
     }

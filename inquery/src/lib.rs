@@ -41,6 +41,7 @@ pub mod lookup;
 pub mod querier;
 pub mod resolve;
 pub mod shared;
+pub mod tcp;
 
 pub use client::Client;
 pub use direct::Direct;

@@ -24,4 +24,5 @@ mod metrics;
 mod real_faults;
 mod service;
 mod shared_cache;
+mod tcp;
 mod top;
