@@ -118,9 +118,11 @@ impl Client {
             .and_then(|m| u32::from_str_radix(m.trim(), 8).ok())
             .unwrap_or(DEFAULT_FIFO_MODE);
         let target = Target::from_env();
+        let tcp = TcpMode::from_env();
         Client {
-            tcp: TcpMode::from_env(),
-            shared: crate::shared::path_for(&target.base()),
+            // Asked over TCP, a daemon elsewhere answers: not the local one's mapping.
+            shared: tcp.is_none().then(|| crate::shared::path_for(&target.base())).flatten(),
+            tcp,
             target,
             tmpdir: control::env_var("FIFOTMPDIR")
                 .filter(|d| !d.is_empty())

@@ -182,7 +182,9 @@ pub fn reply(path: &Path, kind_byte: u8, email: &str, ip: &str) -> Option<(i32, 
 }
 
 /// The variables that say where the shared cache is, as raw bytes.
-type EnvKey = [Option<Vec<u8>>; 4];
+/// SHARED_CACHE, INFIFO, INFIFODIR, INDIMAILDIR (as far as they matter), and whether a TCP
+/// mode is on.
+type EnvKey = ([Option<Vec<u8>>; 4], bool);
 
 fn env_key() -> EnvKey {
     let get = |name: &std::ffi::CStr| {
@@ -194,17 +196,23 @@ fn env_key() -> EnvKey {
     };
     // Only what decides the path: an absolute SHARED_CACHE or INFIFO ends the search.
     let settled = |v: &Option<Vec<u8>>| v.as_ref().is_some_and(|v| v.starts_with(b"/"));
+    // Asked over TCP (inquery's TCP modes), a daemon elsewhere answers: no local mapping.
+    if get(c"INQUERY_TCP").is_some()
+        || (get(c"TCPCLIENT").is_some() && get(c"TCPREMOTEIP").is_some())
+    {
+        return ([None, None, None, None], true);
+    }
     let shared = get(c"SHARED_CACHE");
     if settled(&shared)
         || shared.as_deref().is_some_and(|v| [&b"off"[..], b"0", b"no"].contains(&v.trim_ascii()))
     {
-        return [shared, None, None, None];
+        return ([shared, None, None, None], false);
     }
     let infifo = get(c"INFIFO");
     if settled(&infifo) {
-        return [shared, infifo, None, None];
+        return ([shared, infifo, None, None], false);
     }
-    [shared, infifo, get(c"INFIFODIR"), get(c"INDIMAILDIR")]
+    ([shared, infifo, get(c"INFIFODIR"), get(c"INDIMAILDIR")], false)
 }
 
 thread_local! {
@@ -221,7 +229,8 @@ pub fn reply_from_env(kind_byte: u8, email: &str, ip: &str) -> Option<(i32, Vec<
     ENV_PATH.with(|cell| {
         let mut cached = cell.borrow_mut();
         if cached.as_ref().is_none_or(|(k, _)| *k != key) {
-            let path = path_for(&crate::resolve::Target::from_env().base());
+            let path =
+                if key.1 { None } else { path_for(&crate::resolve::Target::from_env().base()) };
             *cached = Some((key, path));
         }
         let path = cached.as_ref()?.1.as_deref()?;
