@@ -253,6 +253,9 @@ pub fn stats(s: &StatsReport) -> String {
         .collect();
     let _ = writeln!(out, "other requests: {}", others.join(", "));
     let _ = writeln!(out, "{}", s.imap.line());
+    if let Some(sh) = &s.shared_cache {
+        let _ = writeln!(out, "{}", sh.line());
+    }
     out
 }
 
