@@ -12,7 +12,7 @@ use nix::errno::Errno;
 use nix::fcntl::{open, OFlag};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::stat::Mode;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -86,8 +86,10 @@ impl ReplyFifo {
     }
 }
 
-fn wait(
-    fd: &OwnedFd,
+/// Waits until `fd` is ready for `flags`, or `deadline` passes (a timeout of `phase`,
+/// reported as `total`). The FIFO client's and the TCP client's one poll loop.
+pub(crate) fn wait(
+    fd: BorrowedFd<'_>,
     flags: PollFlags,
     deadline: Instant,
     phase: Phase,
@@ -100,7 +102,7 @@ fn wait(
         }
         let ms = PollTimeout::try_from(left.as_millis().clamp(1, 60_000) as i32)
             .unwrap_or(PollTimeout::MAX);
-        let mut fds = [PollFd::new(fd.as_fd(), flags)];
+        let mut fds = [PollFd::new(fd, flags)];
         match poll(&mut fds, ms) {
             Ok(0) | Err(Errno::EINTR) => continue,
             Ok(_) => return Ok(()),
@@ -201,9 +203,13 @@ impl Client {
             match nix::unistd::write(&server, &frame) {
                 Ok(n) if n == frame.len() => break,
                 Ok(n) => return Err(Error::Malformed(format!("short write of {n} bytes"))),
-                Err(Errno::EAGAIN) => {
-                    wait(&server, PollFlags::POLLOUT, wdeadline, Phase::Write, self.timeouts.write)?
-                }
+                Err(Errno::EAGAIN) => wait(
+                    server.as_fd(),
+                    PollFlags::POLLOUT,
+                    wdeadline,
+                    Phase::Write,
+                    self.timeouts.write,
+                )?,
                 Err(Errno::EINTR) => {}
                 Err(Errno::EPIPE) => return Err(Error::NotRunning(PathBuf::new())),
                 Err(e) => return Err(io("write request", e)),
@@ -256,7 +262,7 @@ impl Client {
                             });
                         }
                     }
-                    wait(fd, PollFlags::POLLIN, deadline, Phase::Read, self.timeouts.read)?;
+                    wait(fd.as_fd(), PollFlags::POLLIN, deadline, Phase::Read, self.timeouts.read)?;
                     polled = true;
                 }
                 Ok(n) => {

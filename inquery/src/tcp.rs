@@ -15,7 +15,7 @@ use inlookup_core::control::{self, Timeouts};
 use inlookup_core::wire::{encode_request, reply_int, HEADER_LEN};
 use inlookup_core::QueryKind;
 use nix::errno::Errno;
-use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::poll::PollFlags;
 use std::net::{TcpStream, ToSocketAddrs};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::time::{Duration, Instant};
@@ -116,28 +116,6 @@ fn connect(addr: &str, timeout: Duration) -> Result<TcpStream, Error> {
     }
 }
 
-fn wait(
-    fd: BorrowedFd<'_>,
-    flags: PollFlags,
-    deadline: Instant,
-    phase: Phase,
-    total: Duration,
-) -> Result<(), Error> {
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(Error::Timeout { phase, after: total });
-        }
-        let ms = PollTimeout::try_from(left.as_millis().clamp(1, 60_000) as i32)
-            .unwrap_or(PollTimeout::MAX);
-        match poll(&mut [PollFd::new(fd, flags)], ms) {
-            Ok(0) | Err(Errno::EINTR) => {}
-            Ok(_) => return Ok(()),
-            Err(e) => return Err(io("poll", e)),
-        }
-    }
-}
-
 /// Writes `frame` to `w`, then reads the reply from `r`, each within its timeout. The
 /// descriptors may block (tcpclient's) or not: each read and write waits for readiness.
 pub(crate) fn exchange(
@@ -150,7 +128,7 @@ pub(crate) fn exchange(
     let deadline = Instant::now() + timeouts.write;
     let mut at = 0;
     while at < frame.len() {
-        wait(w, PollFlags::POLLOUT, deadline, Phase::Write, timeouts.write)?;
+        crate::client::wait(w, PollFlags::POLLOUT, deadline, Phase::Write, timeouts.write)?;
         match nix::unistd::write(w, &frame[at..]) {
             Ok(n) => at += n,
             Err(Errno::EINTR | Errno::EAGAIN) => {}
@@ -182,7 +160,7 @@ fn read_exact(
 ) -> Result<(), Error> {
     let mut got = 0;
     while got < buf.len() {
-        wait(fd, PollFlags::POLLIN, deadline, Phase::Read, total)?;
+        crate::client::wait(fd, PollFlags::POLLIN, deadline, Phase::Read, total)?;
         match nix::unistd::read(fd, &mut buf[got..]) {
             Ok(0) => {
                 return Err(Error::Malformed(format!(
