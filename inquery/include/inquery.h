@@ -14,6 +14,10 @@
  *   INFIFODIR    directory of a relative INFIFO (default /run/indimail/inlookup)
  *   FIFOTMPDIR   where reply FIFOs are made (default /tmp); FIFO_MODE their mode (0660)
  *   CONTROLDIR   timeoutread / timeoutwrite, in seconds (default 4 each)
+ *   SHARED_CACHE the daemon's shared-memory cache (default: INFIFO's path plus ".cache"),
+ *                read before asking over the FIFO: a hit costs a few memory reads and no
+ *                system call; "off" asks every query over the FIFO. Mapped once per
+ *                process; a missing or unreadable file is looked for again once a second.
  *   INQUERY_FALLBACK=1
  *                when no daemon serves the FIFO, answer from MySQL directly (MYSQL_HOST,
  *                MYSQL_USER, MYSQL_PASSWD, MYSQL_DATABASE ... or CONTROLDIR/host.mysql),
