@@ -117,6 +117,8 @@ struct World {
     reset: Arc<AtomicU64>,
     imap: ImapSide,
     mysql_connects: Arc<AtomicU64>,
+    /// Health per database, when the backends track it (the clustered layout).
+    health: Option<crate::backend::HealthFn>,
     /// Abandoned reply FIFOs removed by the sweep thread.
     swept: Arc<AtomicU64>,
     /// The TCP listener and the connections reading their request.
@@ -154,6 +156,7 @@ impl Effects for World {
             workers_busy: self.lookups.busy() as u64,
             worker_panics: self.lookups.panics(),
             tcp: self.tcp.as_ref().map(TcpSide::stats).unwrap_or_default(),
+            backends: self.health.as_ref().map(crate::backend::HealthFn::report),
         }
     }
 }
@@ -252,6 +255,7 @@ pub fn run(
             reset,
             imap,
             mysql_connects: backends.connects,
+            health: backends.health.clone(),
             swept,
             tcp,
         },
