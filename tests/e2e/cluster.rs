@@ -6,8 +6,8 @@
 //! users an answer, and the central database down stops distributed lookups only.
 
 use crate::harness::{Daemon, Opts, OwnMariadb, TestDb};
-use inquery::{Error, Lookup, UserStatus};
 use inlookup_core::admin::BackendState;
+use inquery::{Error, Lookup, UserStatus};
 use std::time::{Duration, Instant};
 
 /// The mail stores' mdahosts, as `host_table` spells them.
