@@ -65,7 +65,13 @@ impl DbState {
         }
     }
 
-    fn up(&mut self, now: Instant) {
+    fn up(&mut self, name: &str, now: Instant) {
+        if self.state == BackendState::Down {
+            log::info!(
+                "{name} answering again after {} s",
+                now.saturating_duration_since(self.since).as_secs()
+            );
+        }
         if self.state != BackendState::Up {
             self.state = BackendState::Up;
             self.since = now;
@@ -73,8 +79,9 @@ impl DbState {
         self.error = None;
     }
 
-    fn down(&mut self, e: &BackendError, now: Instant) {
+    fn down(&mut self, name: &str, e: &BackendError, now: Instant) {
         if self.state != BackendState::Down {
+            log::warn!("{name} down ({}): its users' lookups fail or are served stale", e.class());
             self.state = BackendState::Down;
             self.since = now;
         }
@@ -191,9 +198,10 @@ impl ClusterShared {
         self.layout.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    fn with_state<T>(&self, db: &Db, f: impl FnOnce(&mut DbState) -> T) -> T {
+    fn with_state<T>(&self, db: &Db, f: impl FnOnce(&mut DbState, &str) -> T) -> T {
+        let name = db.settings.describe();
         let mut m = self.dbs.lock().unwrap_or_else(|e| e.into_inner());
-        f(m.entry(db.share_key()).or_insert_with(|| DbState::new(Instant::now())))
+        f(m.entry(db.share_key()).or_insert_with(|| DbState::new(Instant::now())), &name)
     }
 
     /// One health entry per database of the layout, named without passwords, with its role.
@@ -282,7 +290,7 @@ impl ClusterBackend {
                 ErrorClass::Config,
                 format!("{name}: TLS to MySQL is asked for (use_ssl, ssl) and not built in"),
             );
-            self.shared.with_state(db, |s| s.down(&e, Instant::now()));
+            self.shared.with_state(db, |s, n| s.down(n, &e, Instant::now()));
             return Err(e);
         }
         let stale = match self.conns.get_mut(&key) {
@@ -294,7 +302,7 @@ impl ClusterBackend {
             self.conns.remove(&key);
             let (max, iv) = (self.shared.config.max_fail, self.shared.config.retry_interval);
             let now = Instant::now();
-            let waiting = self.shared.with_state(db, |s| {
+            let waiting = self.shared.with_state(db, |s, _| {
                 s.backoff.may_try(now, max, iv).err().map(|wait| {
                     let last = s.error.as_ref().map(|(c, m)| (*c, m.clone()));
                     (wait, s.backoff.failed, last)
@@ -313,19 +321,19 @@ impl ClusterBackend {
             match mysql::Conn::new(db.settings.opts()) {
                 Ok(c) => {
                     self.shared.connects.fetch_add(1, Ordering::Relaxed);
-                    self.shared.with_state(db, |s| {
+                    self.shared.with_state(db, |s, n| {
                         s.backoff.succeeded_at(now);
                         s.connects += 1;
-                        s.up(now);
+                        s.up(n, now);
                     });
                     log::debug!("connected to {name}");
                     self.conns.insert(key.clone(), (c, now));
                 }
                 Err(e) => {
                     let e = BackendError::lookup(Some(format!("connect to {name}")), e.into());
-                    self.shared.with_state(db, |s| {
+                    self.shared.with_state(db, |s, n| {
                         s.backoff.failed_at(now);
-                        s.down(&e, now);
+                        s.down(n, &e, now);
                     });
                     return Err(e);
                 }
@@ -363,12 +371,12 @@ impl ClusterBackend {
         let now = Instant::now();
         match result {
             Ok(v) => {
-                self.shared.with_state(db, |s| s.up(now));
+                self.shared.with_state(db, |s, n| s.up(n, now));
                 Ok(v)
             }
             Err(e) => {
                 let e = BackendError::lookup(Some(db.settings.describe()), e);
-                self.shared.with_state(db, |s| s.down(&e, now));
+                self.shared.with_state(db, |s, n| s.down(n, &e, now));
                 Err(e)
             }
         }
@@ -607,5 +615,108 @@ impl Backend for ClusterBackend {
             }
             _ => Ok(None),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use inlookup_core::LookupConfig;
+    use std::collections::HashMap as Map;
+
+    /// A clustered site in a temporary CONTROLDIR whose databases all refuse connections
+    /// (port 1), with `MAX_FAIL_ATTEMPTS` 1 and a long retry interval.
+    fn site(tag: &str, mcdinfo: &str) -> (std::path::PathBuf, Arc<ClusterShared>) {
+        let dir = std::env::temp_dir().join(format!("cl-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("host.cntrl"), "127.0.0.1:u:secret:1\n").unwrap();
+        std::fs::write(dir.join("mcdinfo"), mcdinfo).unwrap();
+        let vars: Map<&str, &str> =
+            [("MAX_FAIL_ATTEMPTS", "1"), ("MYSQL_RETRY_INTERVAL", "60")].into_iter().collect();
+        let get = |k: &str| vars.get(k).map(|v| v.to_string());
+        let local = inlookup_core::MysqlSettings {
+            host: "127.0.0.1".into(),
+            port: 1,
+            ..Default::default()
+        };
+        let cfg =
+            ClusterConfig::from_lookup(&dir, &dir, &local, Some("10.0.0.1"), None, &get).unwrap();
+        let lookups = Arc::new(
+            Lookups::new(LookupConfig {
+                domains: inlookup_core::domains::DomainSources {
+                    listed: vec!["dist.example".into()],
+                    assign_dir: dir.clone(),
+                    controldir: dir.clone(),
+                },
+                ..LookupConfig::default()
+            })
+            .unwrap(),
+        );
+        let shared =
+            ClusterShared::new(cfg, lookups, Duration::from_secs(10), Arc::new(AtomicU64::new(0)))
+                .unwrap();
+        (dir, Arc::new(shared))
+    }
+
+    const STORE: &str = "domain dist.example 1\nserver 127.0.0.1\nmdahost 10.0.0.2\nport 1\n\
+                         use_ssl 0\ndatabase d\nuser u\npass secret\n";
+
+    #[test]
+    fn a_database_that_keeps_failing_is_not_tried_until_the_interval_passes() {
+        let (dir, shared) = site("backoff", STORE);
+        let mut b = ClusterBackend::new(shared.clone());
+        // Two connects tried (refused), then "more than 1" failure: the third is not tried.
+        for _ in 0..2 {
+            let e = b.answer(QueryKind::Pwd, "alice@dist.example", "").unwrap_err();
+            assert_eq!(e.class(), ErrorClass::ConnectRefused, "{e}");
+            assert!(e.to_string().contains("connect to"), "{e}");
+        }
+        let e = b.answer(QueryKind::Pwd, "alice@dist.example", "").unwrap_err();
+        assert!(e.to_string().contains("not tried for"), "{e}");
+        assert_eq!(e.class(), ErrorClass::ConnectRefused, "the last error's class");
+        // Another worker shares the back-off.
+        let mut other = ClusterBackend::new(shared.clone());
+        let e = other.answer(QueryKind::User, "bob@dist.example", "").unwrap_err();
+        assert!(e.to_string().contains("not tried for"), "{e}");
+        let health = shared.health();
+        let central = health.iter().find(|h| h.server.contains("central")).unwrap();
+        assert_eq!(central.state, BackendState::Down);
+        assert_eq!(central.failures, 2);
+        assert!(health.iter().all(|h| !h.server.contains("secret")), "{health:?}");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_store_asking_for_tls_is_refused_not_used_in_the_clear() {
+        let (dir, shared) = site("tls", &STORE.replace("use_ssl 0", "use_ssl 1"));
+        let mut b = ClusterBackend::new(shared.clone());
+        let l = shared.layout();
+        let l = l.as_ref().as_ref().unwrap();
+        let (_, i) = l.store_for("dist.example", Some("10.0.0.2")).unwrap();
+        let e = b.conn(&l.dbs[*i]).unwrap_err();
+        assert_eq!(e.class(), ErrorClass::Config);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_malformed_mcdinfo_fails_lookups_and_a_fixed_one_is_picked_up() {
+        let (dir, shared) = site("bad", "server x\n");
+        let mut b = ClusterBackend::new(shared.clone());
+        let e = b.answer(QueryKind::Domain, "dist.example", "").unwrap_err();
+        assert_eq!(e.class(), ErrorClass::Config);
+        assert!(e.to_string().contains("incomplete"), "{e}");
+        std::fs::write(dir.join("mcdinfo"), STORE).unwrap();
+        b.reset(); // as HUP does: the files are looked at again on the next lookup
+                   // dist.example is listed and distributed: DOMAIN needs no database.
+        let a = b.answer(QueryKind::Domain, "dist.example", "").unwrap();
+        assert_eq!(a, Answer::Domain { domain: "dist.example".into(), was_alias: false });
+        // A bare LIMIT domain goes to the local database (refused here).
+        let e = b.answer(QueryKind::Limit, "dist.example", "").unwrap_err();
+        assert!(e.to_string().contains("127.0.0.1:1/indimail"), "{e}");
+        // An address of no domain at all: not found, no SQL.
+        let a = b.answer(QueryKind::Pwd, "nobody", "").unwrap();
+        assert_eq!(a, Answer::Pwd { email: "nobody".into(), passwd: None });
+        std::fs::remove_dir_all(dir).unwrap();
     }
 }
