@@ -81,6 +81,9 @@ pub struct Backends {
     /// The health of each database, for backends that track it themselves (the clustered
     /// layout); `None`: the dispatcher's single health entry.
     pub health: Option<HealthFn>,
+    /// The clustered layout, for the I/O thread to watch its files and reload them on HUP
+    /// (none when the site is not clustered).
+    pub cluster: Option<Arc<crate::cluster::ClusterShared>>,
 }
 
 /// Reports one health entry per database.
@@ -109,7 +112,13 @@ impl fmt::Debug for Backends {
 impl Backends {
     /// Backends from a factory of one's own (tests); they count no connects.
     pub fn new(factory: BackendFactory) -> Backends {
-        Backends { factory, connects: Arc::new(AtomicU64::new(0)), domains: None, health: None }
+        Backends {
+            factory,
+            connects: Arc::new(AtomicU64::new(0)),
+            domains: None,
+            health: None,
+            cluster: None,
+        }
     }
 
     /// MySQL backends, connecting lazily, pinging a connection idle `ping_after`.
@@ -121,7 +130,7 @@ impl Backends {
             Box::new(MysqlBackend::new(s.clone(), l.clone(), ping_after, c.clone()))
                 as Box<dyn Backend>
         });
-        Backends { factory, connects, domains, health: None }
+        Backends { factory, connects, domains, health: None, cluster: None }
     }
 
     /// The backends of a configuration: the clustered layout's when the site is clustered
@@ -141,12 +150,12 @@ impl Backends {
             cfg.ping_idle,
             connects.clone(),
         )?);
-        let s = shared.clone();
+        let (s, watched) = (shared.clone(), shared.clone());
         let factory: BackendFactory = Arc::new(move || {
             Box::new(crate::cluster::ClusterBackend::new(s.clone())) as Box<dyn Backend>
         });
         let health = HealthFn(Arc::new(move || shared.health()));
-        Ok(Backends { factory, connects, domains, health: Some(health) })
+        Ok(Backends { factory, connects, domains, health: Some(health), cluster: Some(watched) })
     }
 }
 

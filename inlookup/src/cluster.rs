@@ -14,8 +14,9 @@
 //! stale answer or `-1`, as for any backend error.
 //!
 //! **Layout.** Read at start and re-read when `host.cntrl`, `mcdinfo` or `users/assign`
-//! change (looked at about once a second, from the lookups) or on HUP. A file that no longer
-//! parses keeps the previous layout in place (logged as an error).
+//! change (the I/O thread looks at them about once a second, as at the domain files, and
+//! flushes the cache when the layout changed) or on HUP. A file that no longer parses keeps
+//! the previous layout in place (logged as an error).
 
 use crate::backend::{Backend, BackendError, ErrorClass};
 use inlookup_core::admin::{BackendHealth, BackendState};
@@ -143,32 +144,27 @@ impl ClusterShared {
         Ok(s)
     }
 
-    /// Re-reads the layout when a file changed since the last look (at most once a second).
-    fn check_files(&self, now: Instant) {
-        let stamps: Vec<Stamp> = {
+    /// Re-reads the layout when a file changed since the last look (at most once a second;
+    /// the I/O thread calls it). True when a new layout is in use.
+    pub fn check_files(&self, now: Instant) -> bool {
+        {
             let mut w = self.watch.lock().unwrap_or_else(|e| e.into_inner());
             if w.last_check.is_some_and(|t| now.duration_since(t) < CHECK_EVERY) {
-                return;
+                return false;
             }
             w.last_check = Some(now);
             let stamps: Vec<Stamp> = self.config.files().iter().map(|p| stamp(p)).collect();
             if stamps == w.stamps {
-                return;
+                return false;
             }
-            w.stamps = stamps.clone();
-            stamps
-        };
-        let _ = stamps;
-        self.reload();
+            w.stamps = stamps;
+        }
+        self.reload()
     }
 
-    /// HUP: the next lookup re-reads the files.
-    fn forget_stamps(&self) {
-        let mut w = self.watch.lock().unwrap_or_else(|e| e.into_inner());
-        *w = Watch::default();
-    }
-
-    fn reload(&self) {
+    /// Reads the files again (at start, on a change, on HUP). True when a new layout is in
+    /// use; a file that does not parse keeps the previous layout, if there is one.
+    pub fn reload(&self) -> bool {
         let files = self.lookups.domain_files().current();
         let is_alias = |d: &str| matches!(files.listed(d), Listed::Real(r) if r != d);
         let loaded = self.config.load(&is_alias);
@@ -183,13 +179,16 @@ impl ClusterShared {
                     l.dbs.len()
                 );
                 *cur = Arc::new(Ok(l));
+                true
             }
             Err(e) if cur.is_ok() => {
                 log::error!("cluster layout not reloaded, keeping the previous one: {e}");
+                false
             }
             Err(e) => {
-                log::error!("cluster layout: {e}; lookups that need a mail store fail");
+                log::error!("cluster layout: {e}; every lookup fails until it parses");
                 *cur = Arc::new(Err(e));
+                false
             }
         }
     }
@@ -556,7 +555,6 @@ impl Backend for ClusterBackend {
         ip: &str,
         known: Option<&RealDomain>,
     ) -> Result<(Answer, Option<RealDomain>), BackendError> {
-        self.shared.check_files(Instant::now());
         let layout = self.shared.layout();
         match layout.as_ref() {
             Ok(l) => self.routed(l, kind, email, ip, known),
@@ -566,7 +564,6 @@ impl Backend for ClusterBackend {
 
     fn reset(&mut self) {
         self.conns.clear();
-        self.shared.forget_stamps();
     }
 
     /// Connects to every database of the layout once (IndiMail's OpenDatabases), so
@@ -707,8 +704,9 @@ mod tests {
         assert_eq!(e.class(), ErrorClass::Config);
         assert!(e.to_string().contains("incomplete"), "{e}");
         std::fs::write(dir.join("mcdinfo"), STORE).unwrap();
-        b.reset(); // as HUP does: the files are looked at again on the next lookup
-                   // dist.example is listed and distributed: DOMAIN needs no database.
+        assert!(!shared.check_files(Instant::now()), "looked at less than a second ago");
+        assert!(shared.reload(), "as HUP does");
+        // dist.example is listed and distributed: DOMAIN needs no database.
         let a = b.answer(QueryKind::Domain, "dist.example", "").unwrap();
         assert_eq!(a, Answer::Domain { domain: "dist.example".into(), was_alias: false });
         // A bare LIMIT domain goes to the local database (refused here).

@@ -587,10 +587,21 @@ impl Dispatcher {
     /// the old ones, so the cache and the real domains lookups found out are dropped, and
     /// lookups in flight are not cached.
     pub fn domains_changed(&mut self) {
+        self.forget_answers("domain files changed");
+    }
+
+    /// The clustered layout changed (host.cntrl, mcdinfo or users/assign were reloaded):
+    /// an answer may come from a database that no longer serves its user, so, as for the
+    /// domain files, everything cached is dropped.
+    pub fn layout_changed(&mut self) {
+        self.forget_answers("cluster layout changed");
+    }
+
+    fn forget_answers(&mut self, why: &str) {
         let n = self.cache.clear();
         self.domains.clear();
         self.epoch += 1;
-        log::info!("domain files changed: flushed {}", count(n, "cache entry", "cache entries"));
+        log::info!("{why}: flushed {}", count(n, "cache entry", "cache entries"));
     }
 
     /// HUP: flush every entry and IMAP's state; backends reconnect on their next use.
