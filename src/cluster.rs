@@ -971,4 +971,51 @@ mod tests {
         let e = &parse_mcdinfo(RECORD).unwrap()[0];
         assert!(!format!("{e:?}").contains("s3cret"));
     }
+
+    #[test]
+    fn a_site_is_clustered_by_host_cntrl_or_cntrl_host_and_the_file_wins() {
+        use std::collections::HashMap;
+        let dir = std::env::temp_dir().join(format!("cl-cfg-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let cfg = |vars: &[(&str, &str)]| {
+            let m: HashMap<String, String> =
+                vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+            let local = MysqlSettings { host: "dblocal".into(), ..MysqlSettings::default() };
+            ClusterConfig::from_lookup(&dir, &dir, &local, None, None, &move |k| m.get(k).cloned())
+        };
+        assert!(cfg(&[]).is_none(), "neither: one database, as before");
+        let c = cfg(&[("CNTRL_HOST", "central1:cu::3309"), ("CNTRL_DATABASE", "ctl")]).unwrap();
+        assert_eq!(c.central_line(), "central1:cu::3309");
+        assert_eq!(c.mcdinfo, dir.join("mcdinfo"));
+        assert_eq!((c.max_fail, c.retry_interval), (5, Duration::from_secs(5)));
+        assert_eq!(c.local.mdahost, "localhost", "IndiMail's fallback without a local IP");
+        let l = c.load(&|_| false).unwrap();
+        let central = &l.dbs[l.central].settings;
+        assert_eq!(
+            (central.host.as_str(), central.user.as_str(), central.port, central.database.as_str()),
+            ("central1", "cu", 3309, "ctl")
+        );
+        assert_eq!(central.password, "ssh-1.5-", "an empty field: CNTRL_PASSWD, else IndiMail's");
+        assert!(l.entries.is_empty(), "no mcdinfo, no assign, no default domain");
+        std::fs::write(dir.join("host.cntrl"), "central2:u2:p2:/run/c.sock:ssl\n").unwrap();
+        let c = cfg(&[
+            ("CNTRL_HOST", "central1"),
+            ("MCDFILE", "/x/mcd"),
+            ("MAX_FAIL_ATTEMPTS", "2"),
+            ("MYSQL_RETRY_INTERVAL", "9"),
+        ])
+        .unwrap();
+        assert_eq!(c.central_line(), "central2:u2:p2:/run/c.sock:ssl", "the file wins");
+        assert_eq!(c.mcdinfo, PathBuf::from("/x/mcd"));
+        assert_eq!((c.max_fail, c.retry_interval), (2, Duration::from_secs(9)));
+        let l = c.load(&|_| false).unwrap();
+        assert_eq!(l.dbs[l.central].settings.socket.as_deref(), Some("/run/c.sock"));
+        assert!(l.dbs[l.central].tls, "host.cntrl's ssl field");
+        assert!(cfg(&[]).is_some(), "the file alone makes the site clustered");
+        std::fs::write(dir.join("mcdinfo"), "server x\n").unwrap();
+        let c = cfg(&[("MCDFILE", "mcdinfo")]).unwrap();
+        assert!(c.load(&|_| false).unwrap_err().contains("incomplete"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }
