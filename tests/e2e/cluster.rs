@@ -70,6 +70,7 @@ impl Cluster {
         user_row(&a_db, "indimail", "alice", "dist.example", 0);
         user_row(&a_db, "indimail", "carol", "local.example", 0);
         user_row(&a_db, "indibak", "old", "local.example", 0);
+        user_row(&a_db, "indimail", "dave", "auto.example", 0);
         a_db.exec("INSERT INTO valias (alias, domain, valias_line) VALUES ('team', 'local.example', '&carol@local.example')");
         a_db.exec("INSERT INTO vlimits (domain, maxpopaccounts) VALUES ('dist.example', 3), ('local.example', 11)");
         a_db.exec("INSERT INTO relay (email, ipaddr, timestamp) VALUES ('alice@dist.example', '192.0.2.50', UNIX_TIMESTAMP())");
@@ -106,7 +107,15 @@ impl Cluster {
         .unwrap();
         std::fs::write(d.control.join("mcdinfo"), self.mcdinfo()).unwrap();
         std::fs::write(d.control.join("hostip"), format!("{IP_A}\n")).unwrap();
+        // users/assign names a domain mcdinfo lacks: its automatic entry is the local
+        // database (host.mysql's: store A here), mdahost the local IP.
         let users = d.dir.join("users");
+        std::fs::create_dir_all(&users).unwrap();
+        std::fs::write(
+            users.join("assign"),
+            "+auto.example-:auto.example:555:555:/m/auto.example:-::\n.\n",
+        )
+        .unwrap();
         let opts = Opts::default()
             .env("CNTRL_DATABASE", &self.central_db.name)
             .env("REAL_DOMAINS", "dist.example:local.example")
@@ -169,6 +178,10 @@ fn every_kind_is_answered_from_the_users_own_mail_store() {
     assert_eq!(c.host("nobody@dist.example").unwrap(), None);
     assert_eq!(c.host("nobody@local.example").unwrap(), None);
 
+    // A domain of users/assign only: its automatic entry, on the local database.
+    assert_eq!(c.user_status("dave@auto.example").unwrap(), UserStatus::Active);
+    assert_eq!(c.host("dave@auto.example").unwrap().unwrap().host, IP_A);
+
     // ALIAS.
     assert_eq!(c.aliases("sales@dist.example").unwrap(), ["&bob@dist.example"]);
     assert_eq!(c.aliases("team@local.example").unwrap(), ["&carol@local.example"]);
@@ -188,6 +201,7 @@ fn every_kind_is_answered_from_the_users_own_mail_store() {
     // PING: one entry per database, named without passwords.
     wait_state(&d, &format!("{}/{}", cl.b.port, cl.b_db.name), BackendState::Up);
     let ping = c.ping().unwrap();
+    // Central, local (host.mysql's root on store A), store A (mcdinfo's user), store B.
     assert_eq!(ping.backends.len(), 4, "{:#?}", ping.backends);
     assert!(ping.backends.iter().all(|b| !b.server.contains("pw")));
     assert!(ping.backends.iter().any(|b| b.server.contains("central")));
