@@ -567,23 +567,26 @@ impl Backend for ClusterBackend {
     }
 
     /// Connects to every database of the layout once (IndiMail's OpenDatabases), so
-    /// PING shows each one's health; the first failure is the result.
+    /// PING shows each one's health and the log names each one that fails; the result is
+    /// the central database's, which every distributed lookup needs (a mail store that is
+    /// down costs only its own users).
     fn check(&mut self) -> Result<(), BackendError> {
         let layout = self.shared.layout();
         let l = layout
             .as_ref()
             .as_ref()
             .map_err(|e| BackendError::new(ErrorClass::Config, format!("cluster layout: {e}")))?;
-        let mut first = Ok(());
-        for db in &l.dbs {
+        let mut central = Ok(());
+        for (i, db) in l.dbs.iter().enumerate() {
             if let Err(e) = self.conn(db) {
-                log::warn!("at start: {e}");
-                if first.is_ok() {
-                    first = Err(e);
+                if i == l.central {
+                    central = Err(e);
+                } else {
+                    log::warn!("at start: {e}");
                 }
             }
         }
-        first
+        central
     }
 
     /// The `-c` preload reads the local database only, as IndiMail's.
