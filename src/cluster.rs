@@ -664,8 +664,9 @@ impl ClusterSql {
 }
 
 /// Where the clustered layout comes from: read at start, and again whenever one of
-/// [`ClusterConfig::files`] changes (or on HUP).
-#[derive(Debug, Clone)]
+/// [`ClusterConfig::files`] changes (or on HUP). Its `Debug` form hides CNTRL_HOST, which
+/// may hold a password.
+#[derive(Clone)]
 pub struct ClusterConfig {
     /// CONTROLDIR, for `host.cntrl`.
     pub controldir: PathBuf,
@@ -689,6 +690,23 @@ pub struct ClusterConfig {
     pub max_fail: u32,
     /// MYSQL_RETRY_INTERVAL (5 s).
     pub retry_interval: Duration,
+}
+
+impl fmt::Debug for ClusterConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClusterConfig")
+            .field("controldir", &self.controldir)
+            .field("cntrl_host", &self.cntrl_host.as_ref().map(|_| "(set)"))
+            .field("central_base", &self.central_base)
+            .field("mcdinfo", &self.mcdinfo)
+            .field("assign", &self.assign)
+            .field("local", &self.local)
+            .field("default_domain", &self.default_domain)
+            .field("tables", &self.tables)
+            .field("max_fail", &self.max_fail)
+            .field("retry_interval", &self.retry_interval)
+            .finish()
+    }
 }
 
 impl ClusterConfig {
@@ -985,8 +1003,9 @@ mod tests {
             ClusterConfig::from_lookup(&dir, &dir, &local, None, None, &move |k| m.get(k).cloned())
         };
         assert!(cfg(&[]).is_none(), "neither: one database, as before");
-        let c = cfg(&[("CNTRL_HOST", "central1:cu::3309"), ("CNTRL_DATABASE", "ctl")]).unwrap();
-        assert_eq!(c.central_line(), "central1:cu::3309");
+        let c = cfg(&[("CNTRL_HOST", "central1:cu:hush:3309"), ("CNTRL_DATABASE", "ctl")]).unwrap();
+        assert!(!format!("{c:?}").contains("hush"), "no password in the Debug form");
+        assert_eq!(c.central_line(), "central1:cu:hush:3309");
         assert_eq!(c.mcdinfo, dir.join("mcdinfo"));
         assert_eq!((c.max_fail, c.retry_interval), (5, Duration::from_secs(5)));
         assert_eq!(c.local.mdahost, "localhost", "IndiMail's fallback without a local IP");
@@ -996,9 +1015,9 @@ mod tests {
             (central.host.as_str(), central.user.as_str(), central.port, central.database.as_str()),
             ("central1", "cu", 3309, "ctl")
         );
-        assert_eq!(central.password, "ssh-1.5-", "an empty field: CNTRL_PASSWD, else IndiMail's");
+        assert_eq!(central.password, "hush");
         assert!(l.entries.is_empty(), "no mcdinfo, no assign, no default domain");
-        std::fs::write(dir.join("host.cntrl"), "central2:u2:p2:/run/c.sock:ssl\n").unwrap();
+        std::fs::write(dir.join("host.cntrl"), "central2:u2::/run/c.sock:ssl\n").unwrap();
         let c = cfg(&[
             ("CNTRL_HOST", "central1"),
             ("MCDFILE", "/x/mcd"),
@@ -1006,11 +1025,12 @@ mod tests {
             ("MYSQL_RETRY_INTERVAL", "9"),
         ])
         .unwrap();
-        assert_eq!(c.central_line(), "central2:u2:p2:/run/c.sock:ssl", "the file wins");
+        assert_eq!(c.central_line(), "central2:u2::/run/c.sock:ssl", "the file wins");
         assert_eq!(c.mcdinfo, PathBuf::from("/x/mcd"));
         assert_eq!((c.max_fail, c.retry_interval), (2, Duration::from_secs(9)));
         let l = c.load(&|_| false).unwrap();
         assert_eq!(l.dbs[l.central].settings.socket.as_deref(), Some("/run/c.sock"));
+        assert_eq!(l.dbs[l.central].settings.password, "ssh-1.5-", "empty: IndiMail's default");
         assert!(l.dbs[l.central].tls, "host.cntrl's ssl field");
         assert!(cfg(&[]).is_some(), "the file alone makes the site clustered");
         std::fs::write(dir.join("mcdinfo"), "server x\n").unwrap();
