@@ -147,8 +147,8 @@ main() {
       write_file "$dir/variables/$s" "" 0644
     fi
   done
-  # The password is a secret: root (who runs ./run) reads it, nobody else.
-  chmod 0600 "$dir/variables/MYSQL_PASSWD"
+  # The passwords are secrets: root (who runs ./run) reads them, nobody else.
+  chmod 0600 "$dir/variables/MYSQL_PASSWD" "$dir/variables/CNTRL_PASSWD"
 
   if ((down)); then
     : >"$dir/down"

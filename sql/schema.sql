@@ -77,6 +77,26 @@ CREATE TABLE IF NOT EXISTS hostcntrl (
   PRIMARY KEY (pw_name, pw_domain)
 ) ENGINE=InnoDB;
 
+-- host_table: clustered sites, a mail store's host id -> its IP, spelled exactly as
+-- mcdinfo's mdahost (the central database of host.cntrl).
+CREATE TABLE IF NOT EXISTS host_table (
+  host      char(64) NOT NULL,
+  ipaddr    char(46) NOT NULL,
+  timestamp TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP ON UPDATE CURRENT_TIMESTAMP,
+  PRIMARY KEY (host)
+) ENGINE=InnoDB;
+
+-- smtp_port: clustered sites, the SMTP port of a mail store for a domain, per source host
+-- (HOST's port for a distributed domain; src_host '*…' matches any).
+CREATE TABLE IF NOT EXISTS smtp_port (
+  host      char(64) NOT NULL,
+  src_host  char(64) NOT NULL,
+  domain    char(64) NOT NULL,
+  port      int NOT NULL,
+  timestamp TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP ON UPDATE CURRENT_TIMESTAMP,
+  PRIMARY KEY (domain, host, src_host)
+) ENGINE=InnoDB;
+
 -- vlimits: per-domain limits, quotas, disabled services and admin permissions
 -- (LIMIT lookup, returned as struct vlimits). -1 = unlimited for the int limits.
 CREATE TABLE IF NOT EXISTS vlimits (

@@ -13,6 +13,8 @@
 //! - [`answer`]: typed answers and their IndiMail reply bytes, both ways.
 //! - [`limits`]: the LIMIT reply's `struct vlimits` layout.
 //! - [`address`]: `user@domain` parsing and cache keys folded as MySQL compares.
+//! - [`cluster`]: IndiMail's clustered layout (host.cntrl, mcdinfo, automatic entries), read
+//!   only, and which database each lookup goes to.
 //! - [`admin`]: JSON payloads of inlookup's own kinds (PING, STATS, FLUSH).
 //! - [`control`]: IndiMail's control files and CONTROLDIR, timeouts, DEFAULT_DOMAIN.
 //! - [`domains`]: real domains from REAL_DOMAINS/ALIAS_DOMAINS, qmail's assign cdb and
@@ -24,6 +26,7 @@
 pub mod address;
 pub mod admin;
 pub mod answer;
+pub mod cluster;
 pub mod control;
 pub mod domains;
 pub mod kind;

@@ -197,7 +197,7 @@ struct Sql {
     recent_logins: String,
 }
 
-fn ident(name: &str) -> Result<String, LookupError> {
+pub(crate) fn ident(name: &str) -> Result<String, LookupError> {
     let ok = !name.is_empty()
         && name.len() <= 64
         && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');

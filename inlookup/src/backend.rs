@@ -78,6 +78,29 @@ pub struct Backends {
     /// The domain files the backends' lookups read, for the I/O thread to watch and
     /// reload (none for backends of one's own).
     pub domains: Option<Arc<DomainWatch>>,
+    /// The health of each database, for backends that track it themselves (the clustered
+    /// layout); `None`: the dispatcher's single health entry.
+    pub health: Option<HealthFn>,
+    /// The clustered layout, for the I/O thread to watch its files and reload them on HUP
+    /// (none when the site is not clustered).
+    pub cluster: Option<Arc<crate::cluster::ClusterShared>>,
+}
+
+/// Reports one health entry per database.
+#[derive(Clone)]
+pub struct HealthFn(pub Arc<dyn Fn() -> Vec<inlookup_core::admin::BackendHealth> + Send + Sync>);
+
+impl HealthFn {
+    /// The entries now.
+    pub fn report(&self) -> Vec<inlookup_core::admin::BackendHealth> {
+        (self.0)()
+    }
+}
+
+impl fmt::Debug for HealthFn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("HealthFn")
+    }
 }
 
 impl fmt::Debug for Backends {
@@ -89,7 +112,13 @@ impl fmt::Debug for Backends {
 impl Backends {
     /// Backends from a factory of one's own (tests); they count no connects.
     pub fn new(factory: BackendFactory) -> Backends {
-        Backends { factory, connects: Arc::new(AtomicU64::new(0)), domains: None }
+        Backends {
+            factory,
+            connects: Arc::new(AtomicU64::new(0)),
+            domains: None,
+            health: None,
+            cluster: None,
+        }
     }
 
     /// MySQL backends, connecting lazily, pinging a connection idle `ping_after`.
@@ -101,7 +130,32 @@ impl Backends {
             Box::new(MysqlBackend::new(s.clone(), l.clone(), ping_after, c.clone()))
                 as Box<dyn Backend>
         });
-        Backends { factory, connects, domains }
+        Backends { factory, connects, domains, health: None, cluster: None }
+    }
+
+    /// The backends of a configuration: the clustered layout's when the site is clustered
+    /// ([`crate::cluster`]), else MySQL backends on host.mysql's database.
+    ///
+    /// # Errors
+    /// A table name of the clustered layout that is not a plain identifier.
+    pub fn from_config(cfg: &crate::Config, lookups: Lookups) -> Result<Backends, LookupError> {
+        let Some(cluster) = cfg.cluster.clone() else {
+            return Ok(Backends::mysql(cfg.mysql.clone(), lookups, cfg.ping_idle));
+        };
+        let connects = Arc::new(AtomicU64::new(0));
+        let domains = Some(lookups.domain_files().clone());
+        let shared = Arc::new(crate::cluster::ClusterShared::new(
+            cluster,
+            Arc::new(lookups),
+            cfg.ping_idle,
+            connects.clone(),
+        )?);
+        let (s, watched) = (shared.clone(), shared.clone());
+        let factory: BackendFactory = Arc::new(move || {
+            Box::new(crate::cluster::ClusterBackend::new(s.clone())) as Box<dyn Backend>
+        });
+        let health = HealthFn(Arc::new(move || shared.health()));
+        Ok(Backends { factory, connects, domains, health: Some(health), cluster: Some(watched) })
     }
 }
 

@@ -298,6 +298,9 @@ pub struct Config {
     pub preload: Option<(u64, usize)>,
     /// The shared-memory cache, unless off (or the cache is).
     pub shared: Option<crate::shared::SharedSettings>,
+    /// IndiMail's clustered layout (host.cntrl or CNTRL_HOST, mcdinfo), if the site is
+    /// clustered; `None`: one database, host.mysql's.
+    pub cluster: Option<inlookup_core::cluster::ClusterConfig>,
     /// Warnings about the settings, for the log once it is set up.
     pub notices: Vec<String>,
 }
@@ -425,7 +428,21 @@ impl Config {
                 })
             }
         };
+        let lookup = LookupConfig {
+            local_ip: control::local_ip(&controldir),
+            domains: DomainSources::from_lookup(&controldir, env),
+            ..LookupConfig::from_lookup(default_domain, env)
+        };
+        let cluster = inlookup_core::cluster::ClusterConfig::from_lookup(
+            &controldir,
+            &lookup.domains.assign_dir,
+            &mysql,
+            lookup.local_ip.as_deref(),
+            lookup.default_domain.as_deref(),
+            env,
+        );
         Ok(Config {
+            cluster,
             shared,
             fifos: crate::fifo::request_paths(&a.fifo_dir, &a.infifo, a.instances),
             fifo_tmpdir: a.fifo_tmpdir,
@@ -442,11 +459,7 @@ impl Config {
             timeouts,
             debug,
             mysql,
-            lookup: LookupConfig {
-                local_ip: control::local_ip(&controldir),
-                domains: DomainSources::from_lookup(&controldir, env),
-                ..LookupConfig::from_lookup(default_domain, env)
-            },
+            lookup,
             user: a.user.filter(|u| !u.is_empty()),
             syslog: a.syslog.filter(|s| !s.is_empty()),
             imap,
@@ -484,7 +497,15 @@ impl Config {
                 s.path.display(),
                 s.slots
             )),
-            self.mysql.describe(),
+            match &self.cluster {
+                None => self.mysql.describe(),
+                Some(c) => format!(
+                    "clustered: central {} (host.cntrl), mail stores from {}, local {}",
+                    c.central_line().split(':').next().unwrap_or(""),
+                    c.mcdinfo.display(),
+                    self.mysql.describe()
+                ),
+            },
             self.timeouts.read.as_secs(),
             self.timeouts.write.as_secs(),
             self.lookup.default_domain.as_deref().unwrap_or("(none)"),

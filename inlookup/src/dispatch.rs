@@ -83,6 +83,9 @@ pub struct Status {
     pub worker_panics: u64,
     /// The TCP listener's counters (all 0 without one).
     pub tcp: crate::tcp::TcpStats,
+    /// One health entry per database, from backends that track it (the clustered layout);
+    /// `None`: the dispatcher's own entry for the one backend.
+    pub backends: Option<Vec<BackendHealth>>,
 }
 
 /// The dispatcher's settings.
@@ -346,7 +349,7 @@ impl Dispatcher {
                     version: env!("CARGO_PKG_VERSION").into(),
                     pid: std::process::id(),
                     uptime_secs: self.started.elapsed().as_secs(),
-                    backends: vec![self.health_report(out, now)],
+                    backends: self.health_report(out, now),
                 };
                 self.json(out, f.reply_path, &body);
             }
@@ -584,10 +587,21 @@ impl Dispatcher {
     /// the old ones, so the cache and the real domains lookups found out are dropped, and
     /// lookups in flight are not cached.
     pub fn domains_changed(&mut self) {
+        self.forget_answers("domain files changed");
+    }
+
+    /// The clustered layout changed (host.cntrl, mcdinfo or users/assign were reloaded):
+    /// an answer may come from a database that no longer serves its user, so, as for the
+    /// domain files, everything cached is dropped.
+    pub fn layout_changed(&mut self) {
+        self.forget_answers("cluster layout changed");
+    }
+
+    fn forget_answers(&mut self, why: &str) {
         let n = self.cache.clear();
         self.domains.clear();
         self.epoch += 1;
-        log::info!("domain files changed: flushed {}", count(n, "cache entry", "cache entries"));
+        log::info!("{why}: flushed {}", count(n, "cache entry", "cache entries"));
     }
 
     /// HUP: flush every entry and IMAP's state; backends reconnect on their next use.
@@ -609,8 +623,11 @@ impl Dispatcher {
         );
     }
 
-    fn health_report(&self, out: &impl Effects, now: Instant) -> BackendHealth {
-        self.health.report(&self.settings.backend, out.status().mysql_connects, now)
+    fn health_report(&self, out: &impl Effects, now: Instant) -> Vec<BackendHealth> {
+        let status = out.status();
+        status.backends.unwrap_or_else(|| {
+            vec![self.health.report(&self.settings.backend, status.mysql_connects, now)]
+        })
     }
 
     /// The counters, as STATS and USR1 give them.
@@ -627,7 +644,9 @@ impl Dispatcher {
             in_flight: self.inflight.len() as u64,
             mysql_connects: status.mysql_connects,
             debug: crate::logging::debug_enabled(),
-            backends: vec![self.health.report(&self.settings.backend, status.mysql_connects, now)],
+            backends: status.backends.clone().unwrap_or_else(|| {
+                vec![self.health.report(&self.settings.backend, status.mysql_connects, now)]
+            }),
             imap: status.imap,
             ..StatsReport::default()
         };

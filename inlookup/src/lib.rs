@@ -21,6 +21,8 @@
 //! - [`pool`]: the one worker pool (bounded queue, threads, job guard), for lookups and IMAP.
 //! - [`backend`]: what answers a miss ([`backend::MysqlBackend`]), its typed errors, and
 //!   the lookup handler the pool runs.
+//! - [`cluster`]: IndiMail's clustered layout: each lookup on the database IndiMail's would
+//!   ask (central or the user's mail store), back-off and health per database.
 //! - [`fifo`]: request FIFOs, the confined reply FIFOs and the [`fifo::Replier`].
 //! - [`cache`]: the LRU with per-kind positive and negative TTLs.
 //! - [`imap`]: the wiring of the IMAP sessions (crate `inlookup-imap`) into the daemon.
@@ -37,6 +39,7 @@
 
 pub mod backend;
 pub mod cache;
+pub mod cluster;
 pub mod config;
 pub mod dispatch;
 pub mod error;

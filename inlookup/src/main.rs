@@ -69,7 +69,7 @@ fn one_shot(cfg: &Config) -> Result<(), Error> {
     if let Some(t) = privs::target(cfg.user.as_deref())? {
         t.drop_root()?;
     }
-    let mut backend = (Backends::mysql(cfg.mysql.clone(), lookups, cfg.ping_idle).factory)();
+    let mut backend = (Backends::from_config(cfg, lookups).map_err(Error::Lookups)?.factory)();
     let (stdin, stdout) = (std::io::stdin(), std::io::stdout());
     inlookup::oneshot::serve(&mut *backend, stdin.as_fd(), stdout.as_fd(), cfg.timeouts)
         .map_err(|e| Error::Io { what: "TCPREMOTEIP request", source: std::io::Error::other(e) })
@@ -112,6 +112,6 @@ fn start(cfg: Config) -> Result<(), Error> {
         metrics::start(m, handle.clone())?;
     }
     signals::install(handle).map_err(Error::io("signals"))?;
-    let backends = Backends::mysql(cfg.mysql.clone(), lookups, cfg.ping_idle);
+    let backends = Backends::from_config(&cfg, lookups).map_err(Error::Lookups)?;
     inlookup::run(cfg, listener, backends, controls)
 }

@@ -117,6 +117,8 @@ struct World {
     reset: Arc<AtomicU64>,
     imap: ImapSide,
     mysql_connects: Arc<AtomicU64>,
+    /// Health per database, when the backends track it (the clustered layout).
+    health: Option<crate::backend::HealthFn>,
     /// Abandoned reply FIFOs removed by the sweep thread.
     swept: Arc<AtomicU64>,
     /// The TCP listener and the connections reading their request.
@@ -154,6 +156,11 @@ impl Effects for World {
             workers_busy: self.lookups.busy() as u64,
             worker_panics: self.lookups.panics(),
             tcp: self.tcp.as_ref().map(TcpSide::stats).unwrap_or_default(),
+            backends: self
+                .health
+                .as_ref()
+                .map(crate::backend::HealthFn::report)
+                .filter(|v| !v.is_empty()),
         }
     }
 }
@@ -180,6 +187,8 @@ struct Server {
     /// The domain files (REAL_DOMAINS, the assign cdb, rcpthosts) the lookups read:
     /// looked at about once a second, reloaded when they change and on HUP.
     domains: Option<Arc<DomainWatch>>,
+    /// The clustered layout's files, watched like the domain files.
+    cluster: Option<Arc<crate::cluster::ClusterShared>>,
     /// Dropped to stop the sweep thread.
     _sweeping: Sender<()>,
 }
@@ -252,6 +261,7 @@ pub fn run(
             reset,
             imap,
             mysql_connects: backends.connects,
+            health: backends.health.clone(),
             swept,
             tcp,
         },
@@ -263,6 +273,7 @@ pub fn run(
         check: Some(check),
         preload,
         domains: backends.domains.clone(),
+        cluster: backends.cluster.clone(),
         _sweeping: sweeping,
     };
     s.serve()
@@ -390,6 +401,11 @@ impl Server {
         if let Some(w) = &self.domains {
             if w.check(Instant::now()) {
                 self.dispatcher.domains_changed();
+            }
+        }
+        if let Some(c) = &self.cluster {
+            if c.check_files(Instant::now()) {
+                self.dispatcher.layout_changed();
             }
         }
     }
@@ -555,6 +571,9 @@ impl Server {
             Control::FlushAndReconnect => {
                 if let Some(w) = &self.domains {
                     w.reload();
+                }
+                if let Some(c) = &self.cluster {
+                    c.reload();
                 }
                 self.dispatcher.hup(&mut self.world)
             }

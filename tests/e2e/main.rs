@@ -11,6 +11,7 @@ mod bad_input;
 mod cabi;
 mod caching;
 mod cli;
+mod cluster;
 mod concurrency;
 mod direct;
 mod hostile;
