@@ -621,6 +621,7 @@ fn rss(inlookup: &Path, run: &RunDir, db: &Db, s: &Settings) -> Res<Rss> {
         });
     }
     out.fill_s = t.elapsed().as_secs_f64();
+    out.shared_rss = procfs::shmem_rss(pid).unwrap_or(0);
     if let [.., a, b] = &out.rows[..] {
         out.marginal_per_entry =
             Some((b.rss as f64 - a.rss as f64) / (b.entries as f64 - a.entries as f64).max(1.0));

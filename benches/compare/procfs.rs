@@ -33,10 +33,21 @@ pub fn ticks(t: u64) -> Duration {
 
 /// VmRSS of a process, in bytes.
 pub fn vm_rss(pid: u32) -> Res<u64> {
+    let (rss, shmem) = (status_kb(pid, "VmRSS:")?, status_kb(pid, "RssShmem:").unwrap_or(0));
+    // The shared-memory cache's pages (a tmpfs file, so RssShmem) are its own budget
+    // (SHARED_CACHE_MB), measured apart: `shmem_rss`.
+    Ok((rss - shmem.min(rss)) * 1024)
+}
+
+/// The pages of shared memory (the shared cache's file on tmpfs) in a process's RSS.
+pub fn shmem_rss(pid: u32) -> Res<u64> {
+    Ok(status_kb(pid, "RssShmem:")? * 1024)
+}
+
+fn status_kb(pid: u32, field: &str) -> Res<u64> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let line = s.lines().find(|l| l.starts_with("VmRSS:")).ok_or("no VmRSS")?;
-    let kb: u64 = line.split_whitespace().nth(1).ok_or("bad VmRSS")?.parse()?;
-    Ok(kb * 1024)
+    let line = s.lines().find(|l| l.starts_with(field)).ok_or(format!("no {field}"))?;
+    Ok(line.split_whitespace().nth(1).ok_or(format!("bad {field}"))?.parse()?)
 }
 
 /// The machine's CPU time so far: (busy, total) in ticks, over all CPUs.

@@ -260,10 +260,13 @@ pub fn markdown(r: &Results, findings: Option<&str>) -> String {
     } else {
         let _ = writeln!(
             m,
-            "VmRSS of an inlookup with `CACHE_ENTRIES={}`: the base is measured with its workers \
-             connected and the cache empty ({}); then the cache is filled with PWD answers of \
-             generated users (key {} bytes, reply {} bytes; fill took {:.0} s).\n",
+            "VmRSS of an inlookup with `CACHE_ENTRIES={}`, less the pages of its shared-memory \
+             cache (RssShmem: a budget of its own, SHARED_CACHE_MB; {} at the largest size): \
+             the base is measured with its workers connected and the cache empty ({}); then \
+             the cache is filled with PWD answers of generated users (key {} bytes, reply {} \
+             bytes; fill took {:.0} s).\n",
             rs.capacity,
+            mib(rs.shared_rss),
             mib(rs.base),
             rs.key_bytes,
             rs.reply_bytes,

@@ -175,6 +175,10 @@ pub struct Rss {
     pub key_bytes: usize,
     /// Seconds the fill took.
     pub fill_s: f64,
+    /// The shared-memory cache's pages in the daemon's RSS at the largest size (RssShmem),
+    /// left out of VmRSS above: the shared cache is a budget of its own (SHARED_CACHE_MB).
+    #[serde(default)]
+    pub shared_rss: u64,
 }
 
 /// How the IMAP runs were set up, so neither inlookup's pool nor Dovecot's limits cap the
