@@ -733,7 +733,8 @@ mod tests {
         let t0 = std::time::Instant::now();
         let mut n = 0u64;
         // At least `secs` and 20,000 writes (a loaded machine is slow), at most 60 s more.
-        let enough = |n: u64| t0.elapsed() >= std::time::Duration::from_secs_f64(secs) && n >= 20_000;
+        let enough =
+            |n: u64| t0.elapsed() >= std::time::Duration::from_secs_f64(secs) && n >= 20_000;
         while !enough(n) && t0.elapsed() < std::time::Duration::from_secs_f64(secs + 60.0) {
             n += 1;
             let k = (n % 6) as u8;
