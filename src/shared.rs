@@ -399,6 +399,11 @@ impl<M: Words> Writer<M> {
         true
     }
 
+    /// Whether `key` has an entry of the current generation.
+    pub fn contains(&self, key: &[u8]) -> bool {
+        self.find(hash(key), key).is_some()
+    }
+
     /// Removes `key`'s entry, if published. Returns whether it was.
     pub fn remove(&mut self, key: &[u8]) -> bool {
         let h = hash(key);

@@ -296,7 +296,16 @@ impl Cache {
         match lru.map.get_key_value(key.as_bytes()) {
             None => Found::Absent,
             Some((_, meta)) if meta.expires <= now_s => Found::Expired,
-            Some((slot, meta)) => Found::Fresh { reply: slot.reply(), negative: meta.negative },
+            Some((slot, meta)) => {
+                // Asked over the FIFO although fresh: a client that reads the mapping did not
+                // find it there (its bucket was full when it was stored). Publish it again,
+                // so hot keys come back to the mapping.
+                if let Some(sh) = self.shared.as_mut() {
+                    let expires = self.born_mono_ms + u64::from(meta.expires) * 1000;
+                    sh.republish(key, slot.reply(), expires);
+                }
+                Found::Fresh { reply: slot.reply(), negative: meta.negative }
+            }
         }
     }
 
@@ -603,6 +612,37 @@ mod tests {
         c.clear();
         assert_eq!(hit(&b, now_ms), None, "a flush hides it");
         assert_eq!(c.shared_stats().unwrap().generation, 2);
+        drop(c);
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    /// A key pushed out of a full bucket of the mirror comes back when it is asked over the
+    /// FIFO (a cache hit the mapping could not give).
+    #[test]
+    fn a_hit_the_mirror_lost_is_published_again() {
+        use crate::shared::{SharedCache, SharedSettings};
+        let d = std::env::temp_dir().join(format!("inl-cache-republish-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        // One bucket of four slots, a cache of ten.
+        let s = SharedSettings { path: d.join("c"), kinds: [true; 7], slots: 4 };
+        let shared = SharedCache::create(&s, None, None).unwrap();
+        let mut c = Cache::new(10, Ttls::default(), Duration::ZERO).with_shared(shared);
+        let t0 = Instant::now();
+        let keys: Vec<String> = (0..6).map(|i| key(QueryKind::Pwd, &format!("u{i}@x"))).collect();
+        for k in &keys {
+            c.insert(k, b"r", Sign::Positive, t0);
+        }
+        assert_eq!(c.shared_stats().unwrap().entries, 4, "two did not fit");
+        let published = c.shared_stats().unwrap().published;
+        for k in &keys {
+            assert!(matches!(c.get(k, t0), Found::Fresh { .. }));
+        }
+        let again = c.shared_stats().unwrap().published - published;
+        assert!(again >= 2, "the lost ones were published again ({again})");
+        let before = c.shared_stats().unwrap().published;
+        assert!(matches!(c.get(&keys[5], t0), Found::Fresh { .. }));
+        assert_eq!(c.shared_stats().unwrap().published, before, "one already there is left alone");
         drop(c);
         std::fs::remove_dir_all(&d).unwrap();
     }

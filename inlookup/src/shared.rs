@@ -182,6 +182,14 @@ impl SharedCache {
         }
     }
 
+    /// Publishes a reply again if its key is not in the table (pushed out of a full bucket);
+    /// a key already there is left alone (one lookup in its bucket).
+    pub fn republish(&mut self, key: &str, reply: &[u8], expires_ms: u64) {
+        if self.wanted(key) && !self.writer.contains(key.as_bytes()) {
+            self.publish(key, reply, expires_ms);
+        }
+    }
+
     /// Removes a key (evicted, flushed, or no longer cached).
     pub fn remove(&mut self, key: &[u8]) {
         self.writer.remove(key);
