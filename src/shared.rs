@@ -166,14 +166,26 @@ fn load(w: &[AtomicU64], i: usize) -> u64 {
     w.get(i).map_or(0, |x| x.load(Ordering::Relaxed))
 }
 
-/// Packs bytes into words from `at` (little-endian within a word, so the bytes read back in
-/// order).
-fn store_bytes(w: &[AtomicU64], at: usize, bytes: &[u8]) {
-    for (i, chunk) in bytes.chunks(8).enumerate() {
-        let mut b = [0u8; 8];
-        b[..chunk.len()].copy_from_slice(chunk);
-        w[at + i].store(u64::from_le_bytes(b), Ordering::Relaxed);
+/// Packs the bytes of `parts`, one run after the other, into words from `at`
+/// (little-endian within a word, so the bytes read back in order).
+fn store_bytes(w: &[AtomicU64], at: usize, parts: &[&[u8]]) {
+    let (mut word, mut n, mut i) = ([0u8; 8], 0, at);
+    for b in parts.iter().flat_map(|p| p.iter()) {
+        word[n] = *b;
+        n += 1;
+        if n == 8 {
+            w[i].store(u64::from_le_bytes(word), Ordering::Relaxed);
+            (word, n, i) = ([0u8; 8], 0, i + 1);
+        }
     }
+    if n > 0 {
+        w[i].store(u64::from_le_bytes(word), Ordering::Relaxed);
+    }
+}
+
+/// Whether the words from `at` hold `bytes` (compared in place, without a copy).
+fn bytes_equal(w: &[AtomicU64], at: usize, bytes: &[u8]) -> bool {
+    bytes.chunks(8).enumerate().all(|(i, c)| load(w, at + i).to_le_bytes()[..c.len()] == *c)
 }
 
 /// Unpacks `n` bytes from the words at `at` into `out` (appended).
@@ -299,7 +311,7 @@ impl<M: Words> Writer<M> {
         ] {
             w[i].store(v, Ordering::Relaxed);
         }
-        store_bytes(w, H_DD, default_domain.as_bytes());
+        store_bytes(w, H_DD, &[default_domain.as_bytes()]);
         // The magic last: a reader that sees it sees the rest.
         w[H_MAGIC].store(MAGIC, Ordering::Release);
         let counts = Counts { generation: 1, ..Counts::default() };
@@ -336,9 +348,7 @@ impl<M: Words> Writer<M> {
         if (lens & 0xffff_ffff) as usize != key.len() {
             return false;
         }
-        let mut k = Vec::with_capacity(key.len());
-        load_bytes(w, s + SLOT_META, key.len(), &mut k);
-        k == key
+        bytes_equal(w, s + SLOT_META, key)
     }
 
     fn find(&self, h: u64, key: &[u8]) -> Option<usize> {
@@ -364,10 +374,7 @@ impl<M: Words> Writer<M> {
         w[s + S_GEN].store(self.generation, Ordering::Relaxed);
         w[s + S_EXPIRES].store(expires, Ordering::Relaxed);
         w[s + S_LENS].store(key.len() as u64 | ((reply.len() as u64) << 32), Ordering::Relaxed);
-        let mut bytes = Vec::with_capacity(key.len() + reply.len());
-        bytes.extend_from_slice(key);
-        bytes.extend_from_slice(reply);
-        store_bytes(w, s + SLOT_META, &bytes);
+        store_bytes(w, s + SLOT_META, &[key, reply]);
         let next = (seq | 1).wrapping_add(1);
         w[s + S_SEQ].store(next, Ordering::Release);
     }
