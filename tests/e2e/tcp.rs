@@ -114,17 +114,17 @@ fn a_half_frame_is_closed_after_timeoutread_and_delays_nobody() {
     slow.write_all(&frame[..7]).unwrap();
     let started = Instant::now();
     std::thread::sleep(Duration::from_millis(100));
-    // Another client is answered at once while the slow one stalls.
-    let t = Instant::now();
+    // Other clients are answered while the slow one stalls: before its timeout closed it.
     assert_eq!(ask_tcp(port, 1, "alice@example.com", ""), 0i32.to_ne_bytes());
-    assert!(t.elapsed() < Duration::from_secs(1), "took {:?}", t.elapsed());
     assert_eq!(ask_fifo(&d, 1, "alice@example.com", ""), 0i32.to_ne_bytes());
+    let st = d.client().stats().unwrap();
+    assert_eq!((st.tcp_timed_out, st.tcp_connections), (0, 1), "the slow one still waits");
     slow.set_read_timeout(Some(Duration::from_secs(6))).unwrap();
     let mut got = Vec::new();
     let _ = slow.read_to_end(&mut got);
     let after = started.elapsed();
     assert!(got.is_empty(), "{got:?}");
-    assert!(after >= Duration::from_millis(1500) && after < Duration::from_secs(5), "{after:?}");
+    assert!(after >= Duration::from_millis(1500), "closed at timeoutread, not before: {after:?}");
     let st = d.client().stats().unwrap();
     assert_eq!(st.tcp_timed_out, 1);
     assert_eq!(st.tcp_connections, 0);
