@@ -210,6 +210,9 @@ pub struct StatsReport {
     /// reply was not ready within timeoutread plus timeoutwrite.
     #[serde(default)]
     pub tcp_timed_out: u64,
+    /// TLS connections (TCP_TLS_CERT) closed because their handshake or a record failed.
+    #[serde(default)]
+    pub tcp_tls_failed: u64,
     /// The health of each backend server.
     #[serde(default)]
     pub backends: Vec<BackendHealth>,

@@ -5,9 +5,9 @@ use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, Server
 use rustls::client::{verify_server_name, WebPkiServerVerifier};
 use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::server::ParsedCertificate;
-use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme};
 use std::fmt;
 use std::io;
 use std::path::Path;
@@ -133,6 +133,37 @@ pub fn client_config(
             .with_custom_certificate_verifier(Arc::new(CertVerifier { provider, ca: None }))
             .with_no_client_auth()
     };
+    Ok(Arc::new(config))
+}
+
+/// A rustls server configuration from a PEM certificate chain (the server's certificate
+/// first) and a PEM private key, for a listener of the daemon's (`what` names the setting in
+/// errors, e.g. `TCP_TLS_CERT`). TLS 1.2 and 1.3, no client certificates, and no TLS 1.3
+/// session tickets (each connection carries one request: a ticket would only cost a write).
+///
+/// Read while the daemon is still privileged, so the key may be readable by root alone.
+///
+/// # Errors
+/// A file cannot be read, holds no certificate or no key, or the key does not match.
+pub fn server_config(cert: &Path, key: &Path, what: &str) -> io::Result<Arc<ServerConfig>> {
+    let certs = CertificateDer::pem_file_iter(cert)
+        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| io::Error::other(format!("{what} {}: {e}", cert.display())))?;
+    if certs.is_empty() {
+        return Err(io::Error::other(format!("{what} {}: no certificate", cert.display())));
+    }
+    let key_der = PrivateKeyDer::from_pem_file(key)
+        .map_err(|e| io::Error::other(format!("{what} key {}: {e}", key.display())))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(io::Error::other)?
+        .with_no_client_auth()
+        .with_single_cert(certs, key_der)
+        .map_err(|e| {
+            io::Error::other(format!("{what} {} with key {}: {e}", cert.display(), key.display()))
+        })?;
+    config.send_tls13_tickets = 0;
     Ok(Arc::new(config))
 }
 

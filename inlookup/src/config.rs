@@ -218,6 +218,16 @@ pub struct Args {
     #[arg(long, env = "TCP_MAX_CLIENTS", default_value_t = crate::tcp::DEFAULT_MAX_CLIENTS)]
     pub tcp_max_clients: usize,
 
+    /// Speak TLS on the TCP listener with this PEM certificate chain (with --tcp-tls-key;
+    /// every connection is then TLS, IndiMail's plain framing inside it).
+    #[arg(long, env = "TCP_TLS_CERT", value_name = "PEM")]
+    pub tcp_tls_cert: Option<PathBuf>,
+
+    /// The PEM private key of --tcp-tls-cert (read before privileges are dropped, so it
+    /// may be readable by root alone).
+    #[arg(long, env = "TCP_TLS_KEY", value_name = "PEM")]
+    pub tcp_tls_key: Option<PathBuf>,
+
     /// Before an IMAP login, pass the end user's IP to a server that offers ID
     /// (`ID ("x-originating-ip" …)`; Dovecot honours it from login_trusted_networks).
     #[arg(long, env = "IMAP_SEND_ID", default_value = "1", value_parser = parse_flag, action = clap::ArgAction::Set)]
@@ -386,6 +396,7 @@ impl Config {
             a.tcp_listen.as_deref(),
             a.tcp_allow.as_deref(),
             a.tcp_max_clients,
+            (a.tcp_tls_cert.as_deref(), a.tcp_tls_key.as_deref()),
         )?;
         let timeouts = Timeouts::from_controldir(&controldir);
         // A lookup's client waits timeoutread for its answer: a MySQL read or write that
@@ -481,8 +492,9 @@ impl Config {
             fifos.join(", "),
             self.fifo_mode,
             self.tcp.as_ref().map_or(String::new(), |t| format!(
-                " and TCP {} for {} (at most {} connections)",
+                " and TCP {}{} for {} (at most {} connections)",
                 t.listen,
+                if t.tls.is_some() { " (TLS)" } else { "" },
                 t.allow.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "),
                 t.max_clients
             )),

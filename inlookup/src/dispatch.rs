@@ -661,6 +661,7 @@ impl Dispatcher {
         r.tcp_refused = status.tcp.refused;
         r.tcp_busy = status.tcp.busy;
         r.tcp_timed_out = status.tcp.timed_out;
+        r.tcp_tls_failed = status.tcp.tls_failed;
         r.shared_cache = self.cache.shared_stats();
         r
     }

@@ -483,7 +483,7 @@ pub enum Opened<'p> {
     /// A client's reply FIFO.
     Fifo(ReplyFifo<'p>),
     /// A TCP connection, taken from those waiting: closed once its reply is out.
-    Tcp(std::net::TcpStream),
+    Tcp(crate::tcp::Waiter),
 }
 
 /// A large reply being written.
@@ -565,7 +565,7 @@ impl Replier {
     pub fn write(&self, reply: Opened<'_>, bytes: &[u8]) -> Result<(), ReplyFailure> {
         let reply = match reply {
             Opened::Fifo(f) => f,
-            Opened::Tcp(stream) => return self.write_tcp(stream, bytes),
+            Opened::Tcp(waiter) => return self.write_tcp(waiter, bytes),
         };
         if bytes.len() <= inlookup_core::wire::PIPE_BUF {
             let sent = write_small(&reply.fd, bytes);
@@ -582,9 +582,18 @@ impl Replier {
     }
 
     /// A reply to a TCP connection, without waiting: the rest of what the socket does not
-    /// take at once goes to the writer thread.
-    fn write_tcp(&self, mut stream: std::net::TcpStream, bytes: &[u8]) -> Result<(), ReplyFailure> {
+    /// take at once goes to the writer thread. On a TLS connection the reply is encrypted
+    /// first, so what is written is the same kind of bytes either way.
+    fn write_tcp(&self, mut waiter: crate::tcp::Waiter, reply: &[u8]) -> Result<(), ReplyFailure> {
         use std::io::{ErrorKind, Write};
+        let wire;
+        let bytes = if waiter.tls.is_some() {
+            wire = waiter.wire_bytes(reply).map_err(|_| ReplyFailure::Vanished)?;
+            &wire[..]
+        } else {
+            reply
+        };
+        let mut stream = waiter.stream;
         let mut written = 0;
         while written < bytes.len() {
             match stream.write(&bytes[written..]) {

@@ -201,7 +201,8 @@ pub fn render(r: &StatsReport) -> String {
         .sample(name, &[("outcome", "accepted")], r.tcp_connections_total)
         .sample(name, &[("outcome", "refused_allow")], r.tcp_refused)
         .sample(name, &[("outcome", "refused_busy")], r.tcp_busy)
-        .sample(name, &[("outcome", "timed_out")], r.tcp_timed_out);
+        .sample(name, &[("outcome", "timed_out")], r.tcp_timed_out)
+        .sample(name, &[("outcome", "tls_failed")], r.tcp_tls_failed);
     let name = "inlookup_replies_failed_total";
     Family::new(&mut out, name, "counter", "Replies not delivered, by cause.")
         .sample(name, &[("cause", "vanished")], r.vanished_clients)

@@ -34,15 +34,17 @@ pub struct Listener {
     replies: ReplyDir,
     /// The shared-memory cache, once [`Listener::share`] made it.
     shared: Option<SharedCache>,
-    /// Bound at TCP_LISTEN, if set.
-    tcp: Option<std::net::TcpListener>,
+    /// Bound at TCP_LISTEN, if set, with its TLS configuration (TCP_TLS_CERT).
+    tcp: Option<(std::net::TcpListener, Option<Arc<rustls::ServerConfig>>)>,
 }
 
 impl Listener {
-    /// Creates and opens every request FIFO and FIFOTMPDIR.
+    /// Creates and opens every request FIFO and FIFOTMPDIR; binds TCP_LISTEN and reads its
+    /// TLS certificate and key (while still privileged).
     ///
     /// # Errors
-    /// A FIFO is in use by another daemon, is not a FIFO, or cannot be created.
+    /// A FIFO is in use by another daemon, is not a FIFO, or cannot be created; the TCP
+    /// address cannot be bound; the TLS files cannot be read or do not match.
     pub fn bind(cfg: &Config) -> Result<Listener, Error> {
         let replies = ReplyDir::open(&cfg.fifo_tmpdir)?;
         let mut fifos = Vec::with_capacity(cfg.fifos.len());
@@ -57,20 +59,28 @@ impl Listener {
         }
         let tcp = match &cfg.tcp {
             None => None,
-            Some(t) => match std::net::TcpListener::bind(t.listen) {
-                Ok(l) => Some(l),
-                Err(source) => {
-                    fifos.iter().for_each(RequestFifo::unlink);
-                    return Err(Error::Io { what: "TCP_LISTEN", source });
+            Some(t) => {
+                let tls = match &t.tls {
+                    None => Ok(None),
+                    Some((cert, key)) => {
+                        inlookup_imap::tls::server_config(cert, key, "TCP_TLS_CERT").map(Some)
+                    }
+                };
+                match tls.and_then(|tls| Ok((std::net::TcpListener::bind(t.listen)?, tls))) {
+                    Ok(l) => Some(l),
+                    Err(source) => {
+                        fifos.iter().for_each(RequestFifo::unlink);
+                        return Err(Error::Io { what: "TCP_LISTEN", source });
+                    }
                 }
-            },
+            }
         };
         Ok(Listener { fifos, replies, shared: None, tcp })
     }
 
     /// The address the TCP listener is bound to, if any.
     pub fn tcp_addr(&self) -> Option<std::net::SocketAddr> {
-        self.tcp.as_ref().and_then(|l| l.local_addr().ok())
+        self.tcp.as_ref().and_then(|(l, _)| l.local_addr().ok())
     }
 
     /// Makes the shared-memory cache beside the FIFOs (while still privileged, so a FIFO
@@ -210,9 +220,9 @@ pub fn run(
         .map_err(Error::io("reply writer thread"))?
         .with_tcp(waiting.clone());
     let tcp = match (tcp, &cfg.tcp) {
-        (Some(l), Some(t)) => {
-            Some(TcpSide::new(l, t, cfg.timeouts, waiting).map_err(Error::io("TCP listener"))?)
-        }
+        (Some((l, tls)), Some(t)) => Some(
+            TcpSide::new(l, tls, t, cfg.timeouts, waiting).map_err(Error::io("TCP listener"))?,
+        ),
         _ => None,
     };
     let swept = Arc::new(AtomicU64::new(0));
@@ -478,7 +488,7 @@ impl Server {
             match tcp.read(i - 1, now) {
                 Progress::Request(a) => arrived.push(a),
                 Progress::Bad(_) => self.dispatcher.bad_frame(),
-                Progress::Pending | Progress::Closed => {}
+                Progress::Pending | Progress::Closed | Progress::TlsFailed => {}
             }
         }
         if ready.first() == Some(&0) {

@@ -121,8 +121,8 @@ pub fn describe(r: &StatsReport) -> Vec<String> {
     ));
     if r.tcp_connections_total + r.tcp_refused + r.tcp_busy > 0 {
         lines.push(format!(
-            "TCP: {} connections open, {} in all, {} refused by TCP_ALLOW, {} refused at TCP_MAX_CLIENTS, {} timed out",
-            r.tcp_connections, r.tcp_connections_total, r.tcp_refused, r.tcp_busy, r.tcp_timed_out
+            "TCP: {} connections open, {} in all, {} refused by TCP_ALLOW, {} refused at TCP_MAX_CLIENTS, {} timed out, {} failed TLS",
+            r.tcp_connections, r.tcp_connections_total, r.tcp_refused, r.tcp_busy, r.tcp_timed_out, r.tcp_tls_failed
         ));
     }
     for b in &r.backends {

@@ -12,6 +12,14 @@
 //! timeoutwrite deadline) and closes it. A reply address starts with a NUL byte, which no
 //! frame field can hold, so no FIFO client can name somebody's connection.
 //!
+//! With TCP_TLS_CERT and TCP_TLS_KEY every connection is TLS (rustls, driven without
+//! blocking by the I/O thread as the plain reads are): the handshake and the request are
+//! read the same way, and the reply is encrypted, with a close_notify after it, into the
+//! bytes the replier writes, so the reply path after that is the plain one. IndiMail's
+//! clients have no TLS of their own; they reach such a listener through a TLS wrapper
+//! (stunnel's client mode gives them a local plain port), and any TLS library can speak
+//! the framing directly.
+//!
 //! Bounds: at most TCP_MAX_CLIENTS connections reading or waiting (one more is closed at
 //! once); a connection that has not sent a whole frame after timeoutread is closed, and one
 //! still waiting for its reply after timeoutread plus timeoutwrite (its client has given up)
@@ -22,6 +30,7 @@ use std::collections::HashMap;
 use std::io::Read;
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::{AsFd, BorrowedFd};
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -39,6 +48,9 @@ pub struct TcpConfig {
     pub allow: Vec<IpNet>,
     /// Connections reading or waiting for a reply at most (TCP_MAX_CLIENTS).
     pub max_clients: usize,
+    /// TLS on every connection: the PEM certificate chain and key (TCP_TLS_CERT,
+    /// TCP_TLS_KEY), loaded by [`crate::server::Listener::bind`].
+    pub tls: Option<(PathBuf, PathBuf)>,
 }
 
 impl TcpConfig {
@@ -49,13 +61,41 @@ impl TcpConfig {
     /// # Errors
     /// A setting that does not parse, and a listen address other than loopback without an
     /// explicit TCP_ALLOW: the default (loopback) would refuse every peer it is meant for,
-    /// and the original had no access control at all, so the operator must say who.
+    /// and the original had no access control at all, so the operator must say who. A TLS
+    /// certificate without its key or the other way round, and either without TCP_LISTEN.
     pub fn resolve(
         listen: Option<&str>,
         allow: Option<&str>,
         max_clients: usize,
+        tls: (Option<&Path>, Option<&Path>),
     ) -> Result<Option<TcpConfig>, crate::Error> {
-        let Some(l) = listen.map(str::trim).filter(|l| !l.is_empty()) else { return Ok(None) };
+        let given =
+            |p: Option<&Path>| p.filter(|p| !p.as_os_str().is_empty()).map(Path::to_path_buf);
+        let tls = match (given(tls.0), given(tls.1)) {
+            (None, None) => None,
+            (Some(cert), Some(key)) => Some((cert, key)),
+            (Some(_), None) => {
+                return Err(crate::Error::Config {
+                    setting: "TCP_TLS_KEY",
+                    reason: "TCP_TLS_CERT is set: give its private key too".into(),
+                })
+            }
+            (None, Some(_)) => {
+                return Err(crate::Error::Config {
+                    setting: "TCP_TLS_CERT",
+                    reason: "TCP_TLS_KEY is set: give its certificate too".into(),
+                })
+            }
+        };
+        let Some(l) = listen.map(str::trim).filter(|l| !l.is_empty()) else {
+            if tls.is_some() {
+                return Err(crate::Error::Config {
+                    setting: "TCP_TLS_CERT",
+                    reason: "there is no TCP listener to use it: set TCP_LISTEN too".into(),
+                });
+            }
+            return Ok(None);
+        };
         let listen: SocketAddr = l.parse().map_err(|_| crate::Error::Config {
             setting: "TCP_LISTEN",
             reason: format!("{l:?} is not ADDRESS:PORT"),
@@ -78,7 +118,7 @@ impl TcpConfig {
                 reason: "0 connections could serve nobody; give 1 or more".into(),
             });
         }
-        Ok(Some(TcpConfig { listen, allow, max_clients }))
+        Ok(Some(TcpConfig { listen, allow, max_clients, tls }))
     }
 
     /// Whether a peer may ask.
@@ -135,19 +175,48 @@ impl Destination<'_> {
 /// TCP connections that sent their request and wait for the reply, shared by the I/O
 /// thread (which puts them here and drops those waiting too long) and whoever replies.
 #[derive(Debug, Clone, Default)]
-pub struct Waiting(Arc<Mutex<HashMap<u64, (TcpStream, Instant)>>>);
+pub struct Waiting(Arc<Mutex<HashMap<u64, (Waiter, Instant)>>>);
+
+/// A connection waiting for its reply: the socket, and its TLS session if it has one.
+#[derive(Debug)]
+pub struct Waiter {
+    /// The socket (non-blocking).
+    pub stream: TcpStream,
+    /// The TLS session, with the handshake done and the request read.
+    pub tls: Option<Box<rustls::ServerConnection>>,
+}
+
+impl Waiter {
+    /// The bytes to write for `reply`: the reply itself on a plain connection; on a TLS
+    /// one, the reply encrypted, then a close_notify (and whatever the session still had
+    /// to send before them).
+    ///
+    /// # Errors
+    /// The TLS session refused to encrypt (it is already closing).
+    pub fn wire_bytes(&mut self, reply: &[u8]) -> std::io::Result<Vec<u8>> {
+        use std::io::Write;
+        let Some(tls) = self.tls.as_mut() else { return Ok(reply.to_vec()) };
+        tls.writer().write_all(reply)?;
+        tls.send_close_notify();
+        let mut out = Vec::with_capacity(reply.len() + 64);
+        while tls.wants_write() {
+            tls.write_tls(&mut out)?;
+        }
+        Ok(out)
+    }
+}
 
 impl Waiting {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, (TcpStream, Instant)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, (Waiter, Instant)>> {
         self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn put(&self, id: u64, stream: TcpStream, deadline: Instant) {
-        self.lock().insert(id, (stream, deadline));
+    fn put(&self, id: u64, waiter: Waiter, deadline: Instant) {
+        self.lock().insert(id, (waiter, deadline));
     }
 
     /// Takes connection `id` to reply to it; `None` when it is no longer waiting.
-    pub fn take(&self, id: u64) -> Option<TcpStream> {
+    pub fn take(&self, id: u64) -> Option<Waiter> {
         self.lock().remove(&id).map(|(s, _)| s)
     }
 
@@ -184,6 +253,9 @@ pub struct TcpStats {
     /// Connections closed because no whole request came within timeoutread, or no reply
     /// could be given within timeoutread and timeoutwrite.
     pub timed_out: u64,
+    /// TLS connections closed because their handshake or a TLS record failed, or that the
+    /// peer closed before the handshake was done.
+    pub tls_failed: u64,
 }
 
 /// A connection still reading its request.
@@ -192,8 +264,10 @@ struct Conn {
     id: u64,
     stream: TcpStream,
     peer: SocketAddr,
-    /// What it sent so far.
+    /// What it sent so far (the plaintext, under TLS).
     buf: Vec<u8>,
+    /// Its TLS session, with TCP_TLS_CERT.
+    tls: Option<Box<rustls::ServerConnection>>,
     /// Closed if no whole frame by then (timeoutread after accept).
     deadline: Instant,
 }
@@ -207,6 +281,8 @@ pub enum Progress {
     Closed,
     /// The bytes are not a frame: closed without a reply.
     Bad(inlookup_core::wire::FrameError),
+    /// The TLS handshake or a record failed: closed (after TLS's alert, if one was due).
+    TlsFailed,
     /// A whole request; the connection now waits for its reply at `to`.
     Request(Arrived),
 }
@@ -238,6 +314,7 @@ impl Arrived {
 #[derive(Debug)]
 pub struct TcpSide {
     listener: TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
     allow: Vec<IpNet>,
     max_clients: usize,
     conns: Vec<Conn>,
@@ -252,12 +329,14 @@ pub struct TcpSide {
 
 impl TcpSide {
     /// Serves `listener` (bound before privileges were dropped) with these settings; the
-    /// connections waiting for replies go to `waiting`, which the replier shares.
+    /// connections waiting for replies go to `waiting`, which the replier shares; with
+    /// `tls` (loaded from [`TcpConfig::tls`] while privileged), every connection is TLS.
     ///
     /// # Errors
     /// The listener cannot be made non-blocking.
     pub fn new(
         listener: TcpListener,
+        tls: Option<Arc<rustls::ServerConfig>>,
         cfg: &TcpConfig,
         timeouts: inlookup_core::control::Timeouts,
         waiting: Waiting,
@@ -265,6 +344,7 @@ impl TcpSide {
         listener.set_nonblocking(true)?;
         Ok(TcpSide {
             listener,
+            tls,
             allow: cfg.allow.clone(),
             max_clients: cfg.max_clients,
             conns: Vec::new(),
@@ -316,11 +396,21 @@ impl TcpSide {
                 continue;
             }
             let _ = stream.set_nodelay(true);
+            let tls = match &self.tls {
+                None => None,
+                Some(cfg) => match rustls::ServerConnection::new(cfg.clone()) {
+                    Ok(t) => Some(Box::new(t)),
+                    Err(e) => {
+                        log::warn!("TCP {peer}: TLS: {e}; closed");
+                        continue;
+                    }
+                },
+            };
             self.stats.accepted += 1;
             let id = self.next_id;
             self.next_id += 1;
             let deadline = now + self.read_timeout;
-            self.conns.push(Conn { id, stream, peer, buf: Vec::new(), deadline });
+            self.conns.push(Conn { id, stream, peer, buf: Vec::new(), tls, deadline });
         }
     }
 
@@ -331,18 +421,30 @@ impl TcpSide {
         use inlookup_core::wire::{decode, Decoded, PIPE_BUF};
         let c = &mut self.conns[i];
         let mut chunk = [0u8; PIPE_BUF];
-        let closed = loop {
-            match c.stream.read(&mut chunk) {
-                Ok(0) => break true,
-                Ok(n) => {
-                    c.buf.extend_from_slice(&chunk[..n]);
-                    if c.buf.len() >= PIPE_BUF {
-                        break false; // a whole frame fits in PIPE_BUF: decide now
-                    }
+        let closed = if c.tls.is_some() {
+            match read_tls(c, &mut chunk) {
+                Ok(closed) => closed,
+                Err(e) => {
+                    let c = self.conns.swap_remove(i);
+                    self.stats.tls_failed += 1;
+                    log::debug!("TCP {}: TLS: {e}; closed", c.peer);
+                    return Progress::TlsFailed;
                 }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break false,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(_) => break true,
+            }
+        } else {
+            loop {
+                match c.stream.read(&mut chunk) {
+                    Ok(0) => break true,
+                    Ok(n) => {
+                        c.buf.extend_from_slice(&chunk[..n]);
+                        if c.buf.len() >= PIPE_BUF {
+                            break false; // a whole frame fits in PIPE_BUF: decide now
+                        }
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break false,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(_) => break true,
+                }
             }
         };
         let verdict = match decode(&c.buf) {
@@ -354,6 +456,13 @@ impl TcpSide {
             None if !closed => Progress::Pending,
             None => {
                 let c = self.conns.swap_remove(i);
+                if c.tls.as_ref().is_some_and(|t| t.is_handshaking()) {
+                    // Given up during the handshake (a client that refused the certificate
+                    // may close without an alert).
+                    self.stats.tls_failed += 1;
+                    log::debug!("TCP {}: closed during the TLS handshake", c.peer);
+                    return Progress::TlsFailed;
+                }
                 log::debug!("TCP {}: closed after {} bytes of a request", c.peer, c.buf.len());
                 Progress::Closed
             }
@@ -366,15 +475,22 @@ impl TcpSide {
                 let mut c = self.conns.swap_remove(i);
                 c.buf.truncate(used);
                 let to = reply_address(c.id);
-                self.waiting.put(c.id, c.stream, now + self.reply_timeout);
+                let waiter = Waiter { stream: c.stream, tls: c.tls };
+                self.waiting.put(c.id, waiter, now + self.reply_timeout);
                 Progress::Request(Arrived { peer: c.peer, to, frame: c.buf })
             }
         }
     }
 
     /// Closes the connections that sent no whole request within timeoutread and drops
-    /// those whose reply did not come in time; counts both as timed out.
+    /// those whose reply did not come in time; counts both as timed out. Also sends what a
+    /// TLS handshake could not send at once (the peer waits for it before it writes more).
     pub fn expire(&mut self, now: Instant) {
+        for c in &mut self.conns {
+            if let Some(tls) = c.tls.as_mut() {
+                flush_tls(tls, &mut c.stream);
+            }
+        }
         let before = self.conns.len();
         self.conns.retain(|c| {
             let alive = c.deadline > now;
@@ -397,11 +513,67 @@ impl TcpSide {
     }
 }
 
+/// Reads a TLS connection: records from the socket into the session, the plaintext into
+/// `c.buf` (reading stops once it holds a frame's worth), and the handshake's answers back
+/// to the socket. Returns whether the peer closed (or the socket failed).
+///
+/// # Errors
+/// A TLS error (a bad handshake, a bad record, a certificate the peer refused): the
+/// session's alert, if any, has been written.
+fn read_tls(c: &mut Conn, chunk: &mut [u8]) -> Result<bool, rustls::Error> {
+    use std::io::ErrorKind;
+    let Some(tls) = c.tls.as_mut() else { return Ok(false) };
+    let mut closed = false;
+    while !closed && c.buf.len() < inlookup_core::wire::PIPE_BUF {
+        match tls.read_tls(&mut c.stream) {
+            Ok(0) => closed = true,
+            Ok(_) => {}
+            Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(_) => closed = true,
+        }
+        if let Err(e) = tls.process_new_packets() {
+            flush_tls(tls, &mut c.stream);
+            return Err(e);
+        }
+        loop {
+            match tls.reader().read(chunk) {
+                Ok(0) => {
+                    closed = true; // close_notify: no more request bytes will come
+                    break;
+                }
+                Ok(n) => c.buf.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(_) => {
+                    closed = true;
+                    break;
+                }
+            }
+        }
+    }
+    flush_tls(tls, &mut c.stream);
+    Ok(closed)
+}
+
+/// Writes what the TLS session has to send, as far as the socket takes it now.
+fn flush_tls(tls: &mut rustls::ServerConnection, stream: &mut TcpStream) {
+    while tls.wants_write() {
+        match tls.write_tls(stream) {
+            Ok(0) => return,
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return, // WouldBlock: the rest at the next look; a failure shows as a close
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use inlookup_core::control::Timeouts;
     use std::io::Write;
+
+    const NO_TLS: (Option<&Path>, Option<&Path>) = (None, None);
 
     #[test]
     fn reply_addresses_cannot_be_named_by_a_frame() {
@@ -415,26 +587,38 @@ mod tests {
 
     #[test]
     fn settings_resolve_and_a_public_listener_needs_an_allow_list() {
-        assert_eq!(TcpConfig::resolve(None, None, 1).unwrap(), None);
-        assert_eq!(TcpConfig::resolve(Some(" "), None, 1).unwrap(), None);
-        let c = TcpConfig::resolve(Some("127.0.0.1:4000"), None, 8).unwrap().unwrap();
+        assert_eq!(TcpConfig::resolve(None, None, 1, NO_TLS).unwrap(), None);
+        assert_eq!(TcpConfig::resolve(Some(" "), None, 1, NO_TLS).unwrap(), None);
+        let c = TcpConfig::resolve(Some("127.0.0.1:4000"), None, 8, NO_TLS).unwrap().unwrap();
         assert_eq!(c.listen, "127.0.0.1:4000".parse().unwrap());
         assert!(TcpConfig::allows(&c.allow, "127.0.0.1".parse().unwrap()));
         assert!(TcpConfig::allows(&c.allow, "::1".parse().unwrap()));
         assert!(!TcpConfig::allows(&c.allow, "10.0.0.1".parse().unwrap()));
-        let e = TcpConfig::resolve(Some("0.0.0.0:4000"), None, 8).unwrap_err().to_string();
+        let e = TcpConfig::resolve(Some("0.0.0.0:4000"), None, 8, NO_TLS).unwrap_err().to_string();
         assert!(e.contains("TCP_ALLOW"), "{e}");
-        let e = TcpConfig::resolve(Some("10.1.1.1:4000"), Some(""), 8).unwrap_err().to_string();
+        let e =
+            TcpConfig::resolve(Some("10.1.1.1:4000"), Some(""), 8, NO_TLS).unwrap_err().to_string();
         assert!(e.contains("not a loopback address"), "{e}");
-        let c = TcpConfig::resolve(Some("[::]:4000"), Some("10.0.0.0/8, 192.0.2.7"), 8)
+        let c = TcpConfig::resolve(Some("[::]:4000"), Some("10.0.0.0/8, 192.0.2.7"), 8, NO_TLS)
             .unwrap()
             .unwrap();
         assert!(TcpConfig::allows(&c.allow, "10.9.8.7".parse().unwrap()));
         assert!(TcpConfig::allows(&c.allow, "::ffff:192.0.2.7".parse().unwrap()), "mapped v4");
         assert!(!TcpConfig::allows(&c.allow, "127.0.0.1".parse().unwrap()));
-        assert!(TcpConfig::resolve(Some("localhost:4000"), None, 8).is_err());
-        assert!(TcpConfig::resolve(Some("127.0.0.1:1"), Some("nowhere"), 8).is_err());
-        assert!(TcpConfig::resolve(Some("127.0.0.1:1"), None, 0).is_err());
+        assert!(TcpConfig::resolve(Some("localhost:4000"), None, 8, NO_TLS).is_err());
+        assert!(TcpConfig::resolve(Some("127.0.0.1:1"), Some("nowhere"), 8, NO_TLS).is_err());
+        assert!(TcpConfig::resolve(Some("127.0.0.1:1"), None, 0, NO_TLS).is_err());
+        let (cert, key) = (Path::new("/c.pem"), Path::new("/k.pem"));
+        let c = TcpConfig::resolve(Some("127.0.0.1:1"), None, 1, (Some(cert), Some(key)));
+        assert_eq!(c.unwrap().unwrap().tls, Some((cert.to_path_buf(), key.to_path_buf())));
+        let e = TcpConfig::resolve(Some("127.0.0.1:1"), None, 1, (Some(cert), None));
+        assert!(e.unwrap_err().to_string().contains("TCP_TLS_KEY"));
+        let e = TcpConfig::resolve(Some("127.0.0.1:1"), None, 1, (None, Some(key)));
+        assert!(e.unwrap_err().to_string().contains("TCP_TLS_CERT"));
+        let e = TcpConfig::resolve(None, None, 1, (Some(cert), Some(key)));
+        assert!(e.unwrap_err().to_string().contains("set TCP_LISTEN"));
+        let empty = Path::new("");
+        assert_eq!(TcpConfig::resolve(None, None, 1, (Some(empty), Some(empty))).unwrap(), None);
     }
 
     fn side(allow: &str, max: usize, read_ms: u64) -> (TcpSide, SocketAddr, Waiting) {
@@ -444,10 +628,11 @@ mod tests {
             listen: addr,
             allow: crate::metrics::parse_allow(allow).unwrap(),
             max_clients: max,
+            tls: None,
         };
         let t = Timeouts { read: Duration::from_millis(read_ms), write: Duration::from_millis(50) };
         let w = Waiting::default();
-        (TcpSide::new(l, &cfg, t, w.clone()).unwrap(), addr, w)
+        (TcpSide::new(l, None, &cfg, t, w.clone()).unwrap(), addr, w)
     }
 
     fn accept_all(s: &mut TcpSide, want: usize) {
@@ -486,7 +671,7 @@ mod tests {
         let id = connection_of(f.reply_path).unwrap();
         assert_eq!(s.stats().open, 2, "one reading, one waiting");
         let mut stream = waiting.take(id).expect("waiting for its reply");
-        stream.write_all(b"\0\0\0\0").unwrap();
+        stream.stream.write_all(b"\0\0\0\0").unwrap();
         drop(stream);
         let mut reply = Vec::new();
         whole.read_to_end(&mut reply).unwrap();

@@ -274,3 +274,175 @@ fn inquery_under_tcpclient_writes_fd_7_and_reads_fd_6() {
     assert_eq!(text, "testuser@example.com: active, all services enabled\n");
     assert_eq!(d.client().stats().unwrap().tcp_connections_total, 1);
 }
+
+/// A throwaway CA and a certificate for 127.0.0.1 signed by it, made with openssl:
+/// (the directory, the CA's PEM, the server's certificate, its key).
+fn tls_files() -> (TempDir, std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+    let dir = TempDir::new("tcp-tls");
+    let run = |args: &[&str]| {
+        let out = Command::new("openssl").args(args).current_dir(&dir.path).output().unwrap();
+        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+    run(&[
+        &["req", "-x509"][..],
+        &ec,
+        &["-days", "2", "-subj", "/CN=inlookup test CA"],
+        &["-keyout", "ca.key", "-out", "ca.pem"],
+    ]
+    .concat());
+    run(&[&["req"][..], &ec, &["-subj", "/CN=127.0.0.1", "-keyout", "key.pem", "-out", "s.csr"]]
+        .concat());
+    std::fs::write(
+        dir.join("ext.cnf"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "s.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "ext.cnf",
+        "-out",
+        "cert.pem",
+    ]);
+    let (ca, cert, key) = (dir.join("ca.pem"), dir.join("cert.pem"), dir.join("key.pem"));
+    (dir, ca, cert, key)
+}
+
+/// IndiMail's framing inside TLS, with rustls verifying the daemon against `ca`: the
+/// reply's bytes, read until the daemon's close_notify.
+fn ask_tls(port: u16, ca: &std::path::Path, kind: u8, email: &str) -> Vec<u8> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, ServerName};
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_file_iter(ca).unwrap() {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let cfg = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let name = ServerName::try_from("127.0.0.1").unwrap();
+    let conn = rustls::ClientConnection::new(std::sync::Arc::new(cfg), name).unwrap();
+    let sock = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut tls = rustls::StreamOwned::new(conn, sock);
+    tls.write_all(&encode_request(kind, email.as_bytes(), b"socket", b"").unwrap()).unwrap();
+    let mut out = Vec::new();
+    tls.read_to_end(&mut out).expect("the reply, then a clean close_notify");
+    out
+}
+
+#[test]
+fn tls_on_the_tcp_listener_gives_the_fifo_replies_to_rustls_and_to_openssl() {
+    let db = TestDb::new();
+    let (_files, ca, cert, key) = tls_files();
+    let opts = Opts::default()
+        .env("TCP_TLS_CERT", cert.to_str().unwrap())
+        .env("TCP_TLS_KEY", key.to_str().unwrap());
+    let (d, port) = tcp_daemon(&db, opts);
+    for (kind, email, ip) in CLASSIC.iter().filter(|(_, _, ip)| ip.is_empty()) {
+        let miss = ask_tls(port, &ca, *kind, email);
+        let fifo = ask_fifo(&d, *kind, email, ip);
+        assert!(miss.len() >= 4, "kind {kind} {email}: {miss:?}");
+        assert_eq!(miss, fifo, "kind {kind} {email}: TLS miss vs FIFO");
+        assert_eq!(ask_tls(port, &ca, *kind, email), fifo, "kind {kind} {email}: TLS hit");
+    }
+    // A TLS client nobody here wrote, verifying the certificate and the address.
+    let mut c = Command::new("openssl");
+    c.args(["s_client", "-quiet", "-verify_return_error", "-verify_ip", "127.0.0.1"])
+        .arg("-CAfile")
+        .arg(&ca)
+        .args(["-connect", &format!("127.0.0.1:{port}")])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let frame = encode_request(3, b"alice@example.com", b"socket", b"").unwrap();
+    let (code, out, err) = run_with_input(c, &frame);
+    assert_eq!(code, Some(0), "openssl s_client: {err}");
+    assert_eq!(out, ask_fifo(&d, 3, "alice@example.com", ""), "PWD through openssl");
+    let st = d.client().stats().unwrap();
+    assert_eq!(st.tcp_tls_failed, 0);
+    assert_eq!(st.tcp_connections, 0, "every connection answered and closed");
+}
+
+#[test]
+fn a_plain_request_or_an_untrusting_client_at_a_tls_listener_gets_no_answer() {
+    let db = TestDb::new();
+    let (_files, _ca, cert, key) = tls_files();
+    let (_other, other_ca, _, _) = tls_files();
+    let opts = Opts::default()
+        .env("TCP_TLS_CERT", cert.to_str().unwrap())
+        .env("TCP_TLS_KEY", key.to_str().unwrap());
+    let (d, port) = tcp_daemon(&db, opts);
+    // IndiMail's plain framing: not a TLS record; closed, after at most TLS's alert.
+    let got = ask_tcp(port, 1, "alice@example.com", "");
+    assert_ne!(got, 0i32.to_ne_bytes(), "no answer in the clear");
+    assert!(got.is_empty() || got[0] == 0x15, "nothing, or a TLS alert record: {got:?}");
+    // A client that trusts another CA only gives up on the certificate.
+    let mut c = Command::new("openssl");
+    c.args(["s_client", "-quiet", "-verify_return_error", "-verify_ip", "127.0.0.1"])
+        .arg("-CAfile")
+        .arg(&other_ca)
+        .args(["-connect", &format!("127.0.0.1:{port}")])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let frame = encode_request(1, b"alice@example.com", b"socket", b"").unwrap();
+    let (code, out, err) = run_with_input(c, &frame);
+    assert_ne!(code, Some(0));
+    assert!(err.contains("verify"), "openssl refused the certificate: {err}");
+    assert!(out.is_empty(), "{out:?}");
+    // The daemon sees the close in its own time: wait until no connection is open.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut st = d.client().stats().unwrap();
+    while st.tcp_connections > 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+        st = d.client().stats().unwrap();
+    }
+    assert_eq!(st.tcp_tls_failed, 2, "both counted");
+    assert_eq!(st.kinds["user"].requests, 0, "neither request was read");
+    // The daemon still serves TLS clients.
+    assert_eq!(st.tcp_connections, 0);
+}
+
+#[test]
+fn a_tls_certificate_without_its_key_or_a_bad_key_stops_the_daemon_with_a_message() {
+    let (files, _ca, cert, _key) = tls_files();
+    let listen = format!("127.0.0.1:{}", free_port());
+    let run = |env: &[(&str, &std::path::Path)]| {
+        let d = Daemon::prepare(2, 2);
+        let mut c = Command::new(bin("inlookup"));
+        c.env("FIFOTMPDIR", &d.tmp)
+            .env("CONTROLDIR", &d.control)
+            .arg("-f")
+            .arg(d.dir.join("fifo/infifo"))
+            .env("TCP_LISTEN", &listen)
+            .envs(env.iter().map(|(k, v)| (k, v)));
+        if is_root() {
+            c.args(["--user", "nobody"]);
+        }
+        let out = c.output().unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let (code, err) = run(&[("TCP_TLS_CERT", &cert)]);
+    assert_eq!(code, Some(100), "{err}");
+    assert!(err.contains("TCP_TLS_KEY") && err.contains("private key"), "{err}");
+    let bad = files.join("bad.pem");
+    std::fs::write(&bad, "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n").unwrap();
+    let (code, err) = run(&[("TCP_TLS_CERT", &cert), ("TCP_TLS_KEY", &bad)]);
+    assert_eq!(code, Some(111), "{err}");
+    assert!(err.contains("TCP_TLS_CERT") && err.contains("bad.pem"), "names the key: {err}");
+}
