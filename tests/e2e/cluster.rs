@@ -99,6 +99,11 @@ impl Cluster {
 
     /// The daemon: host.cntrl names the central database, host.mysql's variables store A.
     fn daemon(&self) -> Daemon {
+        self.daemon_with(5, 5)
+    }
+
+    /// The same with IndiMail's back-off settings.
+    fn daemon_with(&self, max_fail: u32, retry_secs: u64) -> Daemon {
         let mut d = Daemon::prepare(2, 2);
         std::fs::write(
             d.control.join("host.cntrl"),
@@ -120,8 +125,8 @@ impl Cluster {
             .env("CNTRL_DATABASE", &self.central_db.name)
             .env("REAL_DOMAINS", "dist.example:local.example")
             .env("ASSIGNDIR", users.to_str().unwrap())
-            .env("MAX_FAIL_ATTEMPTS", "5")
-            .env("MYSQL_RETRY_INTERVAL", "5");
+            .env("MAX_FAIL_ATTEMPTS", &max_fail.to_string())
+            .env("MYSQL_RETRY_INTERVAL", &retry_secs.to_string());
         d.spawn("127.0.0.1", self.a.port, &self.a_db.name, &opts);
         d
     }
@@ -272,4 +277,53 @@ fn a_database_down_costs_only_its_own_users() {
     assert_eq!(c.limits("local.example").unwrap().unwrap().maxpopaccounts, 11);
     wait_state(&d, "central", BackendState::Down);
     cl.central.restart();
+}
+
+/// Store B's health line (connects and failures are counted per database).
+fn store_b(d: &Daemon, b_name: &str) -> inlookup_core::admin::BackendHealth {
+    let ping = d.client().ping().unwrap();
+    ping.backends.into_iter().find(|b| b.server.contains(b_name)).expect("store B's line")
+}
+
+#[test]
+fn a_store_that_keeps_failing_is_left_alone_for_mysql_retry_interval() {
+    const RETRY: u64 = 6;
+    let cl = Cluster::start();
+    let d = cl.daemon_with(1, RETRY);
+    let c = d.client();
+    let b_name = format!("{}/{}", cl.b.port, cl.b_db.name);
+    assert!(c.passwd("bob@dist.example").unwrap().is_some());
+    let connects = store_b(&d, &b_name).connects;
+    cl.b.stop();
+    // MAX_FAIL_ATTEMPTS 1: the first two failures are tries (a connect each, refused) ...
+    let mut asked = 0;
+    while store_b(&d, &b_name).failures < 2 {
+        assert!(matches!(c.user_status("bob@dist.example"), Err(Error::Backend)));
+        asked += 1;
+        assert!(asked <= 2, "more than two failures needed: {:#?}", store_b(&d, &b_name));
+    }
+    let last_failure = Instant::now();
+    // ... then no lookup tries store B until the interval has passed: every worker's
+    // question fails at once, and the failures stop counting.
+    for _ in 0..8 {
+        assert!(matches!(c.aliases("sales@dist.example"), Err(Error::Backend)));
+    }
+    assert_eq!(store_b(&d, &b_name).failures, 2, "refused without a try");
+    // The other store is not held back.
+    assert!(c.passwd("alice@dist.example").unwrap().is_some());
+    // Store B back at once: still left alone until the interval passes, then used again.
+    cl.b.restart();
+    // (bob's PWD is cached from the start; his USER answer never was: it must be asked.)
+    while c.user_status("bob@dist.example").is_err() {
+        assert!(last_failure.elapsed() < Duration::from_secs(RETRY + 30), "never retried");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let waited = last_failure.elapsed();
+    assert!(
+        waited >= Duration::from_millis(RETRY * 1000 - 500),
+        "retried after {waited:?}, before MYSQL_RETRY_INTERVAL ({RETRY} s)"
+    );
+    let b = store_b(&d, &b_name);
+    assert_eq!(b.state, BackendState::Up);
+    assert!(b.connects > connects, "a new connection after the pause");
 }
