@@ -11,6 +11,7 @@
 #   man          man-db, groff                  (tests and check-deb.sh: man pages render)
 #   deb          patchelf, python3              (build-deb.sh)
 #   debcheck     lintian, systemd-analyze       (check-deb.sh)
+#   stunnel      stunnel4                       (tests: a TLS client for TCP_TLS_CERT)
 #
 # Checks each command with `command -v`; runs `apt-get update -qq` once, and only if something
 # is missing; then installs the missing packages in one go, quietly (apt's output goes to a
@@ -26,7 +27,7 @@
 # start their own throwaway MariaDB and Dovecot (scripts/mariadb.sh, scripts/dovecot.sh).
 set -euo pipefail
 
-ALL_GROUPS=(mariadb dovecot runit daemontools cc man deb debcheck)
+ALL_GROUPS=(mariadb dovecot runit daemontools cc man deb debcheck stunnel)
 POLICY=/usr/sbin/policy-rc.d
 
 # group_checks GROUP: prints "command package" pairs, one a line.
@@ -55,6 +56,7 @@ group_checks() {
     man) printf '%s\n' 'man man-db' 'groff groff-base' ;;
     deb) printf '%s\n' 'patchelf patchelf' 'strip binutils' 'python3 python3' ;;
     debcheck) printf '%s\n' 'lintian lintian' 'systemd-analyze systemd' ;;
+    stunnel) printf '%s\n' 'stunnel4 stunnel4' ;;
     *)
       echo "deps.sh: unknown group '$1' (known: ${ALL_GROUPS[*]})" >&2
       exit 2

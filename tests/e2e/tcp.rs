@@ -446,3 +446,48 @@ fn a_tls_certificate_without_its_key_or_a_bad_key_stops_the_daemon_with_a_messag
     assert_eq!(code, Some(111), "{err}");
     assert!(err.contains("TCP_TLS_CERT") && err.contains("bad.pem"), "names the key: {err}");
 }
+
+#[test]
+fn a_plain_client_reaches_a_tls_listener_through_stunnels_client_mode() {
+    let db = TestDb::new();
+    let (files, ca, cert, key) = tls_files();
+    let opts = Opts::default()
+        .env("TCP_TLS_CERT", cert.to_str().unwrap())
+        .env("TCP_TLS_KEY", key.to_str().unwrap());
+    let (d, port) = tcp_daemon(&db, opts);
+    let local = free_port();
+    let conf = files.join("stunnel.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "foreground = yes\npid =\n[inlookup]\nclient = yes\naccept = 127.0.0.1:{local}\n\
+             connect = 127.0.0.1:{port}\nverifyChain = yes\nCAfile = {}\ncheckIP = 127.0.0.1\n",
+            ca.display()
+        ),
+    )
+    .unwrap();
+    let mut stunnel = Command::new("stunnel4")
+        .arg(&conf)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("stunnel4 (scripts/deps.sh stunnel)");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(("127.0.0.1", local)).is_err() {
+        assert!(Instant::now() < deadline, "stunnel never listened");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let st = d.client().stats().unwrap();
+    let before = st.tcp_connections_total;
+    // inquery's own TCP mode, unchanged, at stunnel's plain end.
+    let addr = format!("127.0.0.1:{local}");
+    let out = inquerytest_tcp(&d, &[("INQUERY_TCP", &addr)]).output().unwrap();
+    let _ = stunnel.kill();
+    let _ = stunnel.wait();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(text, "testuser@example.com: active, all services enabled\n");
+    let st = d.client().stats().unwrap();
+    assert!(st.tcp_connections_total > before, "it went to the TLS listener");
+    assert_eq!(st.kinds["user"].requests, 1);
+}
