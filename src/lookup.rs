@@ -60,7 +60,8 @@ pub struct LookupConfig {
     /// How long a relay row counts, in minutes (RELAY_CLEAR_MINUTES; 60, as IndiMail's
     /// inlookup without the setting).
     pub relay_clear_minutes: u32,
-    /// The port in HOST replies when `hostcntrl.host` has none (SMTP, 25).
+    /// The port in HOST replies when `smtp_port` has none (SMTP's 25; QMTP's 209 with
+    /// IndiMail's ROUTES=qmtp; MDA_PORT over both).
     pub mda_port: String,
     /// The local host's IP, the mail store of a user of a domain that is not distributed
     /// (no `hostcntrl` row), as IndiMail's `findmdahost` answers: `control/hostip`, else the
@@ -91,7 +92,7 @@ impl Default for LookupConfig {
 impl LookupConfig {
     /// The configuration from IndiMail's variables (MYSQL_TABLE, MYSQL_INACTIVE_TABLE,
     /// RELAY_TABLE, RELAY_CLEAR_MINUTES, DEFAULT_DOMAIN, REAL_DOMAINS, ALIAS_DOMAINS,
-    /// ASSIGNDIR, CONTROLDIR) and inlookup's (DEFAULT_MDAHOST, MDA_PORT), with
+    /// ASSIGNDIR, CONTROLDIR, ROUTES) and inlookup's (DEFAULT_MDAHOST, MDA_PORT), with
     /// `default_domain` already resolved by the caller.
     pub fn from_env(default_domain: Option<String>) -> LookupConfig {
         Self::from_lookup(default_domain, &env_var)
@@ -111,6 +112,10 @@ impl LookupConfig {
         set(&mut c.tables.users, "MYSQL_TABLE");
         set(&mut c.tables.inactive, "MYSQL_INACTIVE_TABLE");
         set(&mut c.tables.relay, "RELAY_TABLE");
+        // IndiMail's ROUTES=qmtp makes QMTP's port (209) the default, as its findmdahost.
+        if get("ROUTES").is_some_and(|r| r.trim().eq_ignore_ascii_case("qmtp")) {
+            c.mda_port = "209".into();
+        }
         set(&mut c.mda_port, "MDA_PORT");
         if let Some(m) = get("RELAY_CLEAR_MINUTES").and_then(|v| v.trim().parse().ok()) {
             c.relay_clear_minutes = m;
@@ -727,6 +732,20 @@ mod tests {
             assert!(matches!(Lookups::new(c), Err(LookupError::BadTableName(_))), "{name}");
         }
         assert!(Lookups::new(LookupConfig::default()).is_ok());
+    }
+
+    #[test]
+    fn routes_qmtp_makes_209_the_default_port_and_mda_port_wins() {
+        let with = |vars: &[(&str, &str)]| {
+            let vars: Vec<(String, String)> =
+                vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+            let get = move |k: &str| vars.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+            LookupConfig::from_lookup(None, &get).mda_port
+        };
+        assert_eq!(with(&[]), "25");
+        assert_eq!(with(&[("ROUTES", "smtp")]), "25");
+        assert_eq!(with(&[("ROUTES", "qmtp")]), "209");
+        assert_eq!(with(&[("ROUTES", "qmtp"), ("MDA_PORT", "2525")]), "2525");
     }
 
     #[test]
