@@ -516,6 +516,31 @@ impl ClusterBackend {
         Ok((answer, learned))
     }
 
+    /// The database a PWD lookup of `email` goes to, by the same routing as [`routed`]
+    /// (the central database's `hostcntrl` and `host_table` for a distributed domain);
+    /// `None` where that lookup would answer "not found" without a store.
+    ///
+    /// [`routed`]: ClusterBackend::routed
+    fn home_of(&mut self, l: &Layout, email: &str) -> Result<Option<usize>, BackendError> {
+        let default = self.shared.lookups.config().default_domain.clone();
+        let Some(a) = Address::parse(email, default.as_deref()) else { return Ok(None) };
+        let mut learned = None;
+        let Some(real) = self.real_domain(l, &a.domain, None, &mut learned)? else {
+            return Ok(None);
+        };
+        if !l.is_distributed(&real) {
+            return Ok(l.store_for(&real, None).map(|(_, db)| *db));
+        }
+        let (shared, central) = (self.shared.clone(), &l.dbs[l.central]);
+        let Some(hostid) = self.run(central, |c| shared.sql.placement(c, &a.user, &real))? else {
+            return Ok(None);
+        };
+        let Some(ip) = self.run(central, |c| shared.sql.host_ip(c, &hostid))? else {
+            return Ok(None);
+        };
+        Ok(l.store_for(&real, Some(&ip)).map(|(_, db)| *db))
+    }
+
     /// USER of a non-distributed domain whose first entry lacks the user: IndiMail counts
     /// `valias` rows on every entry of the domain.
     fn alias_elsewhere(
@@ -589,12 +614,53 @@ impl Backend for ClusterBackend {
         central
     }
 
-    /// The `-c` preload reads the local database only, as IndiMail's.
+    /// The `-c` preload from every mail store, where IndiMail's reads the local database
+    /// only: each store's recent logins (the local database's first), each kept only when a
+    /// PWD lookup of that user would go to the database it came from (so a row left on
+    /// another store, or of a domain no entry serves, is never preloaded), at most `max`
+    /// in all. A store that cannot be read is a warning; the local one, an error.
     fn recent_logins(&mut self, secs: u64, max: usize) -> Result<Vec<Answer>, BackendError> {
         let layout = self.shared.layout();
         let Ok(l) = layout.as_ref() else { return Ok(Vec::new()) };
         let lookups = self.shared.lookups.clone();
-        self.run(&l.dbs[l.local], |c| lookups.recent_logins(c, secs, max))
+        let mut stores = vec![l.local];
+        for (_, i) in &l.entries {
+            if !stores.contains(i) {
+                stores.push(*i);
+            }
+        }
+        let mut kept = Vec::new();
+        for i in stores {
+            if kept.len() >= max {
+                break;
+            }
+            let found = match self.run(&l.dbs[i], |c| lookups.recent_logins(c, secs, max)) {
+                Ok(found) => found,
+                Err(e) if i == l.local => return Err(e),
+                Err(e) => {
+                    log::warn!("-c: {e}; that store's users are not preloaded");
+                    continue;
+                }
+            };
+            let before = kept.len();
+            for a in found {
+                let Answer::Pwd { email, .. } = &a else { continue };
+                match self.home_of(l, email) {
+                    Ok(Some(home)) if home == i => kept.push(a),
+                    Ok(_) => {}
+                    Err(e) => log::debug!("-c: {email} not preloaded: {e}"),
+                }
+                if kept.len() >= max {
+                    break;
+                }
+            }
+            log::debug!(
+                "-c: {} of {}'s recent logins preloaded",
+                kept.len() - before,
+                l.dbs[i].settings.describe()
+            );
+        }
+        Ok(kept)
     }
 
     /// A distributed domain's user: the HOST answer's host; any other user: the default

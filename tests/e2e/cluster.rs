@@ -104,6 +104,11 @@ impl Cluster {
 
     /// The same with IndiMail's back-off settings.
     fn daemon_with(&self, max_fail: u32, retry_secs: u64) -> Daemon {
+        self.daemon_args(max_fail, retry_secs, &[])
+    }
+
+    /// The same with more arguments.
+    fn daemon_args(&self, max_fail: u32, retry_secs: u64, args: &[&str]) -> Daemon {
         let mut d = Daemon::prepare(2, 2);
         std::fs::write(
             d.control.join("host.cntrl"),
@@ -127,6 +132,7 @@ impl Cluster {
             .env("ASSIGNDIR", users.to_str().unwrap())
             .env("MAX_FAIL_ATTEMPTS", &max_fail.to_string())
             .env("MYSQL_RETRY_INTERVAL", &retry_secs.to_string());
+        let opts = args.iter().fold(opts, |o, a| o.arg(a));
         d.spawn("127.0.0.1", self.a.port, &self.a_db.name, &opts);
         d
     }
@@ -326,4 +332,50 @@ fn a_store_that_keeps_failing_is_left_alone_for_mysql_retry_interval() {
     let b = store_b(&d, &b_name);
     assert_eq!(b.state, BackendState::Up);
     assert!(b.connects > connects, "a new connection after the pause");
+}
+
+/// MariaDB's count of SELECTs on one server, over a connection kept for it (the crate's
+/// connect runs a SELECT of its own).
+fn selects(conn: &mut mysql::Conn) -> u64 {
+    use mysql::prelude::Queryable;
+    let row: Option<(String, u64)> =
+        conn.query_first("SHOW GLOBAL STATUS LIKE 'Com_select'").unwrap();
+    row.unwrap().1
+}
+
+#[test]
+fn dash_c_preloads_from_every_mail_store_only_what_a_lookup_would_find_there() {
+    let cl = Cluster::start();
+    let login = |db: &TestDb, user: &str, domain: &str| {
+        db.exec(&format!(
+            "INSERT INTO lastauth (user, domain, service, remote_ip, timestamp) VALUES \
+             ('{user}', '{domain}', 'imap', '192.0.2.9', NOW())"
+        ));
+    };
+    login(&cl.a_db, "alice", "dist.example"); // hostcntrl: store A
+    login(&cl.a_db, "carol", "local.example"); // not distributed: its first entry, A
+    login(&cl.b_db, "bob", "dist.example"); // hostcntrl: store B
+                                            // A stale copy of bob on store A, logged in there too: hostcntrl says B, so a lookup
+                                            // would never find this row; it must not be preloaded.
+    user_row(&cl.a_db, "indimail", "bob", "dist.example", 99);
+    login(&cl.a_db, "bob", "dist.example");
+    let d = cl.daemon_args(5, 5, &["-c", "3600"]);
+    let c = d.client();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while c.stats().unwrap().preloaded < 3 {
+        assert!(Instant::now() < deadline, "not preloaded:\n{}", d.log_text());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut admin = [cl.central_db.conn(), cl.a_db.conn(), cl.b_db.conn()];
+    let before = admin.each_mut().map(selects);
+    let alice = c.passwd("alice@dist.example").unwrap().unwrap();
+    let carol = c.passwd("carol@local.example").unwrap().unwrap();
+    let bob = c.passwd("bob@dist.example").unwrap().unwrap();
+    let after = admin.each_mut().map(selects);
+    assert_eq!(after, before, "all three from the preloaded cache, no SELECT anywhere");
+    assert_eq!((alice.name.as_str(), carol.name.as_str()), ("alice", "carol"));
+    assert_eq!(bob.gid, 16, "bob's row on his own store B, not the stale copy on A");
+    let s = c.stats().unwrap();
+    assert_eq!(s.preloaded, 3, "the stale copy was left out");
+    assert_eq!((s.kinds["pwd"].hits, s.kinds["pwd"].misses), (3, 0));
 }
