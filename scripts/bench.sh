@@ -20,6 +20,11 @@
 # --only matrix,cpu,mariadb,whatif,imap,rss, --out DIR. `cargo bench --bench compare -- help`
 # lists them all. The imap part starts two throwaway Dovecots with scripts/dovecot.sh
 # (forking, and DOVECOT_REUSE=1) in the run's temp dir. What the cases are: docs/bench/README.md.
+#
+# --only cluster runs the clustered site's connection bench instead (benches/cluster.rs, about
+# a minute): a connection per worker per database against MYSQL_POOL_PER_DB pools, every
+# request a miss over a central and two mail store databases on the bench's MariaDB; writes
+# docs/bench/cluster.md. --clients, --workers, --secs, --rounds, --pools and --users go to it.
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)
@@ -70,6 +75,18 @@ stop_mariadb() {
 }
 trap stop_mariadb EXIT
 
+if [[ " ${args[*]} " == *" --only cluster "* ]]; then
+  rest=()
+  skip=0
+  for a in "${args[@]}"; do
+    if ((skip)); then skip=0; continue; fi
+    [[ $a == --only ]] && { skip=1; continue; }
+    rest+=("$a")
+  done
+  echo "bench.sh: MariaDB on $host:$port; running the cluster connections bench" >&2
+  cargo bench --quiet --bench cluster -- --mysql "$host:$port" "${rest[@]}"
+  exit 0
+fi
 echo "bench.sh: MariaDB on $host:$port; running the benchmarks" >&2
 cargo bench --quiet --bench compare -- run --mysql "$host:$port" "${own[@]}" \
   --command "scripts/bench.sh $*" "${args[@]}"

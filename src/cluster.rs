@@ -690,6 +690,9 @@ pub struct ClusterConfig {
     pub max_fail: u32,
     /// MYSQL_RETRY_INTERVAL (5 s).
     pub retry_interval: Duration,
+    /// MYSQL_POOL_PER_DB: 0 (the default) gives each worker its own connection to each
+    /// database it uses; N > 0 shares at most N connections per database among all workers.
+    pub pool_per_db: usize,
 }
 
 impl fmt::Debug for ClusterConfig {
@@ -705,6 +708,7 @@ impl fmt::Debug for ClusterConfig {
             .field("tables", &self.tables)
             .field("max_fail", &self.max_fail)
             .field("retry_interval", &self.retry_interval)
+            .field("pool_per_db", &self.pool_per_db)
             .finish()
     }
 }
@@ -763,6 +767,7 @@ impl ClusterConfig {
             tables,
             max_fail: u32::try_from(secs("MAX_FAIL_ATTEMPTS", 5)).unwrap_or(u32::MAX),
             retry_interval: Duration::from_secs(secs("MYSQL_RETRY_INTERVAL", 5)),
+            pool_per_db: usize::try_from(secs("MYSQL_POOL_PER_DB", 0)).unwrap_or(usize::MAX),
         })
     }
 

@@ -6,7 +6,10 @@
 //! lazily on first use and kept (pinged when idle, as [`crate::backend::MysqlBackend`]):
 //! a worker never waits for another to free a connection, no lock is held during a query,
 //! and a database nobody's users ask costs nothing. With W workers and D databases that
-//! is at most W × D connections.
+//! is at most W × D connections. With MYSQL_POOL_PER_DB=N the workers share at most N
+//! connections per database instead ([`Pools`]): a worker takes one for each statement
+//! and gives it back after; when all N are taken it waits for one (at most
+//! [`POOL_WAIT`]). The benchmark `scripts/bench.sh --only cluster` measures both.
 //!
 //! **Failures.** The back-off ([`Backoff`], IndiMail's MAX_FAIL_ATTEMPTS and
 //! MYSQL_RETRY_INTERVAL) and the health are per database and shared by every worker. A
@@ -35,6 +38,80 @@ use std::time::{Duration, Instant};
 
 /// How often the layout's files are looked at, at most.
 const CHECK_EVERY: Duration = Duration::from_secs(1);
+
+/// How long a worker waits for one of a database's pooled connections (MYSQL_POOL_PER_DB)
+/// before the lookup fails.
+pub const POOL_WAIT: Duration = Duration::from_secs(5);
+
+/// The shared connections of MYSQL_POOL_PER_DB, per database ([`Db::share_key`]).
+#[derive(Default)]
+struct Pools {
+    per_db: usize,
+    /// [`POOL_WAIT`].
+    wait: Duration,
+    dbs: Mutex<HashMap<String, Pooled>>,
+    freed: std::sync::Condvar,
+}
+
+/// One database's pooled connections: the idle ones, and how many exist (idle or taken).
+#[derive(Default)]
+struct Pooled {
+    idle: Vec<(mysql::Conn, Instant)>,
+    open: usize,
+}
+
+impl Pools {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Pooled>> {
+        self.dbs.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// An idle connection of `key` (`Some`), or leave to open one (`None`, counted as
+    /// open now); waits while all `per_db` are taken.
+    fn take(&self, key: &str) -> Result<Option<(mysql::Conn, Instant)>, ()> {
+        let deadline = Instant::now() + self.wait;
+        let mut dbs = self.lock();
+        loop {
+            let p = dbs.entry(key.to_string()).or_default();
+            if let Some(c) = p.idle.pop() {
+                return Ok(Some(c));
+            }
+            if p.open < self.per_db {
+                p.open += 1;
+                return Ok(None);
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(());
+            }
+            dbs = self
+                .freed
+                .wait_timeout(dbs, left)
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .0;
+        }
+    }
+
+    /// Closes the idle connections (HUP).
+    fn close_idle(&self) {
+        for p in self.lock().values_mut() {
+            p.open = p.open.saturating_sub(p.idle.len());
+            p.idle.clear();
+        }
+        self.freed.notify_all();
+    }
+
+    /// Gives a connection back (`None`: the taken place's connection is gone).
+    fn give(&self, key: &str, conn: Option<(mysql::Conn, Instant)>) {
+        let mut dbs = self.lock();
+        let p = dbs.entry(key.to_string()).or_default();
+        match conn {
+            Some(c) => p.idle.push(c),
+            None => p.open = p.open.saturating_sub(1),
+        }
+        drop(dbs);
+        self.freed.notify_one();
+    }
+}
 
 /// A file's identity for the watch: mtime, size, inode (`None`: absent).
 type Stamp = Option<(i64, i64, u64, u64)>;
@@ -110,6 +187,8 @@ pub struct ClusterShared {
     dbs: Mutex<HashMap<String, DbState>>,
     ping_after: Duration,
     connects: Arc<AtomicU64>,
+    /// MYSQL_POOL_PER_DB's shared connections (`None`: a connection per worker).
+    pools: Option<Pools>,
 }
 
 impl fmt::Debug for ClusterShared {
@@ -130,7 +209,13 @@ impl ClusterShared {
         connects: Arc<AtomicU64>,
     ) -> Result<ClusterShared, LookupError> {
         let sql = ClusterSql::new(&config.tables, &lookups.config().tables)?;
+        let pools = (config.pool_per_db > 0).then(|| Pools {
+            per_db: config.pool_per_db,
+            wait: POOL_WAIT,
+            ..Pools::default()
+        });
         let s = ClusterShared {
+            pools,
             config,
             lookups,
             sql,
@@ -344,8 +429,40 @@ impl ClusterBackend {
     }
 
     /// Runs `f` on `db`, once more on a fresh connection when the connection was lost (not
-    /// after a timeout); the database's health follows the outcome.
+    /// after a timeout); the database's health follows the outcome. With MYSQL_POOL_PER_DB
+    /// the connection is taken from the database's pool for the statement and given back
+    /// after it (it is this worker's own, as without a pool, meanwhile).
     fn run<T>(
+        &mut self,
+        db: &Db,
+        f: impl Fn(&mut mysql::Conn) -> Result<T, LookupError>,
+    ) -> Result<T, BackendError> {
+        let shared = self.shared.clone();
+        let Some(pools) = &shared.pools else { return self.run_on(db, f) };
+        let key = db.share_key();
+        match pools.take(&key) {
+            Ok(Some(c)) => {
+                self.conns.insert(key.clone(), c);
+            }
+            Ok(None) => {}
+            Err(()) => {
+                return Err(BackendError::new(
+                    ErrorClass::Timeout,
+                    format!(
+                        "{}: all {} pooled connections busy for {} s",
+                        db.settings.describe(),
+                        pools.per_db,
+                        POOL_WAIT.as_secs()
+                    ),
+                ))
+            }
+        }
+        let r = self.run_on(db, f);
+        pools.give(&key, self.conns.remove(&key));
+        r
+    }
+
+    fn run_on<T>(
         &mut self,
         db: &Db,
         f: impl Fn(&mut mysql::Conn) -> Result<T, LookupError>,
@@ -587,8 +704,14 @@ impl Backend for ClusterBackend {
         }
     }
 
+    /// HUP: this worker's connections are closed, and the pools' idle ones (each worker
+    /// does this at its next lookup; a connection opened since by another is closed again,
+    /// which costs a reconnect and nothing else).
     fn reset(&mut self) {
         self.conns.clear();
+        if let Some(p) = &self.shared.pools {
+            p.close_idle();
+        }
     }
 
     /// Connects to every database of the layout once (IndiMail's OpenDatabases), so
@@ -751,6 +874,27 @@ mod tests {
         assert_eq!(central.failures, 2);
         assert!(health.iter().all(|h| !h.server.contains("secret")), "{health:?}");
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_pool_bounds_connections_per_database_and_a_freed_place_wakes_a_waiter() {
+        let p = Arc::new(Pools { per_db: 2, wait: Duration::from_millis(300), ..Pools::default() });
+        assert!(matches!(p.take("a"), Ok(None)), "room: open one");
+        assert!(matches!(p.take("a"), Ok(None)), "room: open another");
+        assert!(matches!(p.take("b"), Ok(None)), "another database has its own bound");
+        let started = Instant::now();
+        assert!(p.take("a").is_err(), "both taken: waits, then fails");
+        assert!(started.elapsed() >= Duration::from_millis(300), "waited the whole bound");
+        let waiter = {
+            let p = p.clone();
+            std::thread::spawn(move || p.take("a").is_ok())
+        };
+        std::thread::sleep(Duration::from_millis(50));
+        p.give("a", None); // a lost connection gives its place back
+        assert!(waiter.join().unwrap(), "the waiter got the freed place");
+        assert_eq!(p.lock()["a"].open, 2);
+        p.close_idle();
+        assert_eq!(p.lock()["a"].open, 2, "nothing idle to close");
     }
 
     #[test]

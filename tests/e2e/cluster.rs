@@ -104,11 +104,17 @@ impl Cluster {
 
     /// The same with IndiMail's back-off settings.
     fn daemon_with(&self, max_fail: u32, retry_secs: u64) -> Daemon {
-        self.daemon_args(max_fail, retry_secs, &[])
+        self.daemon_args(max_fail, retry_secs, &[], &[])
     }
 
-    /// The same with more arguments.
-    fn daemon_args(&self, max_fail: u32, retry_secs: u64, args: &[&str]) -> Daemon {
+    /// The same with more arguments and variables.
+    fn daemon_args(
+        &self,
+        max_fail: u32,
+        retry_secs: u64,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Daemon {
         let mut d = Daemon::prepare(2, 2);
         std::fs::write(
             d.control.join("host.cntrl"),
@@ -133,6 +139,7 @@ impl Cluster {
             .env("MAX_FAIL_ATTEMPTS", &max_fail.to_string())
             .env("MYSQL_RETRY_INTERVAL", &retry_secs.to_string());
         let opts = args.iter().fold(opts, |o, a| o.arg(a));
+        let opts = env.iter().fold(opts, |o, (k, v)| o.env(k, v));
         d.spawn("127.0.0.1", self.a.port, &self.a_db.name, &opts);
         d
     }
@@ -359,7 +366,7 @@ fn dash_c_preloads_from_every_mail_store_only_what_a_lookup_would_find_there() {
                                             // would never find this row; it must not be preloaded.
     user_row(&cl.a_db, "indimail", "bob", "dist.example", 99);
     login(&cl.a_db, "bob", "dist.example");
-    let d = cl.daemon_args(5, 5, &["-c", "3600"]);
+    let d = cl.daemon_args(5, 5, &["-c", "3600"], &[]);
     let c = d.client();
     let deadline = Instant::now() + Duration::from_secs(15);
     while c.stats().unwrap().preloaded < 3 {
@@ -378,4 +385,41 @@ fn dash_c_preloads_from_every_mail_store_only_what_a_lookup_would_find_there() {
     let s = c.stats().unwrap();
     assert_eq!(s.preloaded, 3, "the stale copy was left out");
     assert_eq!((s.kinds["pwd"].hits, s.kinds["pwd"].misses), (3, 0));
+}
+
+#[test]
+fn with_a_pool_of_one_per_database_every_worker_shares_it_and_answers_right() {
+    let cl = Cluster::start();
+    let d = cl.daemon_args(5, 5, &["--workers", "8"], &[("MYSQL_POOL_PER_DB", "1")]);
+    let connects_at_start = d.client().stats().unwrap().mysql_connects;
+    std::thread::scope(|s| {
+        for t in 0..16 {
+            let c = d.client();
+            s.spawn(move || {
+                for i in 0..20 {
+                    // Distinct keys (no coalescing, no cache hits): misses on every store.
+                    let bob = c.passwd(&format!("bob{t}x{i}@dist.example")).unwrap();
+                    assert!(bob.is_none(), "no such user");
+                    let (who, gid) = if i % 2 == 0 { ("alice", 0) } else { ("bob", 16) };
+                    if t == 0 {
+                        let pw = c.passwd(&format!("{who}@dist.example")).unwrap().unwrap();
+                        assert_eq!(pw.gid, gid, "{who} from his own store");
+                    }
+                    let carol = c.user_status(&format!("carol{t}x{i}@local.example")).unwrap();
+                    assert_eq!(carol, UserStatus::Absent);
+                }
+            });
+        }
+    });
+    assert_eq!(c_pwd(&d, "bob@dist.example"), 16);
+    let s = d.client().stats().unwrap();
+    assert_eq!(s.totals().backend_errors, 0, "nobody waited too long for the pool");
+    // At most one connection per database (central, store A, store B) after the start-up
+    // check's; eight workers with their own would have opened up to eight each.
+    let opened = s.mysql_connects - connects_at_start;
+    assert!(opened <= 3, "{opened} connections opened for 8 workers sharing 1 per database");
+}
+
+fn c_pwd(d: &Daemon, who: &str) -> u32 {
+    d.client().passwd(who).unwrap().unwrap().gid
 }
