@@ -10,6 +10,7 @@
 #
 # The throwaway instance: datadir STATE_DIR/data, socket STATE_DIR/mysqld.sock, pid file
 # STATE_DIR/mysqld.pid, log STATE_DIR/err.log, port in STATE_DIR/port. Root has no password.
+# With STATE_DIR/tls/cert.pem and key.pem (and ca.pem) put there before start, it offers TLS.
 # It runs detached (setsid, nohup), so it outlives the calling shell; stop it explicitly.
 set -euo pipefail
 
@@ -119,6 +120,12 @@ cmd_start() {
 
   rm -f -- "$dir/mysqld.pid" "$dir/mysqld.sock"
   echo "$port" >"$dir/port"
+  # TLS when STATE_DIR/tls holds cert.pem and key.pem (and optionally ca.pem).
+  local tls=()
+  if [[ -s $dir/tls/cert.pem && -s $dir/tls/key.pem ]]; then
+    tls=(--ssl-cert="$dir/tls/cert.pem" --ssl-key="$dir/tls/key.pem")
+    [[ -s $dir/tls/ca.pem ]] && tls+=(--ssl-ca="$dir/tls/ca.pem")
+  fi
   # Not in a job-control shell, so setsid need not fork: $! is mariadbd itself.
   setsid nohup mariadbd --no-defaults \
     --datadir="$dir/data" \
@@ -132,6 +139,7 @@ cmd_start() {
     --innodb-buffer-pool-size=32M \
     --skip-log-bin \
     --skip-name-resolve \
+    "${tls[@]}" \
     </dev/null >>"$dir/err.log" 2>&1 &
   local child=$!
 

@@ -311,6 +311,7 @@ pub fn entry_settings(e: &McdEntry, base: &MysqlSettings) -> MysqlSettings {
         user: e.user.clone(),
         password: e.password.clone(),
         database: e.database.clone(),
+        tls: e.use_ssl,
         ..base.clone()
     }
 }
@@ -320,8 +321,8 @@ pub fn entry_settings(e: &McdEntry, base: &MysqlSettings) -> MysqlSettings {
 pub struct Db {
     /// Where and as whom.
     pub settings: MysqlSettings,
-    /// TLS asked for (mcdinfo's `use_ssl`, host.cntrl's `ssl`), which this build cannot
-    /// give: the database is refused rather than used in the clear.
+    /// TLS asked for (mcdinfo's `use_ssl`, host.cntrl's `ssl`): `settings.tls` says the
+    /// same, and the connection is TLS (MYSQL_TLS_CA, MYSQL_TLS_VERIFY apply).
     pub tls: bool,
 }
 
@@ -388,9 +389,11 @@ impl Layout {
         entries: Vec<McdEntry>,
     ) -> Layout {
         let mut l = Layout { dbs: Vec::new(), central: 0, local: 0, entries: Vec::new() };
+        let central = MysqlSettings { tls: central_tls, ..central };
         l.central = l.add(Db { settings: central, tls: central_tls });
         let base = local.clone();
-        l.local = l.add(Db { settings: local, tls: false });
+        let local_tls = local.tls;
+        l.local = l.add(Db { settings: local, tls: local_tls });
         for e in entries {
             let settings = entry_settings(&e, &base);
             let i = l.add(Db { settings, tls: e.use_ssl });

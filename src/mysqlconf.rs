@@ -1,9 +1,9 @@
 //! Where MySQL is and how to connect: IndiMail's MYSQL_* variables and `control/host.mysql`.
 
 use crate::control::{env_var, read_line};
-use mysql::{Opts, OptsBuilder};
+use mysql::{Opts, OptsBuilder, SslOpts};
 use std::fmt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// Connection settings for the users database.
@@ -34,6 +34,15 @@ pub struct MysqlSettings {
     pub keepalive_interval: Duration,
     /// Unanswered probes before the peer is declared dead (TCP_KEEPALIVE_CNT; 3).
     pub keepalive_count: u32,
+    /// TLS to the server: IndiMail's `ssl` fifth field of host.mysql, host.cntrl or
+    /// MYSQL_HOST's colon form, mcdinfo's `use_ssl 1`. Never over a Unix socket.
+    pub tls: bool,
+    /// The CA certificates (PEM) the server's certificate must chain to, besides the
+    /// public roots (MYSQL_TLS_CA).
+    pub tls_ca: Option<PathBuf>,
+    /// Whether the server's certificate is checked (MYSQL_TLS_VERIFY; off only by name:
+    /// 0, no, off or false).
+    pub tls_verify: bool,
 }
 
 impl fmt::Debug for MysqlSettings {
@@ -57,6 +66,9 @@ impl Default for MysqlSettings {
             keepalive_idle: Duration::from_secs(30),
             keepalive_interval: Duration::from_secs(10),
             keepalive_count: 3,
+            tls: false,
+            tls_ca: None,
+            tls_verify: true,
         }
     }
 }
@@ -84,6 +96,8 @@ impl MysqlSettings {
                 Err(_) => self.socket = Some(v.to_string()),
             }
         }
+        // IndiMail: TLS only if the fifth field is exactly `ssl`.
+        self.tls = f.get(4) == Some(&"ssl");
     }
 
     /// Settings from the environment and `controldir/host.mysql`, in IndiMail's precedence:
@@ -139,6 +153,10 @@ impl MysqlSettings {
         if let Some(n) = get("TCP_KEEPALIVE_CNT").and_then(|v| v.trim().parse().ok()) {
             s.keepalive_count = n;
         }
+        s.tls_ca = get("MYSQL_TLS_CA").filter(|v| !v.is_empty()).map(PathBuf::from);
+        s.tls_verify = !get("MYSQL_TLS_VERIFY").is_some_and(|v| {
+            matches!(v.trim().to_ascii_lowercase().as_str(), "0" | "no" | "off" | "false")
+        });
         s
     }
 
@@ -161,6 +179,15 @@ impl MysqlSettings {
             Some(sock) => b.socket(Some(sock)),
             None => b.ip_or_hostname(Some(&self.host)).tcp_port(self.port),
         };
+        let b = if self.tls && self.socket.is_none() {
+            b.ssl_opts(Some(
+                SslOpts::default()
+                    .with_root_cert_path(self.tls_ca.clone())
+                    .with_danger_accept_invalid_certs(!self.tls_verify),
+            ))
+        } else {
+            b
+        };
         Opts::from(b)
     }
 
@@ -170,7 +197,8 @@ impl MysqlSettings {
             Some(s) => format!("socket {s}"),
             None => format!("{}:{}", self.host, self.port),
         };
-        format!("mysql://{}@{}/{}", self.user, at, self.database)
+        let tls = if self.tls && self.socket.is_none() { " (TLS)" } else { "" };
+        format!("mysql://{}@{}/{}{tls}", self.user, at, self.database)
     }
 }
 
@@ -183,6 +211,27 @@ mod tests {
         let m: HashMap<String, String> =
             vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         MysqlSettings::from_lookup(dir, &move |k| m.get(k).cloned())
+    }
+
+    #[test]
+    fn the_ssl_field_and_the_tls_variables() {
+        let none = Path::new("/nonexistent");
+        let s = from(&[], none);
+        assert!(!s.tls && s.tls_verify && s.tls_ca.is_none());
+        assert!(s.opts().get_ssl_opts().is_none());
+        let s = from(&[("MYSQL_HOST", "db:u:p:3306:ssl"), ("MYSQL_TLS_CA", "/ca.pem")], none);
+        assert!(s.tls && s.tls_verify);
+        let ssl = s.opts().get_ssl_opts().cloned().unwrap();
+        assert_eq!(ssl.root_cert_path(), Some(Path::new("/ca.pem")));
+        assert!(!ssl.accept_invalid_certs());
+        assert!(s.describe().ends_with("(TLS)"), "{}", s.describe());
+        // Exactly `ssl`, as IndiMail compares it.
+        assert!(!from(&[("MYSQL_HOST", "db:u:p:3306:SSL")], none).tls);
+        let s = from(&[("MYSQL_HOST", "db::::ssl"), ("MYSQL_TLS_VERIFY", "off")], none);
+        assert!(s.opts().get_ssl_opts().unwrap().accept_invalid_certs());
+        // Never over a Unix socket.
+        let s = from(&[("MYSQL_HOST", "db:u:p:/run/my.sock:ssl")], none);
+        assert!(s.tls && s.opts().get_ssl_opts().is_none());
     }
 
     #[test]

@@ -369,14 +369,6 @@ impl ClusterBackend {
     fn conn(&mut self, db: &Db) -> Result<&mut mysql::Conn, BackendError> {
         let key = db.share_key();
         let name = db.settings.describe();
-        if db.tls {
-            let e = BackendError::new(
-                ErrorClass::Config,
-                format!("{name}: TLS to MySQL is asked for (use_ssl, ssl) and not built in"),
-            );
-            self.shared.with_state(db, |s, n| s.down(n, &e, Instant::now()));
-            return Err(e);
-        }
         let stale = match self.conns.get_mut(&key) {
             Some((c, used)) if used.elapsed() >= self.shared.ping_after => c.ping().is_err(),
             Some(_) => false,
@@ -898,14 +890,20 @@ mod tests {
     }
 
     #[test]
-    fn a_store_asking_for_tls_is_refused_not_used_in_the_clear() {
+    fn a_store_asking_for_tls_gets_a_tls_connection_setting() {
         let (dir, shared) = site("tls", &STORE.replace("use_ssl 0", "use_ssl 1"));
         let mut b = ClusterBackend::new(shared.clone());
         let l = shared.layout();
         let l = l.as_ref().as_ref().unwrap();
         let (_, i) = l.store_for("dist.example", Some("10.0.0.2")).unwrap();
-        let e = b.conn(&l.dbs[*i]).unwrap_err();
-        assert_eq!(e.class(), ErrorClass::Config);
+        let db = &l.dbs[*i];
+        assert!(db.tls && db.settings.tls, "{db:?}");
+        assert!(db.settings.describe().ends_with("(TLS)"), "{}", db.settings.describe());
+        assert!(db.settings.opts().get_ssl_opts().is_some(), "TLS options set");
+        assert!(!l.dbs[l.central].settings.tls, "host.cntrl has no ssl field here");
+        // Nothing listens there: a connect error, not a refusal of the setting.
+        let e = b.conn(db).unwrap_err();
+        assert_eq!(e.class(), ErrorClass::ConnectRefused, "{e}");
         std::fs::remove_dir_all(dir).unwrap();
     }
 

@@ -145,6 +145,50 @@ impl Drop for TestDb {
     }
 }
 
+/// A throwaway CA and a certificate for 127.0.0.1 signed by it, made with openssl:
+/// (the directory, the CA's PEM, the server's certificate, its key).
+pub fn tls_files() -> (TempDir, std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+    let dir = TempDir::new("tcp-tls");
+    let run = |args: &[&str]| {
+        let out = Command::new("openssl").args(args).current_dir(&dir.path).output().unwrap();
+        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+    run(&[
+        &["req", "-x509"][..],
+        &ec,
+        &["-days", "2", "-subj", "/CN=inlookup test CA"],
+        &["-keyout", "ca.key", "-out", "ca.pem"],
+    ]
+    .concat());
+    run(&[&["req"][..], &ec, &["-subj", "/CN=127.0.0.1", "-keyout", "key.pem", "-out", "s.csr"]]
+        .concat());
+    std::fs::write(
+        dir.join("ext.cnf"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "s.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "ext.cnf",
+        "-out",
+        "cert.pem",
+    ]);
+    let (ca, cert, key) = (dir.join("ca.pem"), dir.join("cert.pem"), dir.join("key.pem"));
+    (dir, ca, cert, key)
+}
+
 /// A throwaway MariaDB of the test's own (so the test may stop and restart it).
 pub struct OwnMariadb {
     pub dir: PathBuf,
@@ -153,6 +197,12 @@ pub struct OwnMariadb {
 
 impl OwnMariadb {
     pub fn start() -> OwnMariadb {
+        Self::start_tls(None)
+    }
+
+    /// A throwaway MariaDB offering TLS with these files (the CA's PEM, the server's
+    /// certificate and key), or none.
+    pub fn start_tls(tls: Option<(&Path, &Path, &Path)>) -> OwnMariadb {
         // Starts are serialised, and retried once: a free port found by one start can be
         // taken by another before mariadbd binds it.
         static STARTING: Mutex<()> = Mutex::new(());
@@ -165,6 +215,12 @@ impl OwnMariadb {
                 COUNTER.fetch_add(1, Ordering::SeqCst)
             ));
             let _ = std::fs::remove_dir_all(&dir);
+            if let Some((ca, cert, key)) = tls {
+                std::fs::create_dir_all(dir.join("tls")).unwrap();
+                for (from, to) in [(ca, "ca.pem"), (cert, "cert.pem"), (key, "key.pem")] {
+                    std::fs::copy(from, dir.join("tls").join(to)).unwrap();
+                }
+            }
             let out = Command::new(root().join("scripts/mariadb.sh"))
                 .arg("start")
                 .arg(&dir)

@@ -22,6 +22,7 @@ mod kinds;
 mod leaks;
 mod lifecycle;
 mod metrics;
+mod mysql_tls;
 mod real_faults;
 mod service;
 mod shared_cache;

@@ -275,50 +275,6 @@ fn inquery_under_tcpclient_writes_fd_7_and_reads_fd_6() {
     assert_eq!(d.client().stats().unwrap().tcp_connections_total, 1);
 }
 
-/// A throwaway CA and a certificate for 127.0.0.1 signed by it, made with openssl:
-/// (the directory, the CA's PEM, the server's certificate, its key).
-fn tls_files() -> (TempDir, std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
-    let dir = TempDir::new("tcp-tls");
-    let run = |args: &[&str]| {
-        let out = Command::new("openssl").args(args).current_dir(&dir.path).output().unwrap();
-        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    };
-    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
-    run(&[
-        &["req", "-x509"][..],
-        &ec,
-        &["-days", "2", "-subj", "/CN=inlookup test CA"],
-        &["-keyout", "ca.key", "-out", "ca.pem"],
-    ]
-    .concat());
-    run(&[&["req"][..], &ec, &["-subj", "/CN=127.0.0.1", "-keyout", "key.pem", "-out", "s.csr"]]
-        .concat());
-    std::fs::write(
-        dir.join("ext.cnf"),
-        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
-    )
-    .unwrap();
-    run(&[
-        "x509",
-        "-req",
-        "-in",
-        "s.csr",
-        "-CA",
-        "ca.pem",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-days",
-        "2",
-        "-extfile",
-        "ext.cnf",
-        "-out",
-        "cert.pem",
-    ]);
-    let (ca, cert, key) = (dir.join("ca.pem"), dir.join("cert.pem"), dir.join("key.pem"));
-    (dir, ca, cert, key)
-}
-
 /// IndiMail's framing inside TLS, with rustls verifying the daemon against `ca`: the
 /// reply's bytes, read until the daemon's close_notify.
 fn ask_tls(port: u16, ca: &std::path::Path, kind: u8, email: &str) -> Vec<u8> {
