@@ -8,8 +8,8 @@
 //! request is a miss: `hostcntrl` and `host_table` on the central database, then the PWD
 //! row on the user's store), the same client threads asking PWD of random users of a
 //! distributed domain, rounds alternating between the settings. It reports p50/p99 and
-//! throughput per setting and the connections MariaDB had from the daemon (its
-//! PROCESSLIST, by database).
+//! throughput per setting and the MySQL connects each daemon made (its STATS
+//! `mysql_connects`).
 //!
 //! `scripts/bench.sh --only cluster` runs it (about a minute) and writes
 //! `docs/bench/cluster.md`. It creates the MySQL user `inlbench` (mcdinfo records need a
@@ -229,18 +229,18 @@ fn main() -> CommonRes<()> {
         let mut daemons = Vec::new();
         for (i, (label, pool)) in settings.iter().enumerate() {
             let dir = base.join(format!("d{i}"));
-            daemons.push((start(&bin, &dir, (host, port), label, *pool, workers)?, *pool));
+            daemons.push(start(&bin, &dir, (host, port), label, *pool, workers)?);
         }
         let mut lat: Vec<Vec<f64>> = vec![Vec::new(); daemons.len()];
         let mut done = vec![(0u64, 0u64, Duration::ZERO); daemons.len()];
         // Warm each daemon's connections (and MariaDB's buffer pool) once.
-        for (d, _) in &daemons {
+        for d in &daemons {
             round(d, clients, 0.5, users);
         }
         for r in 0..rounds {
             for k in 0..daemons.len() {
                 let i = (k + r) % daemons.len(); // the order rotates
-                let (d, _) = &daemons[i];
+                let d = &daemons[i];
                 let (l, errors, took) = round(d, clients, secs, users);
                 eprintln!("cluster bench: round {} {}: {} answers", r + 1, d.label, l.len());
                 done[i].0 += l.len() as u64;
@@ -269,7 +269,7 @@ fn main() -> CommonRes<()> {
             "| setting | answers/s | p50 µs | p99 µs | errors | MySQL connects |\n\
              | --- | --- | --- | --- | --- | --- |\n",
         );
-        for (i, (d, _)) in daemons.iter().enumerate() {
+        for (i, d) in daemons.iter().enumerate() {
             let mut l = std::mem::take(&mut lat[i]);
             l.sort_by(f64::total_cmp);
             let rate = done[i].0 as f64 / done[i].2.as_secs_f64().max(1e-9);

@@ -301,14 +301,38 @@ fn ask_tls(port: u16, ca: &std::path::Path, kind: u8, email: &str) -> Vec<u8> {
     out
 }
 
+/// A daemon whose TCP listener speaks TLS with this certificate and key, and its port.
+fn tls_daemon(db: &TestDb, cert: &std::path::Path, key: &std::path::Path) -> (Daemon, u16) {
+    let opts = Opts::default()
+        .env("TCP_TLS_CERT", cert.to_str().unwrap())
+        .env("TCP_TLS_KEY", key.to_str().unwrap());
+    tcp_daemon(db, opts)
+}
+
+/// One request through `openssl s_client` trusting `ca` and checking the address: its exit
+/// code, what it printed (the reply) and its stderr.
+fn s_client(
+    port: u16,
+    ca: &std::path::Path,
+    kind: u8,
+    email: &str,
+) -> (Option<i32>, Vec<u8>, String) {
+    let mut c = Command::new("openssl");
+    c.args(["s_client", "-quiet", "-verify_return_error", "-verify_ip", "127.0.0.1"])
+        .arg("-CAfile")
+        .arg(ca)
+        .args(["-connect", &format!("127.0.0.1:{port}")])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    run_with_input(c, &encode_request(kind, email.as_bytes(), b"socket", b"").unwrap())
+}
+
 #[test]
 fn tls_on_the_tcp_listener_gives_the_fifo_replies_to_rustls_and_to_openssl() {
     let db = TestDb::new();
     let (_files, ca, cert, key) = tls_files();
-    let opts = Opts::default()
-        .env("TCP_TLS_CERT", cert.to_str().unwrap())
-        .env("TCP_TLS_KEY", key.to_str().unwrap());
-    let (d, port) = tcp_daemon(&db, opts);
+    let (d, port) = tls_daemon(&db, &cert, &key);
     for (kind, email, ip) in CLASSIC.iter().filter(|(_, _, ip)| ip.is_empty()) {
         let miss = ask_tls(port, &ca, *kind, email);
         let fifo = ask_fifo(&d, *kind, email, ip);
@@ -317,16 +341,7 @@ fn tls_on_the_tcp_listener_gives_the_fifo_replies_to_rustls_and_to_openssl() {
         assert_eq!(ask_tls(port, &ca, *kind, email), fifo, "kind {kind} {email}: TLS hit");
     }
     // A TLS client nobody here wrote, verifying the certificate and the address.
-    let mut c = Command::new("openssl");
-    c.args(["s_client", "-quiet", "-verify_return_error", "-verify_ip", "127.0.0.1"])
-        .arg("-CAfile")
-        .arg(&ca)
-        .args(["-connect", &format!("127.0.0.1:{port}")])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let frame = encode_request(3, b"alice@example.com", b"socket", b"").unwrap();
-    let (code, out, err) = run_with_input(c, &frame);
+    let (code, out, err) = s_client(port, &ca, 3, "alice@example.com");
     assert_eq!(code, Some(0), "openssl s_client: {err}");
     assert_eq!(out, ask_fifo(&d, 3, "alice@example.com", ""), "PWD through openssl");
     let st = d.client().stats().unwrap();
@@ -339,25 +354,13 @@ fn a_plain_request_or_an_untrusting_client_at_a_tls_listener_gets_no_answer() {
     let db = TestDb::new();
     let (_files, _ca, cert, key) = tls_files();
     let (_other, other_ca, _, _) = tls_files();
-    let opts = Opts::default()
-        .env("TCP_TLS_CERT", cert.to_str().unwrap())
-        .env("TCP_TLS_KEY", key.to_str().unwrap());
-    let (d, port) = tcp_daemon(&db, opts);
+    let (d, port) = tls_daemon(&db, &cert, &key);
     // IndiMail's plain framing: not a TLS record; closed, after at most TLS's alert.
     let got = ask_tcp(port, 1, "alice@example.com", "");
     assert_ne!(got, 0i32.to_ne_bytes(), "no answer in the clear");
     assert!(got.is_empty() || got[0] == 0x15, "nothing, or a TLS alert record: {got:?}");
     // A client that trusts another CA only gives up on the certificate.
-    let mut c = Command::new("openssl");
-    c.args(["s_client", "-quiet", "-verify_return_error", "-verify_ip", "127.0.0.1"])
-        .arg("-CAfile")
-        .arg(&other_ca)
-        .args(["-connect", &format!("127.0.0.1:{port}")])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let frame = encode_request(1, b"alice@example.com", b"socket", b"").unwrap();
-    let (code, out, err) = run_with_input(c, &frame);
+    let (code, out, err) = s_client(port, &other_ca, 1, "alice@example.com");
     assert_ne!(code, Some(0));
     assert!(err.contains("verify"), "openssl refused the certificate: {err}");
     assert!(out.is_empty(), "{out:?}");
@@ -407,10 +410,7 @@ fn a_tls_certificate_without_its_key_or_a_bad_key_stops_the_daemon_with_a_messag
 fn a_plain_client_reaches_a_tls_listener_through_stunnels_client_mode() {
     let db = TestDb::new();
     let (files, ca, cert, key) = tls_files();
-    let opts = Opts::default()
-        .env("TCP_TLS_CERT", cert.to_str().unwrap())
-        .env("TCP_TLS_KEY", key.to_str().unwrap());
-    let (d, port) = tcp_daemon(&db, opts);
+    let (d, port) = tls_daemon(&db, &cert, &key);
     let local = free_port();
     let conf = files.join("stunnel.conf");
     std::fs::write(
