@@ -121,6 +121,10 @@ pub struct KindStats {
     pub misses: u64,
     /// Joined a lookup already in flight for the same key instead of querying again.
     pub coalesced: u64,
+    /// Lookups started by refresh-ahead (REFRESH_AHEAD): a positive hit late in its TTL,
+    /// looked up again in the background while the cached answer was served.
+    #[serde(default)]
+    pub refreshed_ahead: u64,
     /// Entries pushed out of the full cache by this kind's inserts.
     pub evictions: u64,
     /// Entries found expired.
@@ -278,6 +282,7 @@ impl StatsReport {
             t.negative_hits += k.negative_hits;
             t.misses += k.misses;
             t.coalesced += k.coalesced;
+            t.refreshed_ahead += k.refreshed_ahead;
             t.evictions += k.evictions;
             t.expirations += k.expirations;
             t.backend_errors += k.backend_errors;

@@ -112,8 +112,8 @@ pub enum Sign {
 /// What the cache holds for a key.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Found<'a> {
-    /// A fresh answer.
-    Fresh { reply: &'a [u8], negative: bool },
+    /// A fresh answer, with the milliseconds it has left.
+    Fresh { reply: &'a [u8], negative: bool, left_ms: u64 },
     /// An answer past its TTL (kept for serve-stale).
     Expired,
     /// Nothing.
@@ -304,7 +304,10 @@ impl Cache {
                     let expires = self.born_mono_ms + u64::from(meta.expires) * 1000;
                     sh.republish(key, slot.reply(), expires);
                 }
-                Found::Fresh { reply: slot.reply(), negative: meta.negative }
+                let age_ms = now.saturating_duration_since(self.born).as_millis();
+                let left_ms = (u128::from(meta.expires) * 1000).saturating_sub(age_ms);
+                let left_ms = u64::try_from(left_ms).unwrap_or(u64::MAX);
+                Found::Fresh { reply: slot.reply(), negative: meta.negative, left_ms }
             }
         }
     }
@@ -420,7 +423,7 @@ mod tests {
         let t0 = Instant::now();
         let k = key(QueryKind::Pwd, "a@x");
         c.insert(&k, b"reply", Sign::Positive, t0);
-        assert_eq!(c.get(&k, t0), Found::Fresh { reply: b"reply", negative: false });
+        assert!(matches!(c.get(&k, t0), Found::Fresh { reply: b"reply", negative: false, .. }));
         let later = t0 + Duration::from_secs(301);
         assert_eq!(c.get(&k, later), Found::Expired);
         assert_eq!(c.stale(&k, later), Some(&b"reply"[..]));
@@ -519,9 +522,10 @@ mod tests {
                     2 => match at {
                         Some(at) => {
                             let e = model.remove(at);
-                            proptest::prop_assert_eq!(
-                                c.get(&e.0, t0),
-                                Found::Fresh { reply: &e.1[..], negative: false }
+                            let found = c.get(&e.0, t0);
+                            proptest::prop_assert!(
+                                matches!(found, Found::Fresh { reply, negative: false, .. } if reply == &e.1[..]),
+                                "{found:?}"
                             );
                             model.push(e);
                         }

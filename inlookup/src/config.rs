@@ -95,6 +95,13 @@ pub struct Args {
     #[arg(long, env = "MAX_STALE", default_value_t = 3600)]
     pub max_stale: u64,
 
+    /// Refresh-ahead: a positive answer asked again in the last PERCENT of its TTL is looked
+    /// up again by a worker in the background while the cached one is served, so hot keys
+    /// never miss (0: off; 1 to 99).
+    #[arg(long, env = "REFRESH_AHEAD", value_name = "PERCENT", default_value_t = 20,
+          value_parser = clap::value_parser!(u8).range(0..100))]
+    pub refresh_ahead: u8,
+
     /// Ping a MySQL connection idle this many seconds before reusing it.
     #[arg(long, env = "MYSQL_PING_IDLE", default_value_t = 10)]
     pub ping_idle: u64,
@@ -280,6 +287,8 @@ pub struct Config {
     pub serve_stale: bool,
     /// Serve-stale age limit.
     pub max_stale: Duration,
+    /// Refresh-ahead percent of the positive TTL (0: off).
+    pub refresh_ahead: u8,
     /// Ping after this much idleness.
     pub ping_idle: Duration,
     /// Pipe buffer size.
@@ -464,6 +473,7 @@ impl Config {
             ttls,
             serve_stale: a.serve_stale,
             max_stale: Duration::from_secs(a.max_stale),
+            refresh_ahead: a.refresh_ahead,
             ping_idle: Duration::from_secs(a.ping_idle),
             pipe_size: a.pipe_size,
             shutdown_grace: Duration::from_secs(a.shutdown_grace),
@@ -488,7 +498,7 @@ impl Config {
     pub fn describe(&self) -> String {
         let fifos: Vec<String> = self.fifos.iter().map(|p| p.display().to_string()).collect();
         format!(
-            "serving {} (mode {:o}){}; replies in {}; {} workers, queue {}; cache {} entries, serve-stale {} (max {} s); shared cache {}; {}; timeouts read {} s write {} s; default domain {}; domains from {} and {}",
+            "serving {} (mode {:o}){}; replies in {}; {} workers, queue {}; cache {} entries, serve-stale {} (max {} s), refresh-ahead {}; shared cache {}; {}; timeouts read {} s write {} s; default domain {}; domains from {} and {}",
             fifos.join(", "),
             self.fifo_mode,
             self.tcp.as_ref().map_or(String::new(), |t| format!(
@@ -504,6 +514,10 @@ impl Config {
             self.cache_entries,
             if self.serve_stale { "on" } else { "off" },
             self.max_stale.as_secs(),
+            match self.refresh_ahead {
+                0 => "off".to_string(),
+                p => format!("{p} %"),
+            },
             self.shared.as_ref().map_or("off".to_string(), |s| format!(
                 "{} ({} slots)",
                 s.path.display(),

@@ -97,6 +97,9 @@ pub struct Settings {
     pub default_domain: Option<String>,
     /// The backend server, as health reports name it (no password).
     pub backend: String,
+    /// REFRESH_AHEAD: a positive hit in the last this-percent of its TTL starts a lookup in
+    /// the background (0: never).
+    pub refresh_ahead: u8,
 }
 
 /// Why a FLUSH was refused.
@@ -243,6 +246,8 @@ struct Inflight {
     starter: (QueryKind, Form),
     /// The requests that joined it.
     joined: Vec<Waiter>,
+    /// Started by refresh-ahead on a hit: no request waits on the job's own reply path.
+    ahead: bool,
 }
 
 /// The decisions, owned by the I/O thread.
@@ -390,7 +395,7 @@ impl Dispatcher {
         let Asked { kind, base, form, email, ip } = q;
         cache_key_into(&mut self.key, base, email, ip, self.settings.default_domain.as_deref());
         match self.cache.get(&self.key, now) {
-            Found::Fresh { reply, negative } => {
+            Found::Fresh { reply, negative, left_ms } => {
                 let ks = self.stats.kind(kind);
                 if negative {
                     ks.negative_hits += 1;
@@ -408,7 +413,11 @@ impl Dispatcher {
                     );
                 }
                 let sent = out.reply(to, fitted);
-                return self.stats.account(to, sent);
+                self.stats.account(to, sent);
+                if !negative && self.refresh_due(base, left_ms) {
+                    self.refresh(kind, base, form, email, ip, now, out);
+                }
+                return;
             }
             Found::Expired => self.stats.kind(kind).expirations += 1,
             Found::Absent => {}
@@ -432,7 +441,8 @@ impl Dispatcher {
         };
         match out.lookup(job) {
             Ok(()) => {
-                self.inflight.insert(key, Inflight { starter: (kind, form), joined: Vec::new() });
+                let entry = Inflight { starter: (kind, form), joined: Vec::new(), ahead: false };
+                self.inflight.insert(key, entry);
             }
             Err(Refused::Full) => {
                 self.stats.kind(kind).queue_full += 1;
@@ -440,6 +450,53 @@ impl Dispatcher {
                 self.reply(out, to, &ERROR_REPLY);
             }
             Err(Refused::Closed) => self.reply(out, to, &ERROR_REPLY),
+        }
+    }
+
+    /// A positive answer of `kind` with `left_ms` to live is in the last REFRESH_AHEAD
+    /// percent of its TTL, and no lookup for it is in flight (the key at hand is in
+    /// `self.key`).
+    fn refresh_due(&self, kind: QueryKind, left_ms: u64) -> bool {
+        let pct = u128::from(self.settings.refresh_ahead);
+        let ttl_ms = self.cache.ttl(kind).positive.as_millis();
+        pct > 0
+            && u128::from(left_ms) * 100 < pct * ttl_ms
+            && !self.inflight.contains_key(self.key.as_str())
+    }
+
+    /// Refresh-ahead: the hit just answered is looked up again by a worker, with no reply
+    /// path of its own; its answer replaces the entry and goes to any request that joins it
+    /// meanwhile (after the entry expired). A full queue skips it: the entry then expires
+    /// and misses as it would have without refresh-ahead.
+    #[allow(clippy::too_many_arguments)]
+    fn refresh(
+        &mut self,
+        kind: QueryKind,
+        base: QueryKind,
+        form: Form,
+        email: &str,
+        ip: &str,
+        now: Instant,
+        out: &mut impl Effects,
+    ) {
+        let key = CacheKey::from(self.key.clone());
+        let job = LookupJob {
+            key: key.clone(),
+            kind: base,
+            form,
+            email: email.to_string(),
+            ip: ip.to_string(),
+            epoch: self.epoch,
+            reply_to: Box::default(),
+            known: self.known_domain(base, email, now),
+        };
+        match out.lookup(job) {
+            Ok(()) => {
+                self.stats.kind(kind).refreshed_ahead += 1;
+                let entry = Inflight { starter: (kind, form), joined: Vec::new(), ahead: true };
+                self.inflight.insert(key, entry);
+            }
+            Err(_) => log::debug!("{kind}: no room to refresh ahead; the entry will expire"),
         }
     }
 
@@ -482,7 +539,7 @@ impl Dispatcher {
     /// A lookup finished (at `now`): cache the answer and reply to everyone still waiting
     /// for it.
     pub fn finished(&mut self, done: Done, now: Instant, out: &mut impl Effects) {
-        let Some(Inflight { starter, joined }) = self.inflight.remove(&done.key) else {
+        let Some(Inflight { starter, joined, ahead }) = self.inflight.remove(&done.key) else {
             return;
         };
         match done.outcome {
@@ -498,8 +555,8 @@ impl Dispatcher {
                     }
                 }
                 // The worker answered the request that started the lookup (with -1 if the
-                // answer was too long for it).
-                if starter.1.fit(&reply).len() < reply.len() {
+                // answer was too long for it); a refresh ahead had none.
+                if !ahead && starter.1.fit(&reply).len() < reply.len() {
                     self.stats.kind(starter.0).oversized += 1;
                     log::warn!(
                         "{} answer of {} bytes (key {}) is longer than a classic reply can carry ({PIPE_BUF} bytes): {} got -1; ALIAS-FULL gives it whole",
@@ -522,7 +579,7 @@ impl Dispatcher {
                 self.stats.kind(done.kind).backend_errors += 1;
                 self.health.down(Some(done.kind), &error, now);
                 let first = Waiter { to: starter_to, kind: starter.0, form: starter.1 };
-                let waiting = std::iter::once(first).chain(joined);
+                let waiting = (!ahead).then_some(first).into_iter().chain(joined);
                 match self.cache.stale(done.key.as_str(), now).map(<[u8]>::to_vec) {
                     Some(stale) => {
                         log::debug!("answered {} from an expired entry", done.key.subject());
@@ -817,7 +874,8 @@ mod tests {
     }
 
     fn dispatcher(max_stale: Duration) -> Dispatcher {
-        let settings = Settings { workers: 2, default_domain: None, backend: "test".into() };
+        let settings =
+            Settings { workers: 2, default_domain: None, backend: "test".into(), refresh_ahead: 0 };
         Dispatcher::new(settings, Cache::new(100, Ttls::default(), max_stale))
     }
 
@@ -866,6 +924,95 @@ mod tests {
             outcome: Outcome::Failed { error, starter: job.reply_to },
             learned: None,
         }
+    }
+
+    fn refreshing(pct: u8) -> Dispatcher {
+        let settings = Settings {
+            workers: 2,
+            default_domain: None,
+            backend: "test".into(),
+            refresh_ahead: pct,
+        };
+        Dispatcher::new(settings, Cache::new(100, Ttls::default(), Duration::from_secs(3600)))
+    }
+
+    /// USER's positive TTL is 300 s: with 20 %, its last 60 s refresh ahead.
+    #[test]
+    fn a_hit_late_in_its_ttl_is_served_and_refreshed_once_in_the_background() {
+        let (mut d, mut out) = (refreshing(20), Recorder::default());
+        let t0 = Instant::now();
+        ask_at(&mut d, &mut out, QueryKind::User, "a@x", "/t/1", t0);
+        let job = out.jobs.remove(0);
+        d.finished(answered(job, active()), t0, &mut out);
+        // Early in the TTL: a plain hit.
+        ask_at(&mut d, &mut out, QueryKind::User, "a@x", "/t/2", t0 + Duration::from_secs(200));
+        assert!(out.jobs.is_empty(), "no refresh before the last 20 %");
+        // Late: served from the cache at once, and one lookup with no reply path of its own.
+        for (i, to) in ["/t/3", "/t/4"].into_iter().enumerate() {
+            let at = t0 + Duration::from_secs(250 + i as u64);
+            ask_at(&mut d, &mut out, QueryKind::User, "a@x", to, at);
+        }
+        let replies = out.take();
+        assert_eq!(replies.len(), 3, "every hit answered from the cache: {replies:?}");
+        assert_eq!(out.jobs.len(), 1, "one refresh while one is in flight");
+        assert!(out.jobs[0].reply_to.is_empty(), "a refresh has no reply path");
+        let s = d.report(&out);
+        assert_eq!(s.kinds["user"].refreshed_ahead, 1);
+        assert_eq!(s.kinds["user"].hits, 3);
+        assert_eq!(s.kinds["user"].misses, 1, "the refresh is not a client's miss");
+        // The refreshed answer lives a new TTL: past the first one's end it is still a hit.
+        let job = out.jobs.remove(0);
+        d.finished(answered(job, active()), t0 + Duration::from_secs(252), &mut out);
+        assert!(out.take().is_empty(), "the refresh answers nobody");
+        assert_eq!(d.in_flight(), 0);
+        ask_at(&mut d, &mut out, QueryKind::User, "a@x", "/t/5", t0 + Duration::from_secs(400));
+        assert_eq!(out.take(), [("/t/5".to_string(), active())]);
+        assert!(out.jobs.is_empty());
+        assert_eq!(d.report(&out).kinds["user"].misses, 1);
+    }
+
+    #[test]
+    fn refresh_ahead_skips_negative_answers_and_is_off_at_zero() {
+        for pct in [0, 20] {
+            let (mut d, mut out) = (refreshing(pct), Recorder::default());
+            let t0 = Instant::now();
+            ask_at(&mut d, &mut out, QueryKind::User, "a@x", "/t/1", t0);
+            let job = out.jobs.remove(0);
+            d.finished(answered(job, active()), t0, &mut out);
+            ask_at(&mut d, &mut out, QueryKind::User, "no@x", "/t/2", t0);
+            let job = out.jobs.remove(0);
+            let absent = Answer::User { status: UserStatus::Absent }.encode();
+            let mut gone = answered(job, absent.clone());
+            gone.outcome = Outcome::Answered { reply: absent, negative: true };
+            d.finished(gone, t0, &mut out);
+            // USER's negative TTL is 20 s: its last second, then the positive's last minute.
+            ask_at(&mut d, &mut out, QueryKind::User, "no@x", "/t/3", t0 + Duration::from_secs(19));
+            assert!(out.jobs.is_empty(), "a negative answer is never refreshed ahead");
+            ask_at(&mut d, &mut out, QueryKind::User, "a@x", "/t/4", t0 + Duration::from_secs(290));
+            assert_eq!(out.jobs.len(), usize::from(pct > 0), "REFRESH_AHEAD={pct}");
+        }
+    }
+
+    #[test]
+    fn a_miss_while_a_refresh_is_in_flight_joins_it_and_a_failed_refresh_answers_only_it() {
+        let (mut d, mut out) = (refreshing(20), Recorder::default());
+        let t0 = Instant::now();
+        ask_at(&mut d, &mut out, QueryKind::User, "a@x", "/t/1", t0);
+        let job = out.jobs.remove(0);
+        d.finished(answered(job, active()), t0, &mut out);
+        ask_at(&mut d, &mut out, QueryKind::User, "a@x", "/t/2", t0 + Duration::from_secs(299));
+        assert_eq!(out.jobs.len(), 1, "refresh started");
+        out.take();
+        // The entry expires before the refresh is back: the next request joins it.
+        ask_at(&mut d, &mut out, QueryKind::User, "a@x", "/t/3", t0 + Duration::from_secs(301));
+        assert_eq!(out.jobs.len(), 1, "no second lookup");
+        assert!(out.take().is_empty(), "waiting for the refresh");
+        assert_eq!(d.report(&out).kinds["user"].coalesced, 1);
+        let job = out.jobs.remove(0);
+        d.finished(failed(job), t0 + Duration::from_secs(302), &mut out);
+        // Serve-stale answers the one that waited; the refresh itself had no one to answer.
+        assert_eq!(out.take(), [("/t/3".to_string(), active())]);
+        assert_eq!(d.in_flight(), 0);
     }
 
     #[test]

@@ -134,7 +134,7 @@ type KindCounter = fn(&inlookup_core::admin::KindStats) -> u64;
 /// The report in the text exposition format.
 pub fn render(r: &StatsReport) -> String {
     let mut out = String::new();
-    let per_kind: [(&str, &str, KindCounter); 12] = [
+    let per_kind: [(&str, &str, KindCounter); 13] = [
         ("inlookup_requests_total", "Requests decoded, by kind.", |k| k.requests),
         ("inlookup_hits_total", "Answered from a fresh positive cache entry.", |k| k.hits),
         ("inlookup_negative_hits_total", "Answered from a fresh negative cache entry.", |k| {
@@ -144,6 +144,11 @@ pub fn render(r: &StatsReport) -> String {
         ("inlookup_coalesced_total", "Misses that joined a lookup already in flight.", |k| {
             k.coalesced
         }),
+        (
+            "inlookup_refreshed_ahead_total",
+            "Hits late in their TTL looked up again in the background (REFRESH_AHEAD).",
+            |k| k.refreshed_ahead,
+        ),
         ("inlookup_expired_total", "Cache entries found expired.", |k| k.expirations),
         ("inlookup_stale_served_total", "Failed lookups answered from an expired entry.", |k| {
             k.stale_served

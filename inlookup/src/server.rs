@@ -257,6 +257,7 @@ pub fn run(
         workers: cfg.workers,
         default_domain: cfg.lookup.default_domain.clone(),
         backend: cfg.mysql.describe(),
+        refresh_ahead: cfg.refresh_ahead,
     };
     log::info!("started: {}", cfg.describe());
     let mut s = Server {

@@ -103,6 +103,7 @@ pub fn describe(r: &StatsReport) -> Vec<String> {
         );
         let extra = [
             ("coalesced", k.coalesced),
+            ("refreshed ahead", k.refreshed_ahead),
             ("evictions", k.evictions),
             ("expirations", k.expirations),
             ("backend errors", k.backend_errors),

@@ -157,3 +157,40 @@ fn the_cache_is_bounded_and_evicts_the_least_recently_used() {
     let s = c.stats().unwrap();
     assert_eq!((s.kinds["pwd"].hits, s.kinds["pwd"].misses), (2, 4));
 }
+
+/// REFRESH_AHEAD: a hit in the last part of its TTL is answered from the cache and looked
+/// up again in the background; the new answer replaces the entry with no client missing.
+/// With it off, the same questions keep the old answer for the whole TTL.
+#[test]
+fn refresh_ahead_renews_a_hot_entry_in_the_background_without_a_miss() {
+    for pct in ["90", "0"] {
+        let db = TestDb::new();
+        let opts = Opts::default().env("CACHE_TTL", "pwd=20/1").env("REFRESH_AHEAD", pct);
+        let d = Daemon::start(&db, opts);
+        let c = d.client();
+        assert_eq!(c.passwd("alice@example.com").unwrap().unwrap().gecos, "Alice");
+        db.exec("UPDATE indimail SET pw_gecos='Alice Refreshed' WHERE pw_name='alice'");
+        // 2.5 s into a 20 s TTL: within its last 90 %.
+        std::thread::sleep(Duration::from_millis(2500));
+        let hit = c.passwd("alice@example.com").unwrap().unwrap();
+        assert_eq!(hit.gecos, "Alice", "REFRESH_AHEAD={pct}: the hit is the cached answer");
+        let mut seen = String::new();
+        for _ in 0..50 {
+            seen = c.passwd("alice@example.com").unwrap().unwrap().gecos;
+            if seen != "Alice" {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let s = c.stats().unwrap();
+        let pwd = &s.kinds["pwd"];
+        assert_eq!(pwd.misses, 1, "REFRESH_AHEAD={pct}: only the first question missed");
+        if pct == "0" {
+            assert_eq!(seen, "Alice", "without refresh-ahead the entry keeps its TTL");
+            assert_eq!(pwd.refreshed_ahead, 0);
+        } else {
+            assert_eq!(seen, "Alice Refreshed", "refreshed in the background:\n{}", d.log_text());
+            assert_eq!(pwd.refreshed_ahead, 1, "one refresh, then a fresh entry");
+        }
+    }
+}
