@@ -25,6 +25,10 @@
 # a minute): a connection per worker per database against MYSQL_POOL_PER_DB pools, every
 # request a miss over a central and two mail store databases on the bench's MariaDB; writes
 # docs/bench/cluster.md. --clients, --workers, --secs, --rounds, --pools and --users go to it.
+# --only refresh runs refresh-ahead's bench instead (benches/refresh.rs, about a minute): a hot
+# set of PWD answers at a short TTL with REFRESH_AHEAD off and on, misses counted by the
+# daemon; writes docs/bench/refresh.md. --clients, --hot, --ttl, --secs, --rounds and
+# --percents go to it.
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)
@@ -75,7 +79,10 @@ stop_mariadb() {
 }
 trap stop_mariadb EXIT
 
-if [[ " ${args[*]} " == *" --only cluster "* ]]; then
+standalone=
+[[ " ${args[*]} " == *" --only cluster "* ]] && standalone=cluster
+[[ " ${args[*]} " == *" --only refresh "* ]] && standalone=refresh
+if [[ -n $standalone ]]; then
   rest=()
   skip=0
   for a in "${args[@]}"; do
@@ -83,8 +90,8 @@ if [[ " ${args[*]} " == *" --only cluster "* ]]; then
     [[ $a == --only ]] && { skip=1; continue; }
     rest+=("$a")
   done
-  echo "bench.sh: MariaDB on $host:$port; running the cluster connections bench" >&2
-  cargo bench --quiet --bench cluster -- --mysql "$host:$port" "${rest[@]}"
+  echo "bench.sh: MariaDB on $host:$port; running the $standalone bench" >&2
+  cargo bench --quiet --bench "$standalone" -- --mysql "$host:$port" "${rest[@]}"
   exit 0
 fi
 echo "bench.sh: MariaDB on $host:$port; running the benchmarks" >&2
