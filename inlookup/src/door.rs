@@ -252,7 +252,8 @@ impl DoorSide {
         sessions: Arc<Sessions>,
         command_timeout: Duration,
     ) -> std::io::Result<DoorSide> {
-        let settings = DoorSettings { tls: bound.tls.clone(), command_timeout, ..DoorSettings::default() };
+        let settings =
+            DoorSettings { tls: bound.tls.clone(), command_timeout, ..DoorSettings::default() };
         let shared = Arc::new(Shared {
             sessions,
             settings,
@@ -350,10 +351,16 @@ mod tests {
     #[test]
     fn refusals() {
         let e = resolve("0.0.0.0:1144", false).unwrap_err();
-        assert!(e.contains("IMAP_LISTEN") && e.contains("not a loopback") && e.contains("IMAP_LISTEN_CERT"), "{e}");
+        assert!(
+            e.contains("IMAP_LISTEN")
+                && e.contains("not a loopback")
+                && e.contains("IMAP_LISTEN_CERT"),
+            "{e}"
+        );
         assert!(resolve("imaps://127.0.0.1:993", false).unwrap_err().contains("certificate"));
         assert!(resolve("relative.sock", false).is_err());
-        let e = DoorConfig::resolve(Some("127.0.0.1:1"), Some(Path::new("/c")), None, 4).unwrap_err();
+        let e =
+            DoorConfig::resolve(Some("127.0.0.1:1"), Some(Path::new("/c")), None, 4).unwrap_err();
         assert!(e.to_string().contains("IMAP_LISTEN_KEY"), "{e}");
         assert!(DoorConfig::resolve(Some("127.0.0.1:1"), None, None, 0).is_err());
     }

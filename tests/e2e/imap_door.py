@@ -6,7 +6,8 @@ exits non-zero (with the reason) on the first surprise.
 Modes:
   full        LOGIN, SELECT, SEARCH, FETCH, a 5 MB 8-bit APPEND fetched back identical,
               STORE, EXPUNGE, LOGOUT.
-  loop N      N sessions of LOGIN, SELECT, FETCH 1 (FLAGS ENVELOPE), LOGOUT.
+  loop N      N sessions of LOGIN, SELECT, FETCH 1:20 (FLAGS ENVELOPE) (fewer when the
+              INBOX holds fewer), LOGOUT.
   wrong       LOGIN with a wrong password (must fail with AUTHENTICATIONFAILED), then the
               right one on the same connection; LOGOUT.
   refused     LOGIN must fail with AUTHENTICATIONFAILED; LOGOUT.
@@ -88,11 +89,10 @@ def loop(port, user, password, count):
         m = connect(port)
         m.login(user, password)
         n = select_inbox(m)
-        if n < 1:
-            fail("round %d: empty INBOX" % i)
-        typ, data = m.fetch("1:%d" % min(n, 20), "(FLAGS ENVELOPE)")
-        if typ != "OK" or not data or b"ENVELOPE" not in data[0]:
-            fail("round %d: FETCH %r" % (i, data))
+        if n > 0:
+            typ, data = m.fetch("1:%d" % min(n, 20), "(FLAGS ENVELOPE)")
+            if typ != "OK" or not data or b"ENVELOPE" not in data[0]:
+                fail("round %d: FETCH %r" % (i, data))
         m.logout()
     print("loop: %d sessions ok" % count)
 

@@ -162,5 +162,8 @@ pub fn poll2(a: RawFd, watch_a: bool, b: RawFd, timeout: Duration) -> io::Result
 
 /// Was this read error only the short read timeout (nothing came)?
 pub fn nothing_yet(e: &io::Error) -> bool {
-    matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted)
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
+    )
 }

@@ -70,7 +70,13 @@ struct LoggedIn<'a> {
 
 /// Serves one client on this thread until it leaves. `implicit_tls`: the listener is
 /// `imaps://` (the handshake comes first). `n` numbers the client (its key in the pool).
-pub fn serve(sessions: &Sessions, stream: ClientStream, implicit_tls: bool, s: &DoorSettings, n: u64) {
+pub fn serve(
+    sessions: &Sessions,
+    stream: ClientStream,
+    implicit_tls: bool,
+    s: &DoorSettings,
+    n: u64,
+) {
     sessions.door_note(|d| {
         d.accepted += 1;
         d.clients += 1;
@@ -80,7 +86,13 @@ pub fn serve(sessions: &Sessions, stream: ClientStream, implicit_tls: bool, s: &
     sessions.door_note(|d| d.clients = d.clients.saturating_sub(1));
 }
 
-fn serve_client(sessions: &Sessions, stream: ClientStream, implicit_tls: bool, s: &DoorSettings, n: u64) {
+fn serve_client(
+    sessions: &Sessions,
+    stream: ClientStream,
+    implicit_tls: bool,
+    s: &DoorSettings,
+    n: u64,
+) {
     if stream.set_timeouts(s.login_timeout, WRITE_TIMEOUT).is_err() {
         return;
     }
@@ -148,7 +160,9 @@ fn prelogin<'a>(
                 continue;
             }
             Err((_, ReadError::Io(e))) => {
-                if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut {
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::TimedOut
+                {
                     let _ = r.send(b"* BYE Autologout; idle for too long.\r\n");
                 }
                 return None;
@@ -156,10 +170,14 @@ fn prelogin<'a>(
         };
         let Command { tag, name, args } = cmd;
         let reply = match name.as_str() {
-            "CAPABILITY" => format!("* CAPABILITY {}\r\n{tag} OK Pre-login capabilities listed.\r\n", caps(r)),
+            "CAPABILITY" => {
+                format!("* CAPABILITY {}\r\n{tag} OK Pre-login capabilities listed.\r\n", caps(r))
+            }
             "NOOP" => format!("{tag} OK NOOP completed.\r\n"),
             "LOGOUT" => {
-                let _ = r.send(format!("* BYE Logging out.\r\n{tag} OK Logout completed.\r\n").as_bytes());
+                let _ = r.send(
+                    format!("* BYE Logging out.\r\n{tag} OK Logout completed.\r\n").as_bytes(),
+                );
                 return None;
             }
             "ID" => match prelogin::id_fields(&args) {
@@ -202,7 +220,8 @@ fn prelogin<'a>(
             },
             "LOGIN" => match args.as_slice() {
                 [u, p] if u.astring().is_some() && p.astring().is_some() => {
-                    let user = String::from_utf8_lossy(u.astring().unwrap_or_default()).into_owned();
+                    let user =
+                        String::from_utf8_lossy(u.astring().unwrap_or_default()).into_owned();
                     let password =
                         String::from_utf8_lossy(p.astring().unwrap_or_default()).into_owned();
                     match login(sessions, r, &tag, &user, &password, &told, key) {
@@ -219,13 +238,15 @@ fn prelogin<'a>(
                 }
             },
             "AUTHENTICATE" => match authenticate(r, &tag, &args) {
-                Ok(Some((user, password))) => match login(sessions, r, &tag, &user, &password, &told, key) {
-                    Some(l) => return Some(l),
-                    None => {
-                        errors += 1;
-                        continue;
+                Ok(Some((user, password))) => {
+                    match login(sessions, r, &tag, &user, &password, &told, key) {
+                        Some(l) => return Some(l),
+                        None => {
+                            errors += 1;
+                            continue;
+                        }
                     }
-                },
+                }
                 Ok(None) => return None,
                 Err(reply) => {
                     errors += 1;
@@ -248,7 +269,11 @@ fn placeholder() -> Option<ClientStream> {
 
 /// AUTHENTICATE PLAIN or LOGIN: `Ok(Some(user, password))`, `Ok(None)` when the client
 /// left, `Err(reply)` for a tagged BAD or NO.
-fn authenticate(r: &mut Reader, tag: &str, args: &[Token]) -> Result<Option<(String, String)>, String> {
+fn authenticate(
+    r: &mut Reader,
+    tag: &str,
+    args: &[Token],
+) -> Result<Option<(String, String)>, String> {
     let bad = |why: &str| format!("{tag} BAD {why}\r\n");
     let (mech, ir) = match args {
         [Token::Atom(m)] => (m.to_ascii_uppercase(), None),
@@ -297,7 +322,8 @@ fn login<'a>(
     key: &str,
 ) -> Option<LoggedIn<'a>> {
     if user.is_empty() {
-        let _ = r.send(format!("{tag} NO [AUTHENTICATIONFAILED] Authentication failed.\r\n").as_bytes());
+        let _ = r
+            .send(format!("{tag} NO [AUTHENTICATIONFAILED] Authentication failed.\r\n").as_bytes());
         return None;
     }
     let who = DoorIdentity { user, password, ip: &told.ip, qualifier: &told.qualifier };
@@ -371,14 +397,20 @@ impl Relay {
 
     /// Relays until the client leaves or logs out, or the server goes. True when the
     /// server connection is left in step (fit to park).
-    fn run(&mut self, client: &mut ClientStream, conn: &mut Conn, leftover: Vec<u8>, s: &DoorSettings) -> bool {
+    fn run(
+        &mut self,
+        client: &mut ClientStream,
+        conn: &mut Conn,
+        leftover: Vec<u8>,
+        s: &DoorSettings,
+    ) -> bool {
         if client.set_timeouts(SHORT_READ, WRITE_TIMEOUT).is_err()
             || conn.set_relay_timeouts(SHORT_READ, WRITE_TIMEOUT).is_err()
         {
             return false;
         }
         if !leftover.is_empty() {
-            if let Stop::Done(step) = self.from_client(&leftover, client, conn) {
+            if let Stop::Done(step) = self.client_bytes(&leftover, client, conn) {
                 return step;
             }
         }
@@ -428,7 +460,7 @@ impl Relay {
                 match conn.relay_read(&mut buf) {
                     Ok(0) => return false,
                     Ok(n) => {
-                        if !self.from_server(&buf[..n], client) {
+                        if !self.server_bytes(&buf[..n], client) {
                             return false;
                         }
                     }
@@ -440,7 +472,7 @@ impl Relay {
                 match client.read(&mut buf) {
                     Ok(0) => return self.in_step(),
                     Ok(n) => {
-                        if let Stop::Done(step) = self.from_client(&buf[..n].to_vec(), client, conn) {
+                        if let Stop::Done(step) = self.client_bytes(&buf[..n], client, conn) {
                             return step;
                         }
                     }
@@ -453,14 +485,18 @@ impl Relay {
 
     /// Passes the server's bytes on, our answers slipped in at a response boundary. False
     /// when the client cannot be written to.
-    fn from_server(&mut self, data: &[u8], client: &mut ClientStream) -> bool {
+    fn server_bytes(&mut self, data: &[u8], client: &mut ClientStream) -> bool {
         self.bytes_out += data.len() as u64;
         let done = self.server.feed(data);
         let mut from = 0;
         if !self.inject.is_empty() {
             if let Some(first) = done.first() {
                 let inject = std::mem::take(&mut self.inject);
-                if client.write_all(&data[..first.end]).and_then(|()| client.write_all(&inject)).is_err() {
+                if client
+                    .write_all(&data[..first.end])
+                    .and_then(|()| client.write_all(&inject))
+                    .is_err()
+                {
                     return false;
                 }
                 from = first.end;
@@ -484,7 +520,7 @@ impl Relay {
 
     /// Passes the client's bytes on, answering LOGOUT, CAPABILITY and what the door does
     /// not relay itself.
-    fn from_client(&mut self, data: &[u8], client: &mut ClientStream, conn: &mut Conn) -> Stop {
+    fn client_bytes(&mut self, data: &[u8], client: &mut ClientStream, conn: &mut Conn) -> Stop {
         self.bytes_in += data.len() as u64;
         let pieces = match self.client.feed(data) {
             Ok(p) => p,
@@ -505,10 +541,15 @@ impl Relay {
                 Piece::Command { tag, name, literal: false, .. }
                     if matches!(name.as_str(), "STARTTLS" | "COMPRESS" | "UNAUTHENTICATE") =>
                 {
-                    self.answer(format!("{tag} BAD {name} is not available through this proxy.\r\n"));
+                    self.answer(format!(
+                        "{tag} BAD {name} is not available through this proxy.\r\n"
+                    ));
                 }
                 Piece::Command { tag, name, literal: false, .. } if name == "CAPABILITY" => {
-                    self.answer(format!("* CAPABILITY {}\r\n{tag} OK Capability completed.\r\n", self.caps));
+                    self.answer(format!(
+                        "* CAPABILITY {}\r\n{tag} OK Capability completed.\r\n",
+                        self.caps
+                    ));
                 }
                 Piece::Command { tag, line, .. } => {
                     out.extend_from_slice(&line);

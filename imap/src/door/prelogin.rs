@@ -228,7 +228,7 @@ impl Reader {
 /// `ID` arguments: the field pairs of its list (`NIL` gives none).
 pub fn id_fields(args: &[Token]) -> Result<Vec<(String, String)>, String> {
     match args {
-        [Token::Atom(a)] if a.eq_ignore_ascii_case("NIL") => return Ok(Vec::new()),
+        [Token::Atom(a)] if a.eq_ignore_ascii_case("NIL") => Ok(Vec::new()),
         [Token::Open, inner @ .., Token::Close] => {
             if inner.len() % 2 != 0 || inner.len() > 60 {
                 return Err("ID wants pairs of strings".into());
@@ -289,7 +289,10 @@ pub fn prelogin_caps(server: Option<&[String]>, starttls: bool) -> String {
     caps.retain(|c| {
         !c.starts_with("AUTH=")
             && !c.starts_with("COMPRESS")
-            && !matches!(c.as_str(), "STARTTLS" | "LOGINDISABLED" | "SASL-IR" | "ID" | "UNAUTHENTICATE")
+            && !matches!(
+                c.as_str(),
+                "STARTTLS" | "LOGINDISABLED" | "SASL-IR" | "ID" | "UNAUTHENTICATE"
+            )
     });
     if !caps.iter().any(|c| c == "IMAP4REV1") {
         caps.insert(0, "IMAP4REV1".into());
@@ -353,16 +356,28 @@ mod tests {
 
     #[test]
     fn capabilities_offer_only_the_doors_mechanisms() {
-        let server: Vec<String> = ["IMAP4REV1", "SASL-IR", "AUTH=CRAM-MD5", "AUTH=DIGEST-MD5", "AUTH=PLAIN", "STARTTLS", "LOGINDISABLED", "IDLE"]
-            .iter()
-            .map(|s| (*s).to_string())
-            .collect();
+        let server: Vec<String> = [
+            "IMAP4REV1",
+            "SASL-IR",
+            "AUTH=CRAM-MD5",
+            "AUTH=DIGEST-MD5",
+            "AUTH=PLAIN",
+            "STARTTLS",
+            "LOGINDISABLED",
+            "IDLE",
+        ]
+        .iter()
+        .map(|s| (*s).to_string())
+        .collect();
         let c = prelogin_caps(Some(&server), false);
         assert!(!c.contains("CRAM") && !c.contains("DIGEST") && !c.contains("STARTTLS"), "{c}");
         assert!(!c.contains("LOGINDISABLED") && c.contains("AUTH=PLAIN AUTH=LOGIN"), "{c}");
         assert!(c.starts_with("IMAP4rev1 "), "{c}");
         assert!(prelogin_caps(Some(&server), true).contains("STARTTLS"));
-        let after: Vec<String> = ["IMAP4REV1", "IDLE", "COMPRESS=DEFLATE", "STARTTLS", "MOVE"].iter().map(|s| (*s).to_string()).collect();
+        let after: Vec<String> = ["IMAP4REV1", "IDLE", "COMPRESS=DEFLATE", "STARTTLS", "MOVE"]
+            .iter()
+            .map(|s| (*s).to_string())
+            .collect();
         assert_eq!(postlogin_caps(&after), "IMAP4rev1 IDLE MOVE");
     }
 }
