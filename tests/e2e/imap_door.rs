@@ -297,3 +297,22 @@ fn starttls_at_the_door_then_login() {
     assert!(out.contains("starttls: ok"), "{out}");
     dv.wait_logins("alice", 1);
 }
+
+#[test]
+fn roundcubes_own_imap_library_works_through_the_door_with_one_dovecot_login() {
+    let dv = Dovecot::start();
+    let db = TestDb::new();
+    let (d, port) = door(&db, dv.opts());
+    let out = Command::new("php")
+        .arg(root().join("tests/e2e/imap_door_roundcube.php"))
+        .args([&port.to_string(), "alice", "secret", "3"])
+        .output()
+        .expect("php (Debian's php-cli and roundcube-core: scripts/deps.sh roundcube)");
+    let text =
+        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success() && text.contains("roundcube: ok"), "{text}");
+    assert_eq!(text.matches("1 messages, subject 'Welcome'").count(), 3, "{text}");
+    dv.wait_logins("alice", 1);
+    let s = client(&d).stats().unwrap().imap;
+    assert_eq!((s.door.logins_fresh, s.door.logins_reused), (1, 2), "{:?}", s.door);
+}
