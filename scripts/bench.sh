@@ -25,6 +25,12 @@
 # a minute): a connection per worker per database against MYSQL_POOL_PER_DB pools, every
 # request a miss over a central and two mail store databases on the bench's MariaDB; writes
 # docs/bench/cluster.md. --clients, --workers, --secs, --rounds, --pools and --users go to it.
+#
+# --only door runs the IMAP front door's page-view bench instead (benches/door.rs, about a
+# minute): connect, LOGIN, SELECT, FETCH 1:20 (FLAGS ENVELOPE), LOGOUT through the door,
+# straight to a forking and a process-reusing Dovecot, and through Debian's imapproxy
+# (installed by scripts/deps.sh imapproxy), with Dovecot's logins counted; writes
+# docs/bench/door.md. --rounds goes to it.
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)
@@ -75,6 +81,19 @@ stop_mariadb() {
 }
 trap stop_mariadb EXIT
 
+if [[ " ${args[*]} " == *" --only door "* ]]; then
+  rest=()
+  skip=0
+  for a in "${args[@]}"; do
+    if ((skip)); then skip=0; continue; fi
+    [[ $a == --only ]] && { skip=1; continue; }
+    rest+=("$a")
+  done
+  scripts/deps.sh dovecot imapproxy
+  echo "bench.sh: MariaDB on $host:$port; running the IMAP front door bench" >&2
+  cargo bench --quiet --bench door -- --mysql "$host:$port" "${rest[@]}"
+  exit 0
+fi
 if [[ " ${args[*]} " == *" --only cluster "* ]]; then
   rest=()
   skip=0

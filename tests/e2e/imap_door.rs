@@ -37,6 +37,13 @@ fn py(port: u16, user: &str, password: &str, args: &[&str]) -> String {
     text
 }
 
+/// The door's counters once every client has gone (a client has its tagged LOGOUT reply
+/// before the door has parked its connection).
+fn settled(d: &Daemon) -> inlookup_core::admin::ImapStats {
+    eventually("every door client is gone", || client(d).stats().unwrap().imap.door.clients == 0);
+    client(d).stats().unwrap().imap
+}
+
 /// A hand-driven client.
 struct Raw {
     r: BufReader<TcpStream>,
@@ -81,7 +88,7 @@ fn imaplib_full_session_and_twenty_sessions_cost_one_dovecot_login() {
     assert!(out.contains("append: 5") && out.contains("full: ok"), "{out}");
     py(port, "alice", "secret", &["loop", "20"]);
     dv.wait_logins("alice", 1);
-    let s = client(&d).stats().unwrap().imap;
+    let s = settled(&d);
     assert_eq!((s.door.logins_fresh, s.door.logins_reused), (1, 20), "{:?}", s.door);
     assert_eq!(s.door.logouts_parked, 21, "{:?}", s.door);
     assert_eq!(s.door.closed_mid_command, 0);
@@ -94,7 +101,7 @@ fn imaplib_full_session_and_twenty_sessions_cost_one_dovecot_login() {
     // The FIFO kinds use the same pool: the door's parked connection is one of its slots.
     assert_eq!((s.created, s.idle), (1, 1), "{s:?}");
     d.signal(nix::sys::signal::Signal::SIGUSR1);
-    d.wait_log("door: 0 clients now, peak 1, 21 accepted, 0 refused; logins 1 fresh, 20 reused");
+    d.wait_log("21 accepted, 0 refused; logins 1 fresh, 20 reused, 0 refused; 21 logouts parked");
 }
 
 #[test]
@@ -111,7 +118,7 @@ fn a_wrong_password_fails_as_dovecots_and_never_reuses_or_evicts() {
     dv.adduser("carol", "pw-two");
     py(port, "carol", "pw-two", &["loop", "1"]);
     dv.wait_logins("carol", 2);
-    let s = client(&d).stats().unwrap().imap;
+    let s = settled(&d);
     assert_eq!(s.door.logins_refused, 1, "{:?}", s.door);
     assert_eq!(s.login_failures, 1, "{s:?}");
 }
@@ -123,7 +130,7 @@ fn an_unknown_user_is_refused_like_dovecot_with_the_cached_refusal() {
     let (d, port) = door(&db, dv.opts());
     py(port, "nobody-here", "x", &["refused"]);
     py(port, "nobody-here", "x", &["refused"]);
-    let s = client(&d).stats().unwrap().imap;
+    let s = settled(&d);
     assert_eq!((s.door.logins_refused, s.login_failures, s.auth_negative_hits), (2, 1, 1), "{s:?}");
 }
 
@@ -194,7 +201,7 @@ fn authenticate_plain_and_login_and_id_pass_the_ip_and_qualify_the_identity() {
     c.send("c4 LOGOUT\r\n");
     c.until("c4");
     dv.wait_logins("alice", 2);
-    let s = client(&d).stats().unwrap().imap;
+    let s = settled(&d);
     assert_eq!((s.door.logins_fresh, s.door.logins_reused, s.door.logouts_parked), (2, 1, 3));
 }
 
@@ -239,7 +246,7 @@ fn a_client_killed_mid_fetch_leaves_no_byte_for_the_next_session() {
         "b3 SELECT INBOX\r\nb4 STORE 2 +FLAGS.SILENT (\\Deleted)\r\nb5 EXPUNGE\r\nb6 LOGOUT\r\n",
     );
     c.until("b6");
-    let s = client(&d).stats().unwrap().imap;
+    let s = settled(&d);
     assert_eq!(s.door.closed_mid_command, 1, "{:?}", s.door);
     assert!(s.door.logins_fresh >= 2, "{:?}", s.door);
 }
@@ -261,7 +268,8 @@ fn beyond_max_clients_a_client_gets_bye_at_once() {
     assert!(e.line().starts_with("* OK"));
     b.send("x LOGOUT\r\n");
     b.until("x");
-    let s = client(&d).stats().unwrap().imap;
+    drop((b, c, e));
+    let s = settled(&d);
     assert_eq!(s.door.refused, 1, "{:?}", s.door);
     assert_eq!(s.door.peak_clients, 2, "{:?}", s.door);
 }
@@ -313,6 +321,62 @@ fn roundcubes_own_imap_library_works_through_the_door_with_one_dovecot_login() {
     assert!(out.status.success() && text.contains("roundcube: ok"), "{text}");
     assert_eq!(text.matches("1 messages, subject 'Welcome'").count(), 3, "{text}");
     dv.wait_logins("alice", 1);
-    let s = client(&d).stats().unwrap().imap;
-    assert_eq!((s.door.logins_fresh, s.door.logins_reused), (1, 2), "{:?}", s.door);
+    let s = settled(&d);
+    assert_eq!((s.door.logins_fresh, s.door.logins_reused, s.door.logouts_parked), (1, 2, 3));
+}
+
+#[test]
+fn after_login_idle_passes_through_and_starttls_and_compress_are_refused() {
+    let dv = Dovecot::start();
+    let db = TestDb::new();
+    let (d, port) = door(&db, dv.opts());
+    let mut c = Raw::connect(port);
+    c.line();
+    c.send("a1 LOGIN alice secret\r\na2 SELECT INBOX\r\n");
+    c.until("a1");
+    c.until("a2");
+    c.send("a3 STARTTLS\r\n");
+    assert!(c.until("a3").last().unwrap().starts_with("a3 BAD"));
+    c.send("a4 COMPRESS DEFLATE\r\n");
+    assert!(c.until("a4").last().unwrap().starts_with("a4 BAD"));
+    c.send("a5 CAPABILITY\r\n");
+    let l = c.until("a5");
+    assert!(l[0].starts_with("* CAPABILITY IMAP4rev1") && !l[0].contains("STARTTLS"), "{l:?}");
+    c.send("a6 IDLE\r\n");
+    assert!(c.line().starts_with("+ "), "IDLE's continuation");
+    c.send("DONE\r\n");
+    assert!(c.until("a6").last().unwrap().starts_with("a6 OK"));
+    c.send("a7 LOGOUT\r\n");
+    c.until("a7");
+    // In step after IDLE: parked, and the next session starts unselected.
+    let mut c = Raw::connect(port);
+    c.line();
+    c.send("b1 LOGIN alice secret\r\nb2 FETCH 1 (FLAGS)\r\nb3 LOGOUT\r\n");
+    c.until("b1");
+    assert!(c.until("b2").last().unwrap().starts_with("b2 BAD"), "no mailbox selected");
+    c.until("b3");
+    dv.wait_logins("alice", 1);
+    let s = settled(&d);
+    assert_eq!((s.door.logouts_parked, s.door.closed_mid_command), (2, 0), "{:?}", s.door);
+}
+
+#[test]
+fn a_full_pool_answers_unavailable_and_the_client_may_retry() {
+    let dv = Dovecot::start();
+    let db = TestDb::new();
+    let (_d, port) = door(&db, dv.opts().env("IMAP_MAX_CONNECTIONS", "1"));
+    let mut a = Raw::connect(port);
+    a.line();
+    a.send("a1 LOGIN alice secret\r\n");
+    a.until("a1"); // holds the pool's only connection
+    let mut b = Raw::connect(port);
+    b.line();
+    b.send("b1 LOGIN alice secret\r\n");
+    let l = b.line();
+    assert!(l.starts_with("b1 NO [UNAVAILABLE]"), "{l}");
+    a.send("a2 LOGOUT\r\n");
+    a.until("a2");
+    b.send("b2 LOGIN alice secret\r\n");
+    assert!(b.until("b2").last().unwrap().starts_with("b2 OK"), "the parked one, now free");
+    dv.wait_logins("alice", 1);
 }

@@ -117,12 +117,19 @@ fn serve_client(
     let caps = logged.caps;
     let mut relay = Relay::new(&caps);
     let in_step = relay.run(&mut r.stream, &mut lease, leftover, s);
-    r.stream.close();
     sessions.door_note(|d| {
         d.bytes_in += relay.bytes_in;
         d.bytes_out += relay.bytes_out;
     });
+    // Parked before the client hears its LOGOUT answered: its next login finds it.
     let parked = sessions.door_end(lease, in_step);
+    if let Some(tag) = &relay.logout {
+        if in_step {
+            let bye = format!("* BYE Logging out.\r\n{tag} OK Logout completed.\r\n");
+            let _ = r.stream.write_all(bye.as_bytes());
+        }
+    }
+    r.stream.close();
     log::debug!(
         "IMAP door client {n}: {} ({} bytes in, {} out)",
         if parked { "connection parked" } else { "connection closed" },
@@ -421,13 +428,14 @@ impl Relay {
             if let Some(tag) = &self.logout {
                 let since = *logout_since.get_or_insert_with(Instant::now);
                 if self.pending.is_empty() && self.server.at_boundary() {
-                    let bye = format!("* BYE Logging out.\r\n{tag} OK Logout completed.\r\n");
+                    // The BYE and the tagged OK follow once the connection is parked.
                     let _ = client.write_all(&self.inject);
-                    let _ = client.write_all(bye.as_bytes());
-                    let _ = client.flush();
                     return true;
                 }
                 if since.elapsed() > s.command_timeout {
+                    let _ = client.write_all(
+                        format!("* BYE Logging out.\r\n{tag} OK Logout completed.\r\n").as_bytes(),
+                    );
                     return false;
                 }
             }
