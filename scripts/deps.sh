@@ -63,7 +63,7 @@ group_checks() {
       printf '%s\n' 'php php-cli' \
         '/usr/share/roundcube/program/lib/Roundcube/rcube_imap_generic.php roundcube-core'
       ;;
-    imapproxy) printf '%s\n' '/usr/sbin/in.imapproxyd imapproxy' ;;
+    imapproxy) printf '%s\n' '/usr/sbin/imapproxyd imapproxy' ;;
     *)
       echo "deps.sh: unknown group '$1' (known: ${ALL_GROUPS[*]})" >&2
       exit 2
