@@ -4,7 +4,8 @@
 //!
 //! Model: one accepting thread per listening socket and one thread per client, bounded by
 //! IMAP_LISTEN_MAX_CLIENTS (default 256): one more client gets `* BYE` at once and is
-//! closed. A client's thread spends its life blocked in poll or in a read, so the bound is
+//! closed. A thread whose client left waits for the next one (up to 16 wait), since a
+//! woken thread runs at once where a new one may wait a scheduler slice on a busy machine. A client's thread spends its life blocked in poll or in a read, so the bound is
 //! on memory (a small stack and a 64 KiB buffer each), not on CPU; the IMAP connections
 //! themselves stay bounded by IMAP_MAX_CONNECTIONS, and a login that finds the pool full
 //! backs off as the kinds do and then gets `NO [UNAVAILABLE]`.
@@ -15,6 +16,7 @@
 //! IMAP_LISTEN_KEY: passwords must not cross a network in clear, so without them the
 //! daemon refuses to start.
 
+use crossbeam_channel::{Receiver, Sender};
 use inlookup_imap::door::io::ClientStream;
 use inlookup_imap::door::DoorSettings;
 use inlookup_imap::Sessions;
@@ -237,10 +239,20 @@ impl Drop for DoorSide {
 struct Shared {
     sessions: Arc<Sessions>,
     settings: DoorSettings,
+    /// Clients served now.
     clients: AtomicUsize,
     max_clients: usize,
     next: AtomicU64,
+    /// Threads waiting for a client on `jobs`.
+    idle: AtomicUsize,
+    jobs: (Sender<Job>, Receiver<Job>),
 }
+
+/// A client for a thread: its stream, whether its listener is `imaps://`, its number.
+type Job = (ClientStream, bool, u64);
+
+/// Threads kept waiting for the next client at most; more end when their client leaves.
+const SPARE_THREADS: usize = 16;
 
 impl DoorSide {
     /// Starts an accepting thread per socket.
@@ -260,6 +272,8 @@ impl DoorSide {
             clients: AtomicUsize::new(0),
             max_clients: bound.max_clients,
             next: AtomicU64::new(0),
+            idle: AtomicUsize::new(0),
+            jobs: crossbeam_channel::unbounded(),
         });
         let mut unix_paths = Vec::new();
         for s in bound.sockets {
@@ -301,7 +315,9 @@ fn accept_failed(e: &std::io::Error) {
     std::thread::sleep(Duration::from_millis(100));
 }
 
-/// A client: its own thread, or `* BYE` when there are too many.
+/// A client: to a waiting thread (a woken thread runs at once; a new one can wait a
+/// scheduler slice on a busy machine), to a new thread, or `* BYE` when there are too
+/// many.
 fn client(sh: &Arc<Shared>, mut stream: ClientStream, implicit_tls: bool) {
     if sh.clients.fetch_add(1, Ordering::SeqCst) >= sh.max_clients {
         sh.clients.fetch_sub(1, Ordering::SeqCst);
@@ -314,17 +330,39 @@ fn client(sh: &Arc<Shared>, mut stream: ClientStream, implicit_tls: bool) {
         return;
     }
     let n = sh.next.fetch_add(1, Ordering::Relaxed);
+    // A waiting thread is taken (counted off here, so two clients never count on one).
+    if sh.idle.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |v| v.checked_sub(1)).is_ok() {
+        if sh.jobs.0.send((stream, implicit_tls, n)).is_err() {
+            sh.clients.fetch_sub(1, Ordering::SeqCst);
+        }
+        return;
+    }
     let sh2 = sh.clone();
     let spawned = std::thread::Builder::new()
         .name("imap-door-client".into())
         .stack_size(256 * 1024)
-        .spawn(move || {
-            inlookup_imap::door::serve(&sh2.sessions, stream, implicit_tls, &sh2.settings, n);
-            sh2.clients.fetch_sub(1, Ordering::SeqCst);
-        });
+        .spawn(move || worker(&sh2, (stream, implicit_tls, n)));
     if let Err(e) = spawned {
         sh.clients.fetch_sub(1, Ordering::SeqCst);
         log::warn!("IMAP door: no thread for a client: {e}");
+    }
+}
+
+/// A client thread: serves its first client, then waits for more while few others wait.
+fn worker(sh: &Arc<Shared>, first: Job) {
+    let mut job = first;
+    loop {
+        let (stream, implicit_tls, n) = job;
+        inlookup_imap::door::serve(&sh.sessions, stream, implicit_tls, &sh.settings, n);
+        sh.clients.fetch_sub(1, Ordering::SeqCst);
+        if sh.idle.load(Ordering::SeqCst) >= SPARE_THREADS {
+            return;
+        }
+        sh.idle.fetch_add(1, Ordering::SeqCst);
+        match sh.jobs.1.recv() {
+            Ok(j) => job = j,
+            Err(_) => return,
+        }
     }
 }
 
