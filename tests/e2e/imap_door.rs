@@ -56,9 +56,13 @@ impl Raw {
         s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
         Raw { r: BufReader::new(s.try_clone().unwrap()), w: s }
     }
+    /// The next line; empty when the door closed (a reset too: it may close with the
+    /// client's bytes unread).
     fn line(&mut self) -> String {
         let mut l = String::new();
-        self.r.read_line(&mut l).unwrap();
+        if self.r.read_line(&mut l).is_err() {
+            l.clear();
+        }
         l
     }
     fn send(&mut self, s: &str) {
@@ -379,4 +383,53 @@ fn a_full_pool_answers_unavailable_and_the_client_may_retry() {
     b.send("b2 LOGIN alice secret\r\n");
     assert!(b.until("b2").last().unwrap().starts_with("b2 OK"), "the parked one, now free");
     dv.wait_logins("alice", 1);
+}
+
+#[test]
+fn bad_input_before_login_gets_clear_errors_and_never_a_hang() {
+    let dv = Dovecot::start();
+    let db = TestDb::new();
+    let (d, port) = door(&db, dv.opts());
+    let mut c = Raw::connect(port);
+    c.line();
+    c.send("\r\n");
+    assert!(c.line().starts_with("* BAD"), "an empty line");
+    c.send("a1 LOGIN \"unterminated\r\n");
+    assert!(c.line().starts_with("a1 BAD unterminated"), "a bad quoted string");
+    c.send("a2 SELECT INBOX\r\n");
+    assert!(c.line().starts_with("a2 BAD SELECT is not a command before login"));
+    c.send("a3 LOGIN {999999}\r\n");
+    assert!(c.line().starts_with("a3 BAD literal too large"));
+    c.send("a4 AUTHENTICATE CRAM-MD5\r\n");
+    assert!(c.line().starts_with("a4 NO [CANNOT]"));
+    c.send("a5 AUTHENTICATE PLAIN\r\n");
+    assert_eq!(c.line(), "+ \r\n");
+    c.send("*\r\n");
+    assert!(c.line().starts_with("a5 BAD Authentication cancelled"));
+    c.send("a6 AUTHENTICATE PLAIN !!!\r\n");
+    assert!(c.line().starts_with("a6 BAD not base64"));
+    c.send("a7 ID (\"odd\")\r\n");
+    assert!(c.line().starts_with("a7 BAD ID wants pairs"));
+    // A synchronizing literal for the password, as clients send one with odd characters.
+    c.send("a8 LOGIN alice {6}\r\n");
+    assert!(c.line().starts_with("+ "));
+    c.send("secret\r\n");
+    assert!(c.until("a8").last().unwrap().starts_with("a8 OK"));
+    c.send("a9 LOGOUT\r\n");
+    c.until("a9");
+    // Ten errors: sent away. A line longer than 8 KiB before login: closed.
+    let mut c = Raw::connect(port);
+    c.line();
+    for i in 0..10 {
+        c.send(&format!("b{i} FROB\r\n"));
+        assert!(c.line().starts_with(&format!("b{i} BAD")));
+    }
+    c.send("b10 NOOP\r\n");
+    assert_eq!(c.line(), "* BYE Too many errors.\r\n");
+    let mut c = Raw::connect(port);
+    c.line();
+    c.send(&"x".repeat(20_000));
+    assert_eq!(c.line(), "", "closed");
+    let s = settled(&d);
+    assert_eq!((s.door.logins_fresh, s.door.closed_mid_command), (1, 0), "{:?}", s.door);
 }
