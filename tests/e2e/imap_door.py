@@ -12,6 +12,7 @@ Modes:
               right one on the same connection; LOGOUT.
   refused     LOGIN must fail with AUTHENTICATIONFAILED; LOGOUT.
   starttls    STARTTLS (certificate not verified: the test's own), LOGIN, SELECT, LOGOUT.
+  imaps       TLS from the first byte (certificate not verified), LOGIN, SELECT, LOGOUT.
   capability  print the capabilities before and after login.
 """
 import imaplib
@@ -138,6 +139,19 @@ def starttls(port, user, password):
     print("starttls: ok")
 
 
+def imaps(port, user, password):
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    m = imaplib.IMAP4_SSL("127.0.0.1", int(port), ssl_context=ctx, timeout=60)
+    if "STARTTLS" in m.capabilities:
+        fail("STARTTLS offered on TLS: %r" % (m.capabilities,))
+    m.login(user, password)
+    select_inbox(m)
+    m.logout()
+    print("imaps: ok")
+
+
 def capability(port, user, password):
     m = connect(port)
     print("before: " + " ".join(m.capabilities))
@@ -159,6 +173,8 @@ def main():
         refused(port, user, password)
     elif mode == "starttls":
         starttls(port, user, password)
+    elif mode == "imaps":
+        imaps(port, user, password)
     elif mode == "capability":
         capability(port, user, password)
     else:

@@ -311,6 +311,42 @@ fn starttls_at_the_door_then_login() {
 }
 
 #[test]
+fn an_imaps_listener_and_a_unix_socket_beside_the_plain_one() {
+    let dv = Dovecot::start();
+    let db = TestDb::new();
+    let (_tls, _ca, cert, key) = crate::harness::tls_files();
+    let (plain, tls) = (free_port(), free_port());
+    let sock_dir = crate::harness::TempDir::new("door-sock");
+    let sock = sock_dir.join("door.sock");
+    let listen = format!("127.0.0.1:{plain},imaps://127.0.0.1:{tls},{}", sock.display());
+    let d = Daemon::start(
+        &db,
+        dv.opts()
+            .env("IMAP_LISTEN", &listen)
+            .env("IMAP_LISTEN_CERT", &cert.display().to_string())
+            .env("IMAP_LISTEN_KEY", &key.display().to_string()),
+    );
+    let out = py(tls, "alice", "secret", &["imaps"]);
+    assert!(out.contains("imaps: ok"), "{out}");
+    // The Unix socket: the same door, the connection parked by imaps reused.
+    let s = std::os::unix::net::UnixStream::connect(&sock).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut r = BufReader::new(s.try_clone().unwrap());
+    let mut w = s;
+    let mut line = String::new();
+    r.read_line(&mut line).unwrap();
+    assert!(line.starts_with("* OK [CAPABILITY IMAP4rev1"), "{line}");
+    assert!(!line.contains("STARTTLS"), "no STARTTLS on a Unix socket: {line}");
+    w.write_all(b"u1 LOGIN alice secret\r\nu2 LOGOUT\r\n").unwrap();
+    let mut all = String::new();
+    r.read_to_string(&mut all).unwrap();
+    assert!(all.starts_with("u1 OK") && all.ends_with("u2 OK Logout completed.\r\n"), "{all}");
+    dv.wait_logins("alice", 1);
+    let st = settled(&d);
+    assert_eq!((st.door.logins_fresh, st.door.logins_reused), (1, 1), "{:?}", st.door);
+}
+
+#[test]
 fn roundcubes_own_imap_library_works_through_the_door_with_one_dovecot_login() {
     let dv = Dovecot::start();
     let db = TestDb::new();
