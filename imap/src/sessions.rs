@@ -29,6 +29,9 @@ use std::time::{Duration, Instant};
 
 /// The back-off while the table (or a session) is busy, then "busy".
 const BACKOFF_MS: [u64; 5] = [10, 30, 70, 150, 250];
+/// After a failed connection made only to learn the pre-login capabilities, how long the
+/// door's greetings use a default list before trying again.
+const PROBE_AGAIN: Duration = Duration::from_secs(10);
 /// Time allowed for a polite LOGOUT before closing.
 const QUIT_WITHIN: Duration = Duration::from_millis(500);
 
@@ -155,6 +158,9 @@ pub struct Sessions {
     /// The servers' pre-login capabilities, learned from the last connection opened (for
     /// the front door's greeting).
     prelogin: Mutex<Option<Vec<String>>>,
+    /// When a connection opened only to learn them last failed (then greetings use a
+    /// default list for a while instead of each waiting on a server that is down).
+    probe_failed: Mutex<Option<Instant>>,
 }
 
 impl std::fmt::Debug for Sessions {
@@ -197,6 +203,7 @@ impl Sessions {
             started: Instant::now(),
             warned: Throttle::default(),
             prelogin: Mutex::new(None),
+            probe_failed: Mutex::new(None),
             cfg,
         })
     }
@@ -762,10 +769,15 @@ impl Sessions {
 
     /// The servers' capabilities before login, for the door's greeting: those of the last
     /// connection opened, or (once, when none was) of a connection opened for the purpose
-    /// and logged out; `None` when the server cannot be reached.
+    /// and logged out; `None` when the server cannot be reached (then for 10 s without
+    /// trying again).
     pub fn door_capabilities(&self) -> Option<Vec<String>> {
         if let Some(c) = self.prelogin.lock().unwrap_or_else(|e| e.into_inner()).clone() {
             return Some(c);
+        }
+        let recently = |t: &Option<Instant>| t.is_some_and(|t| t.elapsed() < PROBE_AGAIN);
+        if recently(&self.probe_failed.lock().unwrap_or_else(|e| e.into_inner())) {
+            return None;
         }
         let LoginStep::Open { ticket, evicted } = self.table.open_only() else {
             return None;
@@ -775,7 +787,10 @@ impl Sessions {
         }
         let conn = self.dial(self.cfg.host.clone()).and_then(|d| Conn::connect(&d));
         ticket.cancel();
-        let conn = conn.ok()?;
+        let Ok(conn) = conn else {
+            *self.probe_failed.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+            return None;
+        };
         let caps = conn.capabilities().to_vec();
         conn.quit(QUIT_WITHIN);
         *self.prelogin.lock().unwrap_or_else(|e| e.into_inner()) = Some(caps.clone());

@@ -469,3 +469,23 @@ fn bad_input_before_login_gets_clear_errors_and_never_a_hang() {
     let s = settled(&d);
     assert_eq!((s.door.logins_fresh, s.door.closed_mid_command), (1, 0), "{:?}", s.door);
 }
+
+#[test]
+fn with_the_server_down_the_door_greets_and_a_login_is_unavailable() {
+    let db = TestDb::new();
+    let closed = free_port();
+    let (_d, port) = door(
+        &db,
+        Opts::default().env("IMAP_HOST", "127.0.0.1").env("IMAP_PORT", &closed.to_string()),
+    );
+    for round in 0..2 {
+        let mut c = Raw::connect(port);
+        let g = c.line();
+        assert!(g.starts_with("* OK [CAPABILITY IMAP4rev1") && g.contains("AUTH=PLAIN"), "{g}");
+        c.send("a1 LOGIN alice secret\r\n");
+        let l = c.line();
+        assert!(l.starts_with("a1 NO [UNAVAILABLE]"), "round {round}: {l}");
+        c.send("a2 LOGOUT\r\n");
+        c.until("a2");
+    }
+}

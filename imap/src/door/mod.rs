@@ -466,14 +466,19 @@ impl Relay {
             last = Instant::now();
             if sr {
                 match conn.relay_read(&mut buf) {
-                    Ok(0) => return false,
-                    Ok(n) => {
+                    Ok(n) if n > 0 => {
                         if !self.server_bytes(&buf[..n], client) {
                             return false;
                         }
                     }
                     Err(e) if nothing_yet(&e) => {}
-                    Err(_) => return false,
+                    _ => {
+                        if self.server.at_boundary() {
+                            let _ = client
+                                .write_all(b"* BYE The IMAP server closed the connection.\r\n");
+                        }
+                        return false;
+                    }
                 }
             }
             if cr {
