@@ -290,6 +290,35 @@ mod tests {
     }
 
     #[test]
+    fn client_bytes_cut_anywhere_pass_whole_and_in_order() {
+        let whole: &[u8] =
+            b"a1 LOGIN x y\r\na2 APPEND INBOX {11}\r\nb3 LOGOUT\r\n\r\na4 NOOP\r\na5 IDLE\r\nDONE\r\na6 LOGOUT\r\n";
+        for cut in 0..whole.len() {
+            let mut t = ClientTrack::default();
+            let mut pieces = t.feed(&whole[..cut]).unwrap();
+            pieces.extend(t.feed(&whole[cut..]).unwrap());
+            let mut bytes = Vec::new();
+            let mut tags = Vec::new();
+            for p in &pieces {
+                match p {
+                    Piece::Raw(b) => bytes.extend_from_slice(b),
+                    Piece::Command { tag, line, .. } => {
+                        tags.push(tag.clone());
+                        bytes.extend_from_slice(line);
+                    }
+                }
+            }
+            assert_eq!(bytes, whole, "cut {cut}");
+            assert_eq!(
+                tags,
+                ["a1", "a2", "a4", "a5", "a6"],
+                "cut {cut}: the literal's LOGOUT is data"
+            );
+            assert!(t.in_step(), "cut {cut}");
+        }
+    }
+
+    #[test]
     fn long_client_line_is_an_error() {
         let mut t = ClientTrack::default();
         let big = vec![b'x'; MAX_CLIENT_LINE + 1];
