@@ -387,6 +387,9 @@ pub struct DoorStats {
     /// Server connections closed because the client left in the middle of a command or
     /// literal (never parked).
     pub closed_mid_command: u64,
+    /// Server connections logged out instead of parked because the session changed state
+    /// that UNSELECT does not reset (ENABLE or NOTIFY was used).
+    pub closed_state_changed: u64,
 }
 
 impl ImapStats {
@@ -407,10 +410,10 @@ impl ImapStats {
     fn door_line(&self) -> String {
         let d = &self.door;
         format!(
-            "; door: {} clients now, peak {}, {} accepted, {} refused; logins {} fresh, {} reused, {} refused; {} logouts parked; {} bytes in, {} bytes out; {} closed mid-command",
+            "; door: {} clients now, peak {}, {} accepted, {} refused; logins {} fresh, {} reused, {} refused; {} logouts parked; {} bytes in, {} bytes out; {} closed mid-command, {} closed for changed state",
             d.clients, d.peak_clients, d.accepted, d.refused,
             d.logins_fresh, d.logins_reused, d.logins_refused, d.logouts_parked,
-            d.bytes_in, d.bytes_out, d.closed_mid_command
+            d.bytes_in, d.bytes_out, d.closed_mid_command, d.closed_state_changed
         )
     }
 }

@@ -884,7 +884,14 @@ impl Sessions {
 
     /// A front-door client is gone: its connection is reset and parked when it is in step
     /// (no command in flight, no literal pending), else closed. True when parked.
-    pub fn door_end(&self, lease: Lease<'_, Conn>, in_step: bool) -> bool {
+    /// `changed`: the session changed state UNSELECT does not reset (ENABLE, say): the
+    /// connection is logged out instead of parked.
+    pub fn door_end(&self, lease: Lease<'_, Conn>, in_step: bool, changed: bool) -> bool {
+        if in_step && changed {
+            self.table.note(|s| s.door.closed_state_changed += 1);
+            lease.discard(Gone::Closed).quit(QUIT_WITHIN);
+            return false;
+        }
         if !in_step {
             self.table.note(|s| s.door.closed_mid_command += 1);
             self.broken(lease);

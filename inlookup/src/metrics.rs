@@ -319,6 +319,11 @@ pub fn render(r: &StatsReport) -> String {
             "IMAP connections closed because the door client left mid-command.",
             d.closed_mid_command,
         ),
+        (
+            "inlookup_imap_door_closed_state_changed_total",
+            "IMAP connections logged out, not parked, after ENABLE or NOTIFY.",
+            d.closed_state_changed,
+        ),
     ];
     scalars(&mut out, "counter", &door_counters);
     if let Some(sh) = &r.shared_cache {

@@ -489,3 +489,21 @@ fn with_the_server_down_the_door_greets_and_a_login_is_unavailable() {
         c.until("a2");
     }
 }
+
+#[test]
+fn a_session_that_used_enable_is_logged_out_not_parked() {
+    let dv = Dovecot::start();
+    let db = TestDb::new();
+    let (d, port) = door(&db, dv.opts());
+    let mut c = Raw::connect(port);
+    c.line();
+    c.send("a1 LOGIN alice secret\r\na2 ENABLE CONDSTORE\r\na3 LOGOUT\r\n");
+    c.until("a3");
+    let mut c = Raw::connect(port);
+    c.line();
+    c.send("b1 LOGIN alice secret\r\nb2 LOGOUT\r\n");
+    c.until("b2");
+    dv.wait_logins("alice", 2); // the ENABLEd connection was not reused
+    let s = settled(&d);
+    assert_eq!((s.door.closed_state_changed, s.door.logouts_parked), (1, 1), "{:?}", s.door);
+}

@@ -122,7 +122,7 @@ fn serve_client(
         d.bytes_out += relay.bytes_out;
     });
     // Parked before the client hears its LOGOUT answered: its next login finds it.
-    let parked = sessions.door_end(lease, in_step);
+    let parked = sessions.door_end(lease, in_step, relay.changed);
     if let Some(tag) = &relay.logout {
         if in_step {
             let bye = format!("* BYE Logging out.\r\n{tag} OK Logout completed.\r\n");
@@ -340,7 +340,7 @@ fn login<'a>(
             let ok = format!("{tag} OK [CAPABILITY {caps}] Logged in\r\n");
             if r.send(ok.as_bytes()).is_err() {
                 // Gone before the relay: the connection is in step all the same.
-                sessions.door_end(lease, true);
+                sessions.door_end(lease, true, false);
                 return None;
             }
             Some(LoggedIn { lease, caps })
@@ -374,6 +374,16 @@ struct Relay {
     caps: String,
     bytes_in: u64,
     bytes_out: u64,
+    /// The session changed what UNSELECT does not reset: not to be parked.
+    changed: bool,
+}
+
+/// Does this command change the connection's state beyond what UNSELECT resets, in a way
+/// the next session could trip on? ENABLE does (QRESYNC turns EXPUNGE into VANISHED,
+/// UTF8=ACCEPT changes how strings come), and so does NOTIFY. CONDSTORE turned on by a
+/// command's MODSEQ only adds items a later session's client may ignore: not counted.
+fn changes_state(name: &str) -> bool {
+    matches!(name, "ENABLE" | "NOTIFY")
 }
 
 /// What stops the relay.
@@ -395,6 +405,7 @@ impl Relay {
             caps: caps.to_string(),
             bytes_in: 0,
             bytes_out: 0,
+            changed: false,
         }
     }
 
@@ -564,7 +575,8 @@ impl Relay {
                         self.caps
                     ));
                 }
-                Piece::Command { tag, line, .. } => {
+                Piece::Command { tag, name, line, .. } => {
+                    self.changed |= changes_state(&name);
                     out.extend_from_slice(&line);
                     self.pending.push(tag);
                 }
