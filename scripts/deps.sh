@@ -12,7 +12,8 @@
 #   deb          patchelf, python3              (build-deb.sh)
 #   debcheck     lintian, systemd-analyze       (check-deb.sh)
 #   stunnel      stunnel4                       (tests: a TLS client for TCP_TLS_CERT)
-#   roundcube    roundcube-core, php-cli        (tests: Roundcube's IMAP library at the door)
+#   roundcube    roundcube-core, php-cli,       (tests: Roundcube's IMAP library and Python's
+#                python3                         imaplib at the IMAP front door)
 #   imapproxy    Debian's imapproxy             (bench: the door against imapproxy)
 #
 # Checks each command with `command -v`; runs `apt-get update -qq` once, and only if something
@@ -60,8 +61,8 @@ group_checks() {
     debcheck) printf '%s\n' 'lintian lintian' 'systemd-analyze systemd' ;;
     stunnel) printf '%s\n' 'stunnel4 stunnel4' ;;
     roundcube)
-      printf '%s\n' 'php php-cli' \
-        '/usr/share/roundcube/program/lib/Roundcube/rcube_imap_generic.php roundcube-core'
+      printf '%s\n' 'php php-cli' 'python3 python3' \
+        '/usr/share/roundcube/bin/update.sh roundcube-core'
       ;;
     imapproxy) printf '%s\n' '/usr/sbin/imapproxyd imapproxy' ;;
     *)
