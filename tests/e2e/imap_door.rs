@@ -161,6 +161,7 @@ fn capabilities_offer_plain_and_login_only_and_nothing_unrelayable() {
 #[test]
 fn authenticate_plain_and_login_and_id_pass_the_ip_and_qualify_the_identity() {
     let dv = Dovecot::start();
+    dv.trust_loopback();
     let db = TestDb::new();
     let (d, port) = door(&db, dv.opts());
     let b64 = |s: &[u8]| {
@@ -205,6 +206,8 @@ fn authenticate_plain_and_login_and_id_pass_the_ip_and_qualify_the_identity() {
     c.send("c4 LOGOUT\r\n");
     c.until("c4");
     dv.wait_logins("alice", 2);
+    // The end user's address went on to Dovecot (which trusts it from loopback).
+    assert_eq!(dv.login_ips("alice"), ["127.0.0.1", "192.0.2.44"]);
     let s = settled(&d);
     assert_eq!((s.door.logins_fresh, s.door.logins_reused, s.door.logouts_parked), (2, 1, 3));
 }
