@@ -25,10 +25,17 @@
 # a minute): a connection per worker per database against MYSQL_POOL_PER_DB pools, every
 # request a miss over a central and two mail store databases on the bench's MariaDB; writes
 # docs/bench/cluster.md. --clients, --workers, --secs, --rounds, --pools and --users go to it.
+#
 # --only refresh runs refresh-ahead's bench instead (benches/refresh.rs, about a minute): a hot
 # set of PWD answers at a short TTL with REFRESH_AHEAD off and on, misses counted by the
 # daemon; writes docs/bench/refresh.md. --clients, --hot, --ttl, --secs, --rounds and
 # --percents go to it.
+#
+# --only door runs the IMAP front door's page-view bench instead (benches/door.rs, about a
+# minute): connect, LOGIN, SELECT, FETCH 1:20 (FLAGS ENVELOPE), LOGOUT through the door,
+# straight to a forking and a process-reusing Dovecot, and through Debian's imapproxy
+# (installed by scripts/deps.sh imapproxy), with Dovecot's logins counted; writes
+# docs/bench/door.md. --rounds goes to it.
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)
@@ -82,6 +89,7 @@ trap stop_mariadb EXIT
 standalone=
 [[ " ${args[*]} " == *" --only cluster "* ]] && standalone=cluster
 [[ " ${args[*]} " == *" --only refresh "* ]] && standalone=refresh
+[[ " ${args[*]} " == *" --only door "* ]] && standalone=door
 if [[ -n $standalone ]]; then
   rest=()
   skip=0
@@ -90,6 +98,7 @@ if [[ -n $standalone ]]; then
     [[ $a == --only ]] && { skip=1; continue; }
     rest+=("$a")
   done
+  [[ $standalone == door ]] && scripts/deps.sh dovecot imapproxy
   echo "bench.sh: MariaDB on $host:$port; running the $standalone bench" >&2
   cargo bench --quiet --bench "$standalone" -- --mysql "$host:$port" "${rest[@]}"
   exit 0

@@ -8,7 +8,9 @@
 # asks every kind of question twice: first answered from MySQL, then from the cache, with
 # the time each took; then PING, two IMAP "page views" through inlookup (the second reuses
 # the connection) and IMAP password checks (a miss, then the auth cache), and each of the
-# seven kinds through inquerytest. One release build (scripts/lib.sh release_build, shared
+# seven kinds through inquerytest; then two webmail page views through the IMAP front door
+# (plain IMAP on 127.0.0.1:1144, IMAP_LISTEN) with the number of logins Dovecot logged for
+# them. One release build (scripts/lib.sh release_build, shared
 # with build-deb.sh): nothing is rebuilt when nothing changed.
 # On a terminal it then keeps inlookup running for you to try until Ctrl-C; otherwise it
 # stops at once. It stops what it started.
@@ -63,6 +65,8 @@ trap 'exit 130' INT TERM
 export MYSQL_HOST="$host" MYSQL_VPORT="$port" MYSQL_USER=root MYSQL_PASSWD='' MYSQL_DATABASE=inlookup_demo
 export INFIFODIR="$run/fifo" FIFOTMPDIR="$run/tmp" CONTROLDIR="$run/control"
 export IMAP_HOST="$imap_host" IMAP_PORT="$imap_port"
+# The IMAP front door, as the service template sets it (imapproxy's port is 1143).
+export IMAP_LISTEN=${IMAP_LISTEN:-127.0.0.1:1144}
 target/release/inlookup "${user_args[@]}" 2>"$run/inlookup.log" &
 inlookup_pid=$!
 for _ in $(seq 100); do
@@ -97,6 +101,21 @@ done
 echo secret | ask "echo secret | inquerytest imap login alice cli-session" imap login alice cli-session
 ask "inquerytest imap cmd cli-session 'c1 STATUS INBOX (MESSAGES UNSEEN)'" imap cmd cli-session 'c1 STATUS INBOX (MESSAGES UNSEEN)'
 ask "inquerytest imap logout cli-session" imap logout cli-session
+
+echo
+echo "== two webmail page views through the IMAP front door ($IMAP_LISTEN), plain IMAP"
+door_host=${IMAP_LISTEN%%:*} door_port=${IMAP_LISTEN##*:}
+dovecot_logins() { grep -c 'Login: user=<alice>' "$state/dovecot/dovecot.log" || true; }
+before=$(dovecot_logins)
+for view in 1 2; do
+  echo "-- page view $view: LOGIN, SELECT, FETCH 1:* (FLAGS ENVELOPE), LOGOUT (pipelined)"
+  exec 3<>"/dev/tcp/$door_host/$door_port"
+  printf 'a1 LOGIN alice secret\r\na2 SELECT INBOX\r\na3 FETCH 1:* (FLAGS ENVELOPE)\r\na4 LOGOUT\r\n' >&3
+  timeout 10 cat <&3 | tr -d '\r' | cut -c1-110
+  exec 3<&-
+done
+sleep 0.2
+echo "-- Dovecot logged $(($(dovecot_logins) - before)) login(s) of alice for these 2 page views"
 echo "\$ inquerytest stats"
 target/release/inquerytest -i "$INFIFO" stats
 
@@ -105,6 +124,7 @@ if [ -t 0 ]; then
 
 inlookup keeps running. Try, in another shell:
   INFIFO=$run/fifo/infifo FIFOTMPDIR=$run/tmp $root/target/release/inquerytest -q 3 -i "" alice@example.com
+  python3 -c 'import imaplib; m=imaplib.IMAP4("$door_host",$door_port); m.login("alice","secret"); print(m.select("INBOX")); m.logout()'
   kill -USR1 $inlookup_pid; tail $run/inlookup.log
 Ctrl-C stops inlookup (and the throwaway MariaDB, if this script started one).
 MSG

@@ -12,6 +12,9 @@
 #   deb          patchelf, python3              (build-deb.sh)
 #   debcheck     lintian, systemd-analyze       (check-deb.sh)
 #   stunnel      stunnel4                       (tests: a TLS client for TCP_TLS_CERT)
+#   roundcube    roundcube-core, php-cli,       (tests: Roundcube's IMAP library and Python's
+#                python3                         imaplib at the IMAP front door)
+#   imapproxy    Debian's imapproxy             (bench: the door against imapproxy)
 #
 # Checks each command with `command -v`; runs `apt-get update -qq` once, and only if something
 # is missing; then installs the missing packages in one go, quietly (apt's output goes to a
@@ -27,7 +30,7 @@
 # start their own throwaway MariaDB and Dovecot (scripts/mariadb.sh, scripts/dovecot.sh).
 set -euo pipefail
 
-ALL_GROUPS=(mariadb dovecot runit daemontools cc man deb debcheck stunnel)
+ALL_GROUPS=(mariadb dovecot runit daemontools cc man deb debcheck stunnel roundcube imapproxy)
 POLICY=/usr/sbin/policy-rc.d
 
 # group_checks GROUP: prints "command package" pairs, one a line.
@@ -57,6 +60,11 @@ group_checks() {
     deb) printf '%s\n' 'patchelf patchelf' 'strip binutils' 'python3 python3' ;;
     debcheck) printf '%s\n' 'lintian lintian' 'systemd-analyze systemd' ;;
     stunnel) printf '%s\n' 'stunnel4 stunnel4' ;;
+    roundcube)
+      printf '%s\n' 'php php-cli' 'python3 python3' \
+        '/usr/share/roundcube/bin/update.sh roundcube-core'
+      ;;
+    imapproxy) printf '%s\n' '/usr/sbin/imapproxyd imapproxy' ;;
     *)
       echo "deps.sh: unknown group '$1' (known: ${ALL_GROUPS[*]})" >&2
       exit 2

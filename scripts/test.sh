@@ -2,7 +2,8 @@
 # Usage: scripts/test.sh [cargo test args...]
 #
 # Runs the whole test suite, as CI does (.ci/run calls this): installs what is missing
-# (MariaDB, Dovecot, runit, daemontools, a C compiler, man, stunnel; scripts/deps.sh, which starts and
+# (MariaDB, Dovecot, runit, daemontools, a C compiler, man, stunnel, Roundcube's IMAP library
+# with php-cli; scripts/deps.sh, which starts and
 # enables no system service), makes sure a MariaDB answers (the
 # machine's own on 127.0.0.1:3306, else a throwaway one in target/test-services that this
 # script stops again at the end), then: rustfmt check, clippy with warnings as errors, and
@@ -13,7 +14,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-scripts/deps.sh mariadb dovecot runit daemontools cc man stunnel
+scripts/deps.sh mariadb dovecot runit daemontools cc man stunnel roundcube
 
 state="$PWD/target/test-services"
 mkdir -p "$state"

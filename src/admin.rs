@@ -360,6 +360,41 @@ pub struct ImapStats {
     pub auth_negative_hits: u64,
     /// Auth checks that had to log in to the IMAP server.
     pub auth_misses: u64,
+    /// The IMAP front door (IMAP_LISTEN).
+    pub door: DoorStats,
+}
+
+/// The IMAP front door's counters (IMAP_LISTEN): its clients, their logins through the
+/// pool, and the bytes relayed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DoorStats {
+    /// Client connections now.
+    pub clients: u64,
+    /// The most client connections at once.
+    pub peak_clients: u64,
+    /// Client connections accepted in all.
+    pub accepted: u64,
+    /// Client connections turned away with `* BYE` (IMAP_LISTEN_MAX_CLIENTS reached).
+    pub refused: u64,
+    /// Logins answered with a fresh IMAP login at the server.
+    pub logins_fresh: u64,
+    /// Logins answered with a connection parked for the same identity (no server login).
+    pub logins_reused: u64,
+    /// Logins refused (by the server, or from the auth cache's negative entries).
+    pub logins_refused: u64,
+    /// Client LOGOUTs answered by the door, the connection reset and parked.
+    pub logouts_parked: u64,
+    /// Bytes from clients relayed to servers.
+    pub bytes_in: u64,
+    /// Bytes from servers relayed to clients.
+    pub bytes_out: u64,
+    /// Server connections closed because the client left in the middle of a command or
+    /// literal (never parked).
+    pub closed_mid_command: u64,
+    /// Server connections logged out instead of parked because the session changed state
+    /// that UNSELECT does not reset (ENABLE or NOTIFY was used).
+    pub closed_state_changed: u64,
 }
 
 impl ImapStats {
@@ -373,6 +408,17 @@ impl ImapStats {
             i.in_use, i.busy, i.idle, i.opening, i.peak_open, i.peak_in_use,
             i.auth_hits, i.auth_negative_hits, i.auth_misses,
             i.login_failures, i.connect_failures, i.busy_replies
+        ) + &self.door_line()
+    }
+
+    /// The front door's part of [`ImapStats::line`].
+    fn door_line(&self) -> String {
+        let d = &self.door;
+        format!(
+            "; door: {} clients now, peak {}, {} accepted, {} refused; logins {} fresh, {} reused, {} refused; {} logouts parked; {} bytes in, {} bytes out; {} closed mid-command, {} closed for changed state",
+            d.clients, d.peak_clients, d.accepted, d.refused,
+            d.logins_fresh, d.logins_reused, d.logins_refused, d.logouts_parked,
+            d.bytes_in, d.bytes_out, d.closed_mid_command, d.closed_state_changed
         )
     }
 }

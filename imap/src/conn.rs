@@ -585,6 +585,43 @@ impl Conn {
         let _ = self.stream.tcp().shutdown(Shutdown::Both);
     }
 
+    /// The socket's descriptor, for the front door's poll.
+    pub(crate) fn raw_fd(&self) -> std::os::fd::RawFd {
+        use std::os::fd::AsRawFd;
+        self.stream.tcp().as_raw_fd()
+    }
+
+    /// True when bytes are waiting that a poll on the socket would not show (decrypted
+    /// TLS data), or left over in the framer.
+    pub(crate) fn has_buffered(&mut self) -> bool {
+        if self.framer.buffered() > 0 {
+            return true;
+        }
+        match &mut self.stream {
+            Stream::Plain(_) => false,
+            Stream::Tls(s) => {
+                s.conn.process_new_packets().map_or(true, |st| st.plaintext_bytes_to_read() > 0)
+            }
+        }
+    }
+
+    /// Read and write timeouts for the front door's relay.
+    pub(crate) fn set_relay_timeouts(&self, read: Duration, write: Duration) -> io::Result<()> {
+        self.stream.tcp().set_read_timeout(Some(read))?;
+        self.stream.tcp().set_write_timeout(Some(write))
+    }
+
+    /// Raw reads from the server, for the relay (only while in step with nothing framed).
+    pub(crate) fn relay_read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.stream.read(buf)
+    }
+
+    /// Raw writes to the server, for the relay.
+    pub(crate) fn relay_write(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.stream.write_all(bytes)?;
+        self.stream.flush()
+    }
+
     /// Closes at once, without a word to the server (for connections out of step).
     pub fn abort(self) {
         let _ = self.stream.tcp().shutdown(Shutdown::Both);

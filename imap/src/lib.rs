@@ -32,13 +32,14 @@
 pub mod auth;
 pub mod command;
 pub mod conn;
+pub mod door;
 pub mod frame;
 pub mod sessions;
 pub mod table;
 pub mod tls;
 
 pub use conn::Keepalive;
-pub use sessions::{MailStore, Request, Sessions};
+pub use sessions::{DoorIdentity, DoorLogin, MailStore, Request, Sessions};
 pub use tls::TlsMode;
 
 use std::path::PathBuf;

@@ -29,6 +29,9 @@ use std::time::{Duration, Instant};
 
 /// The back-off while the table (or a session) is busy, then "busy".
 const BACKOFF_MS: [u64; 5] = [10, 30, 70, 150, 250];
+/// After a failed connection made only to learn the pre-login capabilities, how long the
+/// door's greetings use a default list before trying again.
+const PROBE_AGAIN: Duration = Duration::from_secs(10);
 /// Time allowed for a polite LOGOUT before closing.
 const QUIT_WITHIN: Duration = Duration::from_millis(500);
 
@@ -152,6 +155,12 @@ pub struct Sessions {
     stores: Arc<dyn MailStore>,
     started: Instant,
     warned: Throttle,
+    /// The servers' pre-login capabilities, learned from the last connection opened (for
+    /// the front door's greeting).
+    prelogin: Mutex<Option<Vec<String>>>,
+    /// When a connection opened only to learn them last failed (then greetings use a
+    /// default list for a while instead of each waiting on a server that is down).
+    probe_failed: Mutex<Option<Instant>>,
 }
 
 impl std::fmt::Debug for Sessions {
@@ -193,6 +202,8 @@ impl Sessions {
             stores,
             started: Instant::now(),
             warned: Throttle::default(),
+            prelogin: Mutex::new(None),
+            probe_failed: Mutex::new(None),
             cfg,
         })
     }
@@ -310,6 +321,8 @@ impl Sessions {
             self.warn(format_args!("IMAP: {e}"));
             OpenError::Failed(e)
         })?;
+        *self.prelogin.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some(conn.capabilities().to_vec());
         let originating = if self.cfg.send_id { ip.trim().parse().ok() } else { None };
         match conn.login(user, password, originating) {
             Ok(Ok(())) => Ok(conn),
@@ -701,6 +714,194 @@ impl Sessions {
                 }
             }
         }
+    }
+}
+
+/// What a login at the front door got.
+pub enum DoorLogin<'a> {
+    /// A logged-in connection, busy for the client until [`Sessions::door_end`].
+    Ok {
+        /// The connection.
+        lease: Lease<'a, Conn>,
+        /// Taken parked (no login at the server).
+        reused: bool,
+    },
+    /// The server (or the auth cache) refused: the text for a tagged NO.
+    Refused(String),
+    /// No connection could be had (pool busy, server down, shutting down).
+    Unavailable(String),
+}
+
+impl std::fmt::Debug for DoorLogin<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DoorLogin::Ok { reused, .. } => write!(f, "Ok(reused {reused})"),
+            DoorLogin::Refused(t) => write!(f, "Refused({t:?})"),
+            DoorLogin::Unavailable(t) => write!(f, "Unavailable({t:?})"),
+        }
+    }
+}
+
+/// Who logs in at the front door: the pool's identity is all four, matched exactly.
+#[derive(Debug, Clone, Copy)]
+pub struct DoorIdentity<'a> {
+    /// The user name.
+    pub user: &'a str,
+    /// The password (only hashed into the identity, never kept or logged).
+    pub password: &'a str,
+    /// The end user's IP from `ID ("x-originating-ip" …)`, or empty.
+    pub ip: &'a str,
+    /// The webmail's session qualifier from `ID ("x-session-id" …)`, or empty.
+    pub qualifier: &'a str,
+}
+
+impl Sessions {
+    /// A key of the connection table for one front-door client (`n` is the door's own
+    /// counter): unguessable, so no FIFO request can name a door client's connection.
+    pub fn door_session_key(&self, n: u64) -> String {
+        format!("door {:?}", self.hasher.digest(&[b"door-client", &n.to_be_bytes()]))
+    }
+
+    /// Counts something in the front door's counters.
+    pub fn door_note(&self, f: impl FnOnce(&mut inlookup_core::admin::DoorStats)) {
+        self.table.note(|s| f(&mut s.door));
+    }
+
+    /// The servers' capabilities before login, for the door's greeting: those of the last
+    /// connection opened, or (once, when none was) of a connection opened for the purpose
+    /// and logged out; `None` when the server cannot be reached (then for 10 s without
+    /// trying again).
+    pub fn door_capabilities(&self) -> Option<Vec<String>> {
+        if let Some(c) = self.prelogin.lock().unwrap_or_else(|e| e.into_inner()).clone() {
+            return Some(c);
+        }
+        let recently = |t: &Option<Instant>| t.is_some_and(|t| t.elapsed() < PROBE_AGAIN);
+        if recently(&self.probe_failed.lock().unwrap_or_else(|e| e.into_inner())) {
+            return None;
+        }
+        let LoginStep::Open { ticket, evicted } = self.table.open_only() else {
+            return None;
+        };
+        if let Some(old) = evicted {
+            old.quit(QUIT_WITHIN);
+        }
+        let conn = self.dial(self.cfg.host.clone()).and_then(|d| Conn::connect(&d));
+        ticket.cancel();
+        let Ok(conn) = conn else {
+            *self.probe_failed.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+            return None;
+        };
+        let caps = conn.capabilities().to_vec();
+        conn.quit(QUIT_WITHIN);
+        *self.prelogin.lock().unwrap_or_else(|e| e.into_inner()) = Some(caps.clone());
+        Some(caps)
+    }
+
+    /// A front-door login: a connection parked for exactly this identity, or a fresh
+    /// login, from the same table (and limit, and back-off) as the FIFO kinds. The lease
+    /// stays busy (never reclaimed, never idle-expired) until [`Sessions::door_end`].
+    pub fn door_login(&self, who: DoorIdentity<'_>, session: &str) -> DoorLogin<'_> {
+        let qualified = format!("door\0{}", who.qualifier);
+        let identity = self.hasher.identity(who.user, who.password, &qualified, who.ip);
+        if self.cached(who.user, who.password) == Some(Verdict::Invalid) {
+            self.table.note(|s| {
+                s.auth_negative_hits += 1;
+                s.door.logins_refused += 1;
+            });
+            log::debug!("IMAP door login {}: refused (cached)", who.user);
+            return DoorLogin::Refused("[AUTHENTICATIONFAILED] Authentication failed.".into());
+        }
+        let mut backoff = Backoff::default();
+        loop {
+            match self.table.login(identity, session) {
+                LoginStep::Reuse(mut lease) => {
+                    if !lease.alive() {
+                        self.broken(lease);
+                        continue;
+                    }
+                    self.table.note(|s| {
+                        s.reused += 1;
+                        s.door.logins_reused += 1;
+                    });
+                    log::debug!("IMAP door login {}: reused", who.user);
+                    return DoorLogin::Ok { lease, reused: true };
+                }
+                LoginStep::Detach(lease) => {
+                    // Cannot happen (the door's session keys are its own); released.
+                    self.release(lease);
+                }
+                LoginStep::Open { ticket, evicted } => {
+                    if let Some(old) = evicted {
+                        old.quit(QUIT_WITHIN);
+                    }
+                    match self.open(who.user, who.password, who.ip) {
+                        Ok(conn) => {
+                            let user = self.hasher.user(who.user);
+                            ticket.opened(identity, user, session, conn);
+                            self.remember(who.user, who.password, Verdict::Valid);
+                            match self.table.session(session) {
+                                SessionStep::Held(lease) => {
+                                    self.table.note(|s| s.door.logins_fresh += 1);
+                                    log::debug!("IMAP door login {}: new connection", who.user);
+                                    return DoorLogin::Ok { lease, reused: false };
+                                }
+                                SessionStep::Closing => {
+                                    return DoorLogin::Unavailable("inlookup is stopping".into())
+                                }
+                                SessionStep::Unknown | SessionStep::Busy => {
+                                    // Reclaimed at once by another login: try again.
+                                    continue;
+                                }
+                            }
+                        }
+                        Err(OpenError::Refused(text)) => {
+                            ticket.cancel();
+                            self.remember(who.user, who.password, Verdict::Invalid);
+                            self.table.note(|s| s.door.logins_refused += 1);
+                            let text = if text.starts_with('[') {
+                                text
+                            } else {
+                                format!("[AUTHENTICATIONFAILED] {text}")
+                            };
+                            return DoorLogin::Refused(text);
+                        }
+                        Err(OpenError::Failed(e)) => {
+                            ticket.cancel();
+                            return DoorLogin::Unavailable(e.to_string());
+                        }
+                    }
+                }
+                LoginStep::Wait(busy) => {
+                    if !backoff.wait() {
+                        let text = self.busy(busy).map(|f| f.message).unwrap_or_default();
+                        return DoorLogin::Unavailable(text);
+                    }
+                }
+                LoginStep::Closing => return DoorLogin::Unavailable("inlookup is stopping".into()),
+            }
+        }
+    }
+
+    /// A front-door client is gone: its connection is reset and parked when it is in step
+    /// (no command in flight, no literal pending), else closed. True when parked.
+    /// `changed`: the session changed state UNSELECT does not reset (ENABLE, say): the
+    /// connection is logged out instead of parked.
+    pub fn door_end(&self, lease: Lease<'_, Conn>, in_step: bool, changed: bool) -> bool {
+        if in_step && changed {
+            self.table.note(|s| s.door.closed_state_changed += 1);
+            lease.discard(Gone::Closed).quit(QUIT_WITHIN);
+            return false;
+        }
+        if !in_step {
+            self.table.note(|s| s.door.closed_mid_command += 1);
+            self.broken(lease);
+            return false;
+        }
+        let parked = self.release(lease);
+        if parked {
+            self.table.note(|s| s.door.logouts_parked += 1);
+        }
+        parked
     }
 }
 

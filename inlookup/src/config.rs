@@ -239,6 +239,25 @@ pub struct Args {
     /// (`ID ("x-originating-ip" …)`; Dovecot honours it from login_trusted_networks).
     #[arg(long, env = "IMAP_SEND_ID", default_value = "1", value_parser = parse_flag, action = clap::ArgAction::Set)]
     pub imap_send_id: bool,
+
+    /// The IMAP front door: unmodified IMAP clients (webmail) connect here and get pooled
+    /// sessions. Comma-separated ADDRESS:PORT, imaps://ADDRESS:PORT and absolute Unix
+    /// socket paths (unset: no listener). Anything but loopback needs --imap-listen-cert.
+    #[arg(long, env = "IMAP_LISTEN", value_name = "LIST")]
+    pub imap_listen: Option<String>,
+
+    /// PEM certificate chain for the front door's STARTTLS and imaps:// (with
+    /// --imap-listen-key).
+    #[arg(long, env = "IMAP_LISTEN_CERT", value_name = "PEM")]
+    pub imap_listen_cert: Option<PathBuf>,
+
+    /// The PEM private key of --imap-listen-cert (read before privileges are dropped).
+    #[arg(long, env = "IMAP_LISTEN_KEY", value_name = "PEM")]
+    pub imap_listen_key: Option<PathBuf>,
+
+    /// Front-door clients at most (a thread each); one more gets `* BYE` at once.
+    #[arg(long, env = "IMAP_LISTEN_MAX_CLIENTS", default_value_t = crate::door::DEFAULT_MAX_CLIENTS)]
+    pub imap_listen_max_clients: usize,
 }
 
 /// The man page's DESCRIPTION (and `--help`'s opening).
@@ -313,6 +332,8 @@ pub struct Config {
     pub metrics: Option<crate::metrics::MetricsConfig>,
     /// The TCP listener for lookups, if any.
     pub tcp: Option<crate::tcp::TcpConfig>,
+    /// The IMAP front door (IMAP_LISTEN), if set.
+    pub door: Option<crate::door::DoorConfig>,
     /// `-c`: preload PWD answers of users active this many seconds back, at most so many.
     pub preload: Option<(u64, usize)>,
     /// The shared-memory cache, unless off (or the cache is).
@@ -407,6 +428,12 @@ impl Config {
             a.tcp_max_clients,
             (a.tcp_tls_cert.as_deref(), a.tcp_tls_key.as_deref()),
         )?;
+        let door = crate::door::DoorConfig::resolve(
+            a.imap_listen.as_deref(),
+            a.imap_listen_cert.as_deref(),
+            a.imap_listen_key.as_deref(),
+            a.imap_listen_max_clients,
+        )?;
         let timeouts = Timeouts::from_controldir(&controldir);
         // A lookup's client waits timeoutread for its answer: a MySQL read or write that
         // takes longer (a frozen server, a connect after HUP) only holds a worker for nothing.
@@ -486,6 +513,7 @@ impl Config {
             imap,
             metrics,
             tcp,
+            door,
             preload: a.preload_secs.filter(|s| *s > 0).map(|s| {
                 let max = if a.preload_max == 0 { a.cache_entries } else { a.preload_max };
                 (s, max.min(a.cache_entries))

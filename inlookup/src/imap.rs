@@ -140,6 +140,11 @@ impl ImapSide {
         self.sessions.forget(user)
     }
 
+    /// The sessions, for the IMAP front door.
+    pub fn sessions(&self) -> Arc<Sessions> {
+        self.sessions.clone()
+    }
+
     /// The sessions' counters.
     pub fn stats(&self) -> ImapStats {
         self.sessions.stats()

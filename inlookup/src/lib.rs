@@ -42,6 +42,7 @@ pub mod cache;
 pub mod cluster;
 pub mod config;
 pub mod dispatch;
+pub mod door;
 pub mod error;
 pub mod fifo;
 pub mod imap;

@@ -272,6 +272,65 @@ pub fn render(r: &StatsReport) -> String {
         ("inlookup_imap_auth_misses_total", "IMAP auth cache misses.", i.auth_misses),
     ];
     scalars(&mut out, "counter", &imap_counters);
+    let d = &i.door;
+    let door_gauges = [
+        ("inlookup_imap_door_clients", "IMAP front door clients now.", d.clients),
+        (
+            "inlookup_imap_door_clients_peak",
+            "IMAP front door clients at most at once.",
+            d.peak_clients,
+        ),
+    ];
+    scalars(&mut out, "gauge", &door_gauges);
+    let door_counters = [
+        ("inlookup_imap_door_accepted_total", "IMAP front door clients accepted.", d.accepted),
+        (
+            "inlookup_imap_door_refused_total",
+            "IMAP front door clients sent away (too many).",
+            d.refused,
+        ),
+        (
+            "inlookup_imap_door_logins_fresh_total",
+            "IMAP front door logins made at the server.",
+            d.logins_fresh,
+        ),
+        (
+            "inlookup_imap_door_logins_reused_total",
+            "IMAP front door logins served by a parked connection.",
+            d.logins_reused,
+        ),
+        (
+            "inlookup_imap_door_logins_refused_total",
+            "IMAP front door logins refused.",
+            d.logins_refused,
+        ),
+        (
+            "inlookup_imap_door_logouts_parked_total",
+            "IMAP front door logouts that parked the connection.",
+            d.logouts_parked,
+        ),
+        (
+            "inlookup_imap_door_bytes_in_total",
+            "Bytes relayed from IMAP front door clients.",
+            d.bytes_in,
+        ),
+        (
+            "inlookup_imap_door_bytes_out_total",
+            "Bytes relayed to IMAP front door clients.",
+            d.bytes_out,
+        ),
+        (
+            "inlookup_imap_door_closed_mid_command_total",
+            "IMAP connections closed because the door client left mid-command.",
+            d.closed_mid_command,
+        ),
+        (
+            "inlookup_imap_door_closed_state_changed_total",
+            "IMAP connections logged out, not parked, after ENABLE or NOTIFY.",
+            d.closed_state_changed,
+        ),
+    ];
+    scalars(&mut out, "counter", &door_counters);
     if let Some(sh) = &r.shared_cache {
         let gauges = [
             ("inlookup_shared_cache_entries", "Entries published in the shared cache.", sh.entries),
@@ -319,6 +378,21 @@ mod tests {
         let types = text.lines().filter(|l| l.starts_with("# TYPE ")).count();
         assert_eq!(helps, types);
         assert!(helps > 30);
+    }
+
+    #[test]
+    fn the_front_doors_counters_are_metrics() {
+        let mut r = StatsReport::default();
+        r.imap.door.logins_reused = 19;
+        r.imap.door.peak_clients = 3;
+        let text = render(&r);
+        assert!(text.contains("inlookup_imap_door_logins_reused_total 19\n"), "{text}");
+        assert!(
+            text.contains(
+                "# TYPE inlookup_imap_door_clients_peak gauge\ninlookup_imap_door_clients_peak 3\n"
+            ),
+            "{text}"
+        );
     }
 
     #[test]

@@ -36,6 +36,8 @@ pub struct Listener {
     shared: Option<SharedCache>,
     /// Bound at TCP_LISTEN, if set, with its TLS configuration (TCP_TLS_CERT).
     tcp: Option<(std::net::TcpListener, Option<Arc<rustls::ServerConfig>>)>,
+    /// The IMAP front door's sockets (IMAP_LISTEN), bound, with its certificate.
+    door: Option<crate::door::Bound>,
 }
 
 impl Listener {
@@ -75,7 +77,22 @@ impl Listener {
                 }
             }
         };
-        Ok(Listener { fifos, replies, shared: None, tcp })
+        let door = match &cfg.door {
+            None => None,
+            Some(d) => match crate::door::Bound::bind(d) {
+                Ok(b) => Some(b),
+                Err(source) => {
+                    fifos.iter().for_each(RequestFifo::unlink);
+                    return Err(Error::Io { what: "IMAP_LISTEN", source });
+                }
+            },
+        };
+        Ok(Listener { fifos, replies, shared: None, tcp, door })
+    }
+
+    /// The TCP addresses the IMAP front door is bound to.
+    pub fn door_addrs(&self) -> Vec<std::net::SocketAddr> {
+        self.door.as_ref().map(crate::door::Bound::tcp_addrs).unwrap_or_default()
     }
 
     /// The address the TCP listener is bound to, if any.
@@ -201,6 +218,8 @@ struct Server {
     cluster: Option<Arc<crate::cluster::ClusterShared>>,
     /// Dropped to stop the sweep thread.
     _sweeping: Sender<()>,
+    /// The IMAP front door (its Unix sockets are removed when it is dropped).
+    _door: Option<crate::door::DoorSide>,
 }
 
 /// Serves until a [`Control::Shutdown`] arrives, then removes the FIFOs and returns.
@@ -213,7 +232,7 @@ pub fn run(
     backends: Backends,
     controls: Controls,
 ) -> Result<(), Error> {
-    let Listener { fifos, replies, shared, tcp } = listener;
+    let Listener { fifos, replies, shared, tcp, door } = listener;
     let replies = Arc::new(replies);
     let waiting = Waiting::default();
     let replier = Replier::start(replies.clone(), cfg.timeouts.write)
@@ -233,6 +252,16 @@ pub fn run(
         None => None,
     };
     let imap = ImapSide::start(&cfg.imap, &backends, controls.waker.clone(), replier.clone())?;
+    let door = match (door, &cfg.door) {
+        (Some(bound), Some(d)) => {
+            log::info!("{}", d.describe());
+            Some(
+                crate::door::DoorSide::start(bound, imap.sessions(), cfg.imap.command_timeout)
+                    .map_err(Error::io("IMAP front door threads"))?,
+            )
+        }
+        _ => None,
+    };
     let reset = Arc::new(AtomicU64::new(0));
     let (factory, generation) = (backends.factory.clone(), reset.clone());
     let lookups = Pool::start(
@@ -286,6 +315,7 @@ pub fn run(
         domains: backends.domains.clone(),
         cluster: backends.cluster.clone(),
         _sweeping: sweeping,
+        _door: door,
     };
     s.serve()
 }

@@ -175,13 +175,27 @@ mod tests {
             auth_hits: 17,
             auth_negative_hits: 18,
             auth_misses: 19,
+            door: inlookup_core::admin::DoorStats {
+                clients: 20,
+                peak_clients: 21,
+                accepted: 22,
+                refused: 23,
+                logins_fresh: 24,
+                logins_reused: 25,
+                logins_refused: 26,
+                logouts_parked: 27,
+                bytes_in: 28,
+                bytes_out: 29,
+                closed_mid_command: 30,
+                closed_state_changed: 31,
+            },
         };
         let r = StatsReport { imap: i, ..StatsReport::default() };
         let lines = describe(&r);
         let l = lines.last().unwrap();
         assert_eq!(
             l,
-            "IMAP: 1 created, 2 reused, 3 parked, 4 reclaimed, 5 closed idle, 6 closed broken, 7 closed; now 8 in use (9 busy), 10 idle, 11 opening; peaks 12 open, 13 in use; auth cache 17 hits, 18 negative hits, 19 misses; 14 login failures, 15 connect failures, 16 busy replies"
+            "IMAP: 1 created, 2 reused, 3 parked, 4 reclaimed, 5 closed idle, 6 closed broken, 7 closed; now 8 in use (9 busy), 10 idle, 11 opening; peaks 12 open, 13 in use; auth cache 17 hits, 18 negative hits, 19 misses; 14 login failures, 15 connect failures, 16 busy replies; door: 20 clients now, peak 21, 22 accepted, 23 refused; logins 24 fresh, 25 reused, 26 refused; 27 logouts parked; 28 bytes in, 29 bytes out; 30 closed mid-command, 31 closed for changed state"
         );
     }
 }

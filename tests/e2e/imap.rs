@@ -90,7 +90,7 @@ impl Dovecot {
     }
 
     /// The client address (`rip`) of each of `user`'s logins, as Dovecot logged them.
-    fn login_ips(&self, user: &str) -> Vec<String> {
+    pub(crate) fn login_ips(&self, user: &str) -> Vec<String> {
         let needle = format!("Login: user=<{user}>");
         self.log()
             .lines()
@@ -101,7 +101,7 @@ impl Dovecot {
 
     /// Trusts ID's `x-originating-ip` from 127.0.0.0/8 (login_trusted_networks), and waits
     /// until the reloaded master has it.
-    fn trust_loopback(&self) {
+    pub(crate) fn trust_loopback(&self) {
         let conf = self.dir.join("dovecot.conf");
         let text = std::fs::read_to_string(&conf).unwrap();
         std::fs::write(&conf, format!("login_trusted_networks = 127.0.0.0/8\n{text}")).unwrap();

@@ -17,6 +17,7 @@ mod direct;
 mod hostile;
 mod imap;
 mod imap_clients;
+mod imap_door;
 mod keepalive;
 mod kinds;
 mod leaks;

@@ -120,6 +120,8 @@ impl Supervised {
             .args(["--set", "MYSQL_PASSWD="])
             .args(["--set", &format!("MYSQL_DATABASE={}", db.name)])
             .args(["--set", "THREAD_COUNT=2"])
+            // The template's door port is fixed; tests run side by side.
+            .args(["--unset", "IMAP_LISTEN"])
             .arg(&dir);
         run(&mut cmd);
         let finish =
@@ -419,6 +421,7 @@ fn the_template_has_every_variable_at_its_default_and_documented() {
         ("FIFOTMPDIR", "/run/indimail/inquery\n"), // private, mode 2770, as IndiMail's svctool
         ("INLOOKUP_USER", "inlookup\n"),           // required when started as root
         ("CONTROLDIR", "control\n"),               // the same as unset, said explicitly
+        ("IMAP_LISTEN", "127.0.0.1:1144\n"),       // the IMAP front door on (not imapproxy's 1143)
     ];
     for (name, default) in &options {
         let want = match service_defaults.iter().find(|(n, _)| n == name) {
