@@ -2,12 +2,13 @@
 # Usage: scripts/fuzz.sh [--long] [-j N] [SECONDS] [TARGET...]
 #
 # Runs inlookup's cargo-fuzz targets (fuzz/, docs/fuzz.md): frame, payload, imap_response,
-# imap_command (all by default), each for SECONDS (default 60), or with --long for 10^7
-# executions each (-runs=10000000, the documented long run). -j N runs N targets at once
-# (default 1; one core each). Every run has bounds: -rss_limit_mb=2048 (the process),
-# -malloc_limit_mb=64 (any one allocation of the code under test), -timeout=10 (seconds
-# for one input); passing one is a crash. Prints one summary line per target: executions,
-# exec/s, seconds, peak RSS, result; exits 1 if any target failed.
+# imap_command, shared_reader, door_track (all by default), each for SECONDS (default 60),
+# or with --long for 10^7 executions each (-runs=10000000, the documented long run). -j N
+# runs N targets at once (default 1; one core each). Every run has bounds:
+# -rss_limit_mb=2048 (the process), -malloc_limit_mb=64 (any one allocation of the code
+# under test), -timeout=10 (seconds for one input); passing one is a crash. Prints one
+# summary line per target: executions, exec/s, seconds, peak RSS, result; exits 1 if any
+# target failed.
 #
 #   1. installs cargo-fuzz if missing (cargo install cargo-fuzz --locked);
 #   2. builds the targets: RUSTC_BOOTSTRAP=1 cargo fuzz build -a (release, debug
@@ -30,9 +31,9 @@ PROG=fuzz.sh
 . "$root/scripts/lib.sh"
 cd "$root"
 
-usage() { usage_from_header 24; }
+usage() { usage_from_header 25; }
 
-ALL=(frame payload imap_response imap_command shared_reader)
+ALL=(frame payload imap_response imap_command shared_reader door_track)
 LONG_RUNS=10000000
 BOUNDS=(-rss_limit_mb=2048 -malloc_limit_mb=64 -timeout=10)
 

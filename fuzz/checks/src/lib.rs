@@ -10,15 +10,18 @@
 //! | [`imap_response`] | `inlookup_imap::frame::Framer`, fed in chunks |
 //! | [`imap_command`] | `inlookup_imap::command::parse` |
 //! | [`shared_reader`] | `inlookup_core::shared::Reader` on corrupt images, and the writer |
+//! | [`door_track`] | the IMAP front door's in-step trackers, `inlookup_imap::door::track` |
 //!
 //! `docs/fuzz.md` lists the invariants and the hostile input classes each target covers.
 
+mod door_track;
 mod frame;
 mod imap_command;
 mod imap_response;
 mod payload;
 mod shared_reader;
 
+pub use door_track::door_track;
 pub use frame::frame;
 pub use imap_command::{imap_command, imap_command_str};
 pub use imap_response::imap_response;
@@ -29,10 +32,11 @@ pub use shared_reader::shared_reader;
 pub type Check = fn(&[u8]);
 
 /// The targets, by the name of their corpus directory and fuzz target.
-pub const TARGETS: [(&str, Check); 5] = [
+pub const TARGETS: [(&str, Check); 6] = [
     ("frame", frame),
     ("payload", payload),
     ("imap_response", imap_response),
     ("imap_command", imap_command),
     ("shared_reader", shared_reader),
+    ("door_track", door_track),
 ];
