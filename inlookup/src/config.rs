@@ -232,6 +232,24 @@ pub struct Args {
     /// (`ID ("x-originating-ip" …)`; Dovecot honours it from login_trusted_networks).
     #[arg(long, env = "IMAP_SEND_ID", default_value = "1", value_parser = parse_flag, action = clap::ArgAction::Set)]
     pub imap_send_id: bool,
+
+    /// Cache invalidation: `off` (answers live out their TTLs) or `binlog` (read the
+    /// replication stream of INVALIDATE_FROM as a replica does and evict the answers of
+    /// each changed row at once; long positive TTLs are then safe).
+    #[arg(long, env = "INVALIDATE", default_value = "off", value_parser = ["off", "binlog"])]
+    pub invalidate: String,
+
+    /// The server whose binlog INVALIDATE=binlog reads, `HOST[:PORT]` (default: the
+    /// primary, MYSQL_HOST's; a replica with log_slave_updates works too, so each host can
+    /// tail its nearest replica). Same user and password as the lookups.
+    #[arg(long, env = "INVALIDATE_FROM", value_name = "HOST[:PORT]")]
+    pub invalidate_from: Option<String>,
+
+    /// The server id the binlog reader registers with: unique among the source's replicas
+    /// and readers (default: derived from the host name and the request FIFO's path, so
+    /// two daemons on one host differ, and stable across restarts).
+    #[arg(long, env = "INVALIDATE_SERVER_ID", value_name = "ID")]
+    pub invalidate_server_id: Option<u32>,
 }
 
 /// The man page's DESCRIPTION (and `--help`'s opening).
@@ -313,6 +331,8 @@ pub struct Config {
     pub cluster: Option<inlookup_core::cluster::ClusterConfig>,
     /// Warnings about the settings, for the log once it is set up.
     pub notices: Vec<String>,
+    /// INVALIDATE=binlog: where the binlog reader streams from, as whom; `None`: off.
+    pub invalidation: Option<crate::binlog::BinlogConfig>,
 }
 
 /// Where [`Config::from_args`] reads variables that have no flag: the process environment
@@ -410,6 +430,7 @@ impl Config {
             });
         }
         let base = crate::fifo::request_paths(&a.fifo_dir, &a.infifo, 1).remove(0);
+        let base_fifo = base.clone();
         let shared = match a.shared_cache.trim() {
             "off" | "0" | "no" => None,
             _ if a.cache_entries == 0 => None,
@@ -452,7 +473,15 @@ impl Config {
             lookup.default_domain.as_deref(),
             env,
         );
+        let invalidation = crate::binlog::BinlogConfig::resolve(
+            &a.invalidate,
+            a.invalidate_from.as_deref(),
+            a.invalidate_server_id,
+            &mysql,
+            &base_fifo,
+        )?;
         Ok(Config {
+            invalidation,
             cluster,
             shared,
             fifos: crate::fifo::request_paths(&a.fifo_dir, &a.infifo, a.instances),
@@ -523,7 +552,14 @@ impl Config {
             self.lookup.default_domain.as_deref().unwrap_or("(none)"),
             self.lookup.domains.assign_cdb().display(),
             self.lookup.domains.controldir.join("rcpthosts").display(),
-        )
+        ) + &match &self.invalidation {
+            None => "; invalidation off (TTLs only)".to_string(),
+            Some(b) => format!(
+                "; invalidation from the binlog of {} as server id {}",
+                b.source_name(),
+                b.server_id
+            ),
+        }
     }
 }
 

@@ -25,7 +25,7 @@ use crate::fifo::ReplyFailure;
 use crate::imap::ImapJob;
 use crate::pool::Refused;
 use crate::stats::Stats;
-use inlookup_core::address::cache_key_into;
+use inlookup_core::address::{cache_key_into, key_kind, key_subject};
 use inlookup_core::admin::{
     json_reply, BackendHealth, BackendState, FlushReply, FlushRequest, ImapStats, PingReply,
     StatsReport,
@@ -243,6 +243,9 @@ struct Inflight {
     starter: (QueryKind, Form),
     /// The requests that joined it.
     joined: Vec<Waiter>,
+    /// A change read from the replication stream made its answer stale while it ran:
+    /// delivered, not cached.
+    invalidated: bool,
 }
 
 /// The decisions, owned by the I/O thread.
@@ -263,6 +266,8 @@ pub struct Dispatcher {
     /// Real domains lookups found out, by domain, until DOMAIN's TTL (apart from the
     /// cache, so they take none of its entries): with them a miss is one statement.
     domains: HashMap<String, (String, Instant)>,
+    /// INVALIDATE's state, shared with the binlog reader, when it is on.
+    invalidation: Option<crate::binlog::StatusHandle>,
 }
 
 /// Real domains kept at most (the table starts afresh when full).
@@ -281,7 +286,15 @@ impl Dispatcher {
             started: Instant::now(),
             key: String::new(),
             domains: HashMap::new(),
+            invalidation: None,
         }
+    }
+
+    /// Reports INVALIDATE's state (shared with the binlog reader) in PING and STATS, and
+    /// counts the evictions there.
+    pub fn with_invalidation(mut self, status: crate::binlog::StatusHandle) -> Dispatcher {
+        self.invalidation = Some(status);
+        self
     }
 
     /// Lookups in flight (distinct keys).
@@ -350,6 +363,7 @@ impl Dispatcher {
                     pid: std::process::id(),
                     uptime_secs: self.started.elapsed().as_secs(),
                     backends: self.health_report(out, now),
+                    invalidation: self.invalidation_status(),
                 };
                 self.json(out, f.reply_path, &body);
             }
@@ -432,7 +446,10 @@ impl Dispatcher {
         };
         match out.lookup(job) {
             Ok(()) => {
-                self.inflight.insert(key, Inflight { starter: (kind, form), joined: Vec::new() });
+                self.inflight.insert(
+                    key,
+                    Inflight { starter: (kind, form), joined: Vec::new(), invalidated: false },
+                );
             }
             Err(Refused::Full) => {
                 self.stats.kind(kind).queue_full += 1;
@@ -482,7 +499,8 @@ impl Dispatcher {
     /// A lookup finished (at `now`): cache the answer and reply to everyone still waiting
     /// for it.
     pub fn finished(&mut self, done: Done, now: Instant, out: &mut impl Effects) {
-        let Some(Inflight { starter, joined }) = self.inflight.remove(&done.key) else {
+        let Some(Inflight { starter, joined, invalidated }) = self.inflight.remove(&done.key)
+        else {
             return;
         };
         match done.outcome {
@@ -491,7 +509,7 @@ impl Dispatcher {
                 if let Some(learned) = done.learned.filter(|_| done.epoch == self.epoch) {
                     self.remember_domain(learned, now);
                 }
-                if done.epoch == self.epoch {
+                if done.epoch == self.epoch && !invalidated {
                     let sign = if negative { Sign::Negative } else { Sign::Positive };
                     if let Some(k) = self.cache.insert(done.key.as_str(), &reply, sign, now) {
                         self.stats.kind(k).evictions += 1;
@@ -663,7 +681,117 @@ impl Dispatcher {
         r.tcp_timed_out = status.tcp.timed_out;
         r.tcp_tls_failed = status.tcp.tls_failed;
         r.shared_cache = self.cache.shared_stats();
+        r.invalidation = self.invalidation_status();
         r
+    }
+
+    fn invalidation_status(&self) -> Option<inlookup_core::admin::InvalidationStatus> {
+        Some(match &self.invalidation {
+            Some(s) => s.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone(),
+            None => inlookup_core::admin::InvalidationStatus {
+                state: "off".into(),
+                ..Default::default()
+            },
+        })
+    }
+
+    /// A change read from the replication stream: evicts what `targets` name (the same
+    /// user in the alias domains lookups found for its domain included), and marks the
+    /// lookups in flight for them, whose answers may predate it, not to be cached.
+    /// `event_time`: the event's time in the binlog (Unix seconds), for the lag. Returns
+    /// the entries evicted.
+    pub fn invalidate(
+        &mut self,
+        targets: &[crate::invalidate::Target],
+        event_time: Option<u32>,
+    ) -> usize {
+        use crate::invalidate::Target;
+        let mut n = 0;
+        for t in targets {
+            // Alias domains of a domain: the same user's keys in them are answered from it.
+            let aliases_of = |d: &str| -> Vec<String> {
+                self.domains
+                    .iter()
+                    .filter(|(asked, (real, _))| real == d && *asked != d)
+                    .map(|(asked, _)| asked.clone())
+                    .collect()
+            };
+            match t {
+                Target::Subject(kind, subject) => {
+                    let mut subjects = vec![subject.clone()];
+                    if let Some((u, d)) = subject.split_once('@') {
+                        subjects.extend(aliases_of(d).into_iter().map(|a| format!("{u}@{a}")));
+                    }
+                    for s in &subjects {
+                        n += if *kind == QueryKind::Relay {
+                            self.cache.remove_subject(*kind, s)
+                        } else {
+                            self.cache.remove(CacheKey::new(*kind, s, "", None).as_str())
+                        };
+                    }
+                }
+                Target::InDomain(kind, d) => {
+                    let mut ds = vec![d.clone()];
+                    ds.extend(aliases_of(d));
+                    n += self.cache.remove_where(|k| {
+                        key_kind(k) == Some(*kind)
+                            && ds.iter().any(|d| in_domain(key_subject(k), d))
+                    });
+                }
+                Target::Under(d) => {
+                    self.domains.remove(d);
+                    n += self.cache.remove_where(|k| in_domain(key_subject(k), d));
+                }
+                Target::Kind(kind) => {
+                    if *kind == QueryKind::Domain {
+                        self.domains.clear();
+                    }
+                    n += self.cache.remove_kind(*kind);
+                }
+                Target::All => {
+                    self.domains.clear();
+                    n += self.cache.clear();
+                }
+            }
+        }
+        for (key, f) in self.inflight.iter_mut() {
+            if !f.invalidated && targets.iter().any(|t| t.covers(key.as_str())) {
+                f.invalidated = true;
+            }
+        }
+        if let Some(s) = &self.invalidation {
+            let mut s = s.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            s.keys_evicted += n as u64;
+            if let Some(t) = event_time {
+                let now_ms = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis() as u64);
+                let lag = now_ms.saturating_sub(u64::from(t) * 1000);
+                s.lag_ms = Some(lag);
+                s.max_lag_ms = s.max_lag_ms.max(lag);
+            }
+        }
+        if n > 0 {
+            log::debug!("invalidation: evicted {}", count(n, "cache entry", "cache entries"));
+        }
+        n
+    }
+
+    /// The replication stream could not resume where it stopped (or came up after the
+    /// daemon ran without it): what it missed is unknown, so everything cached goes.
+    /// `gap`: it could not resume (counted as a full flush even with nothing cached);
+    /// otherwise it came up at the current position, and only a cache that held something
+    /// is a flush worth counting.
+    pub fn invalidation_flush(&mut self, why: &str, gap: bool) {
+        let n = self.cache.len();
+        self.forget_answers(why);
+        if let Some(s) = &self.invalidation {
+            let mut s = s.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if gap || n > 0 {
+                s.full_flushes += 1;
+            }
+            s.keys_evicted += n as u64;
+        }
     }
 
     /// FLUSH: `""` or `{}` drops everything; `{"kind":"pwd"}` one kind;
@@ -741,6 +869,27 @@ struct Asked<'a> {
     form: Form,
     email: &'a str,
     ip: &'a str,
+}
+
+/// Whether a key's subject is the domain `d` or an address in it.
+fn in_domain(subject: &str, d: &str) -> bool {
+    subject == d || subject.strip_suffix(d).is_some_and(|u| u.ends_with('@'))
+}
+
+impl crate::invalidate::Target {
+    /// Whether this target names the cache key `key` (without alias domains: for marking
+    /// lookups in flight, where a miss is harmless).
+    fn covers(&self, key: &str) -> bool {
+        use crate::invalidate::Target;
+        let (kind, subject) = (key_kind(key), key_subject(key));
+        match self {
+            Target::Subject(k, s) => kind == Some(*k) && subject == s,
+            Target::InDomain(k, d) => kind == Some(*k) && in_domain(subject, d),
+            Target::Under(d) => in_domain(subject, d),
+            Target::Kind(k) => kind == Some(*k),
+            Target::All => true,
+        }
+    }
 }
 
 /// `1 thing` or `N things`.

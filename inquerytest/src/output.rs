@@ -180,6 +180,10 @@ pub fn ping(p: &PingReply) -> String {
         out.push_str(&b.line());
         out.push('\n');
     }
+    if let Some(inv) = &p.invalidation {
+        out.push_str(&inv.line());
+        out.push('\n');
+    }
     out
 }
 
@@ -255,6 +259,9 @@ pub fn stats(s: &StatsReport) -> String {
     let _ = writeln!(out, "{}", s.imap.line());
     if let Some(sh) = &s.shared_cache {
         let _ = writeln!(out, "{}", sh.line());
+    }
+    if let Some(inv) = &s.invalidation {
+        let _ = writeln!(out, "{}", inv.line());
     }
     out
 }
