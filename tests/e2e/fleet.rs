@@ -1,0 +1,237 @@
+//! A fleet on MySQL replication (INVALIDATE=binlog): a real primary and replica MariaDB
+//! replicating, one daemon tailing the primary's binlog and one the replica's
+//! (log_slave_updates), both caching for a day: a change on the primary is answered by
+//! both, the replica's restart is resumed, a purged binlog is one full flush, a server
+//! logging statements is a clear warning and TTLs only.
+
+use crate::harness::{Daemon, Opts, OwnMariadb, TestDb};
+use inlookup_core::admin::InvalidationStatus;
+use inquery::Lookup;
+use mysql::prelude::Queryable;
+use nix::sys::signal::Signal;
+use std::time::{Duration, Instant};
+
+/// Every kind cached for a day: only invalidation can show a change.
+const A_DAY: &str = "user=86400/86400,relay=86400/86400,pwd=86400/86400,host=86400/86400,alias=86400/86400,limit=86400/86400,domain=86400/86400";
+
+/// Polls `check` until it holds; no upper bound is asserted on how long it took, only that
+/// it happens at all (the deadline is generous, for a loaded machine).
+fn eventually(what: &str, daemons: &[&Daemon], mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !check() {
+        if Instant::now() > deadline {
+            for d in daemons {
+                eprintln!("--- {} ---\n{}", d.log.display(), d.log_text());
+            }
+            panic!("never: {what}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn invalidation(d: &Daemon) -> InvalidationStatus {
+    d.client().ping().unwrap().invalidation.expect("PING has an invalidation section")
+}
+
+fn tailing(primary_of_reads: &OwnMariadb, db: &TestDb, from: Option<&OwnMariadb>) -> Daemon {
+    let mut opts = Opts::default().env("INVALIDATE", "binlog").env("CACHE_TTL", A_DAY);
+    if let Some(f) = from {
+        opts = opts.env("INVALIDATE_FROM", &format!("127.0.0.1:{}", f.port));
+    }
+    let d = Daemon::start_on("127.0.0.1", primary_of_reads.port, &db.name, opts);
+    eventually("the invalidation stream is up", &[&d], || invalidation(&d).state == "up");
+    d
+}
+
+/// Waits until the replica has the test database's demo rows (the last one inserted is
+/// relay's).
+fn replicated(replica: &OwnMariadb, db: &TestDb) {
+    let q = format!("SELECT COUNT(*) FROM {}.relay", db.name);
+    eventually("the replica has the demo rows", &[], || {
+        replica.admin().query_first::<u64, _>(&q).ok().flatten().unwrap_or(0) > 0
+    });
+}
+
+/// Declared in drop order: daemons, then the database, then the servers.
+struct Fleet {
+    a: Daemon,
+    b: Daemon,
+    db: TestDb,
+    replica: OwnMariadb,
+    primary: OwnMariadb,
+}
+
+fn fleet() -> Fleet {
+    let primary = OwnMariadb::start_binlog(1, "ROW");
+    let replica = OwnMariadb::start_binlog(2, "ROW");
+    replica.replicate_from(&primary);
+    let db = TestDb::on("127.0.0.1", primary.port);
+    replicated(&replica, &db);
+    let a = tailing(&primary, &db, None);
+    let b = tailing(&replica, &db, Some(&replica));
+    Fleet { a, b, db, replica, primary }
+}
+
+fn alice_hash(d: &Daemon) -> String {
+    d.client().passwd("alice@example.com").unwrap().expect("alice").passwd
+}
+
+#[test]
+fn changes_on_the_primary_reach_both_daemons() {
+    let f = fleet();
+    let both = [&f.a, &f.b];
+    for d in both {
+        let c = d.client();
+        assert!(alice_hash(d).ends_with("$5$demo$alicehash"));
+        assert!(c.aliases("info@example.com").unwrap().is_empty());
+        assert_eq!(c.host("alice@example.com").unwrap().unwrap().host, "10.0.0.5");
+        assert_eq!(c.real_domain("example.net").unwrap(), "example.net");
+        assert!(c.passwd("alice@example.net").unwrap().is_none());
+        assert_eq!(c.limits("example.com").unwrap().unwrap().maxpopaccounts, 100);
+        // Cached: asked again, a hit (for a day).
+        let hits = c.stats().unwrap().kinds["pwd"].hits;
+        alice_hash(d);
+        assert_eq!(c.stats().unwrap().kinds["pwd"].hits, hits + 1);
+    }
+    f.db.exec("UPDATE indimail SET pw_passwd = '$5$changed' WHERE pw_name = 'alice'");
+    f.db.exec("INSERT INTO valias (alias, domain, valias_line) VALUES ('info', 'example.com', '&alice@example.com')");
+    f.db.exec("UPDATE hostcntrl SET host = '10.0.0.9' WHERE pw_name = 'alice'");
+    f.db.exec("INSERT INTO aliasdomain (alias, domain) VALUES ('example.net', 'example.com')");
+    f.db.exec("UPDATE vlimits SET maxpopaccounts = 7 WHERE domain = 'example.com'");
+    for d in both {
+        let c = d.client();
+        eventually("the new password", &both, || alice_hash(d).ends_with("$5$changed"));
+        eventually("the new alias", &both, || {
+            c.aliases("info@example.com").unwrap() == ["&alice@example.com"]
+        });
+        eventually("the moved mail store", &both, || {
+            c.host("alice@example.com").unwrap().unwrap().host == "10.0.0.9"
+        });
+        eventually("the alias domain", &both, || {
+            c.real_domain("example.net").unwrap() == "example.com"
+                && c.passwd("alice@example.net").unwrap().is_some()
+        });
+        eventually("the domain's limits", &both, || {
+            c.limits("example.com").unwrap().unwrap().maxpopaccounts == 7
+        });
+        let s = c.stats().unwrap().invalidation.unwrap();
+        assert_eq!(s.state, "up");
+        assert!(s.events >= 5 && s.keys_evicted >= 5, "{s:?}");
+        assert_eq!(s.full_flushes, 0, "{s:?}");
+        assert!(s.position.as_deref().is_some_and(|p| p.starts_with("binlog.")), "{s:?}");
+    }
+    assert_ne!(invalidation(&f.a).server_id, invalidation(&f.b).server_id);
+    assert_eq!(invalidation(&f.b).source, format!("127.0.0.1:{}", f.replica.port));
+    assert_eq!(invalidation(&f.a).source, format!("127.0.0.1:{}", f.primary.port));
+}
+
+#[test]
+fn a_restarted_replica_is_resumed_and_nothing_stale_survives() {
+    let f = fleet();
+    assert!(alice_hash(&f.b).ends_with("$5$demo$alicehash"));
+    let before = invalidation(&f.b);
+    f.replica.stop();
+    eventually("the replica's daemon sees its stream down", &[&f.b], || {
+        invalidation(&f.b).state == "down"
+    });
+    // Changed while the replica is away: it applies this after its restart.
+    f.db.exec("UPDATE indimail SET pw_passwd = '$5$while-down' WHERE pw_name = 'alice'");
+    f.replica.restart();
+    eventually("the change made while the replica was down", &[&f.b], || {
+        f.b.client()
+            .passwd("alice@example.com")
+            .ok()
+            .flatten()
+            .is_some_and(|p| p.passwd.ends_with("$5$while-down"))
+    });
+    let after = invalidation(&f.b);
+    assert_eq!(after.state, "up");
+    assert!(after.connects > before.connects, "{after:?}");
+    assert_eq!(after.full_flushes, before.full_flushes, "resumed at its position: {after:?}");
+    assert!(f.b.log_text().contains("resuming at binlog."), "{}", f.b.log_text());
+    assert!(alice_hash(&f.a).ends_with("$5$while-down"));
+}
+
+/// The binlog dump threads serving this daemon's server id (`SHOW PROCESSLIST`).
+fn dump_threads(server: &OwnMariadb) -> Vec<u64> {
+    let rows: Vec<(u64, String)> =
+        server.admin().query("SELECT ID, COMMAND FROM information_schema.PROCESSLIST").unwrap();
+    rows.into_iter().filter(|(_, c)| c.starts_with("Binlog Dump")).map(|(id, _)| id).collect()
+}
+
+#[test]
+fn a_binlog_purged_past_the_position_is_one_full_flush() {
+    let primary = OwnMariadb::start_binlog(1, "ROW");
+    let db = TestDb::on("127.0.0.1", primary.port);
+    let d = tailing(&primary, &db, None);
+    assert!(alice_hash(&d).ends_with("$5$demo$alicehash"));
+    let before = invalidation(&d);
+    // The daemon stopped, its stream killed on the server: while it cannot reconnect, the
+    // change goes into a binlog that is then purged.
+    d.signal(Signal::SIGSTOP);
+    let mut admin = primary.admin();
+    for id in dump_threads(&primary) {
+        let _ = admin.query_drop(format!("KILL {id}"));
+    }
+    eventually("the dump thread is gone", &[&d], || dump_threads(&primary).is_empty());
+    db.exec("UPDATE indimail SET pw_passwd = '$5$purged' WHERE pw_name = 'alice'");
+    admin.query_drop("FLUSH BINARY LOGS").unwrap();
+    let logs = |admin: &mut mysql::Conn| -> Vec<String> {
+        let rows: Vec<(String, u64)> = admin.query("SHOW BINARY LOGS").unwrap();
+        rows.into_iter().map(|(f, _)| f).collect()
+    };
+    let newest = logs(&mut admin).last().unwrap().clone();
+    // MariaDB keeps a binlog until its checkpoint (written after FLUSH, in the
+    // background) says crash recovery no longer needs it: PURGE until it is gone.
+    eventually("the old binlogs are purged", &[&d], || {
+        admin.query_drop(format!("PURGE BINARY LOGS TO '{newest}'")).unwrap();
+        logs(&mut primary.admin()) == [newest.clone()]
+    });
+    d.signal(Signal::SIGCONT);
+    eventually("one full flush, the stream up again", &[&d], || {
+        let s = invalidation(&d);
+        s.state == "up" && s.full_flushes == before.full_flushes + 1
+    });
+    assert!(alice_hash(&d).ends_with("$5$purged"), "nothing stale survives the flush");
+    assert!(d.log_text().contains("cannot resume at"), "{}", d.log_text());
+    // Exactly one: it reads on from the current position, no further flush.
+    std::thread::sleep(Duration::from_millis(1500));
+    let s = invalidation(&d);
+    assert_eq!((s.state.as_str(), s.full_flushes), ("up", before.full_flushes + 1), "{s:?}");
+    drop(d);
+}
+
+#[test]
+fn a_server_logging_statements_is_a_clear_warning_and_ttls_only() {
+    let primary = OwnMariadb::start_binlog(1, "STATEMENT");
+    let db = TestDb::on("127.0.0.1", primary.port);
+    let d = Daemon::start_on(
+        "127.0.0.1",
+        primary.port,
+        &db.name,
+        Opts::default().env("INVALIDATE", "binlog"),
+    );
+    eventually("the stream is down with its reason", &[&d], || {
+        let s = invalidation(&d);
+        s.state == "down"
+            && s.reason.as_deref().is_some_and(|r| r.contains("binlog_format is STATEMENT"))
+    });
+    let s = invalidation(&d);
+    assert!(s.reason.as_deref().unwrap().contains("set binlog_format=ROW"), "{s:?}");
+    d.wait_log("binlog_format is STATEMENT");
+    d.wait_log("answers live out their TTLs until it is back");
+    // Still serving, from MySQL and the cache.
+    assert!(alice_hash(&d).ends_with("$5$demo$alicehash"));
+    let stats = d.client().stats().unwrap();
+    assert_eq!(stats.invalidation.unwrap().state, "down");
+    drop(d);
+}
+
+#[test]
+fn invalidation_is_off_by_default_and_says_so() {
+    let db = TestDb::new();
+    let d = Daemon::start(&db, Opts::default());
+    let s = invalidation(&d);
+    assert_eq!((s.state.as_str(), s.events), ("off", 0));
+    assert!(d.log_text().contains("invalidation off (TTLs only)"));
+}
