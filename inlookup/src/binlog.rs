@@ -193,6 +193,9 @@ enum Stop {
     CannotResume(String),
 }
 
+/// `@@log_bin`, `@@binlog_format`, `@@binlog_row_image`, `@@server_id`.
+type ServerSettings = (Option<String>, Option<String>, Option<String>, Option<u32>);
+
 /// The reader's state across sessions.
 struct Tail {
     cfg: BinlogConfig,
@@ -288,7 +291,7 @@ impl Tail {
     fn check(&mut self, conn: &mut Conn) -> Result<(String, u64, u32), Stop> {
         let src = self.cfg.source_name();
         let failed = |e: mysql::Error| Stop::Failed(format!("{src}: {e}"));
-        let row: Option<(Option<String>, Option<String>, Option<String>, Option<u32>)> = conn
+        let row: Option<ServerSettings> = conn
             .query_first(
                 "SELECT CAST(@@log_bin AS CHAR), @@binlog_format, @@binlog_row_image, @@server_id",
             )
