@@ -32,6 +32,10 @@ pub struct PingReply {
     /// that predates it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub invalidation: Option<InvalidationStatus>,
+    /// MYSQL_REPLICAS: the primary and each replica, their health and lag (empty without
+    /// replicas).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub servers: Vec<ServerHealth>,
 }
 
 impl PingReply {
@@ -232,6 +236,9 @@ pub struct StatsReport {
     /// Cache invalidation from the replication stream (INVALIDATE).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub invalidation: Option<InvalidationStatus>,
+    /// MYSQL_REPLICAS: the primary and each replica, their health and lag.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub servers: Vec<ServerHealth>,
 }
 
 /// What the daemon publishes in its shared-memory cache.
@@ -652,6 +659,44 @@ impl InvalidationStatus {
         if let Some(p) = &self.position {
             l.push_str(&format!(", at {p}"));
         }
+        l
+    }
+}
+
+/// One server of MYSQL_HOST and MYSQL_REPLICAS, as PING and STATS report it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ServerHealth {
+    /// `host:port` (or the socket).
+    pub address: String,
+    /// `primary` or `replica`.
+    pub role: String,
+    /// `up` (serves lookups), `down` (failed; retried with back-off), `skipped` (a
+    /// replica too far behind or whose SQL thread is stopped) or `unknown` (not tried yet).
+    pub state: String,
+    /// Why it is down or skipped.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// A replica's `Seconds_Behind_Master` at the last check (none: NULL or not checked).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lag_secs: Option<u64>,
+    /// Lookups it answered.
+    pub lookups: u64,
+    /// Queries, connects or checks that failed.
+    pub failures: u64,
+}
+
+impl ServerHealth {
+    /// The USR1 / `inquerytest ping` line.
+    pub fn line(&self) -> String {
+        let mut l = format!("server {} ({}) {}", self.address, self.role, self.state);
+        if let Some(r) = &self.reason {
+            l.push_str(&format!(" ({r})"));
+        }
+        if let Some(lag) = self.lag_secs {
+            l.push_str(&format!(", lag {lag} s"));
+        }
+        l.push_str(&format!("; {} lookups, {} failures", self.lookups, self.failures));
         l
     }
 }

@@ -250,6 +250,20 @@ pub struct Args {
     /// two daemons on one host differ, and stable across restarts).
     #[arg(long, env = "INVALIDATE_SERVER_ID", value_name = "ID")]
     pub invalidate_server_id: Option<u32>,
+
+    /// Read replicas of MYSQL_HOST's database, comma-separated `HOST[:PORT]` (or IndiMail's
+    /// `host:user:pass:port`): lookups go to the healthy ones, spread evenly, and to the
+    /// primary when none is; a server that fails is skipped within the same request.
+    #[arg(long, env = "MYSQL_REPLICAS", value_name = "LIST")]
+    pub mysql_replicas: Option<String>,
+
+    /// Seconds between reads of each replica's lag (SHOW SLAVE STATUS).
+    #[arg(long, env = "REPLICA_CHECK_SECS", default_value_t = 2)]
+    pub replica_check_secs: u64,
+
+    /// A replica further behind its primary than this many seconds is skipped.
+    #[arg(long, env = "MAX_REPLICATION_LAG", default_value_t = 30)]
+    pub max_replication_lag: u64,
 }
 
 /// The man page's DESCRIPTION (and `--help`'s opening).
@@ -333,6 +347,8 @@ pub struct Config {
     pub notices: Vec<String>,
     /// INVALIDATE=binlog: where the binlog reader streams from, as whom; `None`: off.
     pub invalidation: Option<crate::binlog::BinlogConfig>,
+    /// MYSQL_REPLICAS, if any (not on a clustered site).
+    pub replicas: Option<crate::replicas::ReplicaConfig>,
 }
 
 /// Where [`Config::from_args`] reads variables that have no flag: the process environment
@@ -480,7 +496,22 @@ impl Config {
             &mysql,
             &base_fifo,
         )?;
+        let replicas = crate::replicas::ReplicaConfig::resolve(
+            a.mysql_replicas.as_deref(),
+            a.replica_check_secs,
+            a.max_replication_lag,
+            &mysql,
+        )?;
+        let mut notices = notices;
+        let replicas = match (replicas, &cluster) {
+            (Some(_), Some(_)) => {
+                notices.push("MYSQL_REPLICAS is ignored on a clustered site (host.cntrl)".into());
+                None
+            }
+            (r, _) => r,
+        };
         Ok(Config {
+            replicas,
             invalidation,
             cluster,
             shared,
@@ -552,7 +583,19 @@ impl Config {
             self.lookup.default_domain.as_deref().unwrap_or("(none)"),
             self.lookup.domains.assign_cdb().display(),
             self.lookup.domains.controldir.join("rcpthosts").display(),
-        ) + &match &self.invalidation {
+        ) + &match &self.replicas {
+            None => String::new(),
+            Some(r) => format!(
+                "; replicas {} (lag checked every {} s, at most {} s)",
+                r.replicas
+                    .iter()
+                    .map(|s| format!("{}:{}", s.host, s.port))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                r.check_every.as_secs(),
+                r.max_lag
+            ),
+        } + &match &self.invalidation {
             None => "; invalidation off (TTLs only)".to_string(),
             Some(b) => format!(
                 "; invalidation from the binlog of {} as server id {}",

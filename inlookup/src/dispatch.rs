@@ -86,6 +86,8 @@ pub struct Status {
     /// One health entry per database, from backends that track it (the clustered layout);
     /// `None`: the dispatcher's own entry for the one backend.
     pub backends: Option<Vec<BackendHealth>>,
+    /// MYSQL_REPLICAS: each server's health and lag (empty without replicas).
+    pub servers: Vec<inlookup_core::admin::ServerHealth>,
 }
 
 /// The dispatcher's settings.
@@ -364,6 +366,7 @@ impl Dispatcher {
                     uptime_secs: self.started.elapsed().as_secs(),
                     backends: self.health_report(out, now),
                     invalidation: self.invalidation_status(),
+                    servers: out.status().servers,
                 };
                 self.json(out, f.reply_path, &body);
             }
@@ -682,6 +685,7 @@ impl Dispatcher {
         r.tcp_tls_failed = status.tcp.tls_failed;
         r.shared_cache = self.cache.shared_stats();
         r.invalidation = self.invalidation_status();
+        r.servers = status.servers;
         r
     }
 

@@ -35,6 +35,7 @@
 //!   reply on fd 1, straight from MySQL.
 //! - [`binlog`], [`invalidate`]: INVALIDATE=binlog: the replication stream's reader and
 //!   the mapping from a changed row to the cache keys it makes stale.
+//! - [`replicas`]: MYSQL_REPLICAS: reads over replicas, failover, lag checks.
 //! - [`metrics`]: the counters over HTTP for a monitoring system (METRICS_LISTEN).
 //! - [`error`]: the daemon's [`Error`].
 //! - [`logging`], [`privs`], [`wake`]: stderr/syslog logging, dropping root, the self-pipe.
@@ -54,6 +55,7 @@ pub mod metrics;
 pub mod oneshot;
 pub mod pool;
 pub mod privs;
+pub mod replicas;
 pub mod server;
 pub mod shared;
 pub mod signals;

@@ -133,6 +133,8 @@ struct World {
     swept: Arc<AtomicU64>,
     /// The TCP listener and the connections reading their request.
     tcp: Option<TcpSide>,
+    /// MYSQL_REPLICAS' servers, when there are replicas.
+    servers: Option<crate::backend::ServersFn>,
 }
 
 impl Effects for World {
@@ -171,6 +173,7 @@ impl Effects for World {
                 .as_ref()
                 .map(crate::backend::HealthFn::report)
                 .filter(|v| !v.is_empty()),
+            servers: self.servers.as_ref().map(|f| (f.0)()).unwrap_or_default(),
         }
     }
 }
@@ -293,6 +296,7 @@ pub fn run(
             health: backends.health.clone(),
             swept,
             tcp,
+            servers: backends.servers.clone(),
         },
         controls,
         read_timeout: cfg.timeouts.read,

@@ -135,6 +135,9 @@ pub fn describe(r: &StatsReport) -> Vec<String> {
     if let Some(inv) = &r.invalidation {
         lines.push(inv.line());
     }
+    for s in &r.servers {
+        lines.push(s.line());
+    }
     lines
 }
 

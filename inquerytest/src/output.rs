@@ -184,6 +184,10 @@ pub fn ping(p: &PingReply) -> String {
         out.push_str(&inv.line());
         out.push('\n');
     }
+    for s in &p.servers {
+        out.push_str(&s.line());
+        out.push('\n');
+    }
     out
 }
 
@@ -262,6 +266,9 @@ pub fn stats(s: &StatsReport) -> String {
     }
     if let Some(inv) = &s.invalidation {
         let _ = writeln!(out, "{}", inv.line());
+    }
+    for sv in &s.servers {
+        let _ = writeln!(out, "{}", sv.line());
     }
     out
 }

@@ -235,3 +235,101 @@ fn invalidation_is_off_by_default_and_says_so() {
     assert_eq!((s.state.as_str(), s.events), ("off", 0));
     assert!(d.log_text().contains("invalidation off (TTLs only)"));
 }
+
+// ---- MYSQL_REPLICAS: reads on the replica, failover ----
+
+/// A primary and a replica replicating, the test database on both, and a daemon reading
+/// from the replica (MYSQL_REPLICAS) with the primary behind it; PWD answers are not
+/// cached, so every question reaches a server.
+struct Replicated {
+    d: Daemon,
+    db: TestDb,
+    replica: OwnMariadb,
+    primary: OwnMariadb,
+}
+
+fn replicated_daemon() -> Replicated {
+    let primary = OwnMariadb::start_binlog(1, "ROW");
+    let replica = OwnMariadb::start_binlog(2, "ROW");
+    replica.replicate_from(&primary);
+    let db = TestDb::on("127.0.0.1", primary.port);
+    replicated(&replica, &db);
+    let opts = Opts::default()
+        .env("MYSQL_REPLICAS", &format!("127.0.0.1:{}", replica.port))
+        .env("REPLICA_CHECK_SECS", "1")
+        .env("CACHE_TTL", "pwd=0/0");
+    let d = Daemon::start_on("127.0.0.1", primary.port, &db.name, opts);
+    Replicated { d, db, replica, primary }
+}
+
+fn server(d: &Daemon, role: &str) -> inlookup_core::admin::ServerHealth {
+    let servers = d.client().ping().unwrap().servers;
+    servers.into_iter().find(|s| s.role == role).expect("the server is in PING's servers")
+}
+
+#[test]
+fn reads_go_to_the_replica_and_move_to_the_primary_within_the_request_that_finds_it_dead() {
+    let r = replicated_daemon();
+    for _ in 0..3 {
+        assert!(alice_hash(&r.d).ends_with("$5$demo$alicehash"));
+    }
+    let (p, rep) = (server(&r.d, "primary"), server(&r.d, "replica"));
+    assert_eq!((p.lookups, rep.lookups, rep.state.as_str()), (0, 3, "up"), "{p:?} {rep:?}");
+    assert_eq!(rep.address, format!("127.0.0.1:{}", r.replica.port));
+    r.replica.stop();
+    // The very next request is answered: from the primary, after the replica failed.
+    assert!(alice_hash(&r.d).ends_with("$5$demo$alicehash"));
+    let (p, rep) = (server(&r.d, "primary"), server(&r.d, "replica"));
+    assert_eq!(rep.state, "down", "{rep:?}");
+    assert!(rep.failures >= 1 && p.lookups >= 1, "{p:?} {rep:?}");
+    assert!(r.d.log_text().contains(&format!("replica 127.0.0.1:{} is down", r.replica.port)));
+    // Back: retried after its back-off, it serves again.
+    r.replica.restart();
+    eventually("the replica serves again", &[&r.d], || {
+        let _ = alice_hash(&r.d);
+        server(&r.d, "replica").state == "up"
+    });
+    let before = server(&r.d, "replica").lookups;
+    alice_hash(&r.d);
+    assert_eq!(server(&r.d, "replica").lookups, before + 1);
+}
+
+#[test]
+fn with_the_primary_dead_reads_continue_from_the_replica() {
+    let r = replicated_daemon();
+    assert!(alice_hash(&r.d).ends_with("$5$demo$alicehash"));
+    r.primary.stop();
+    assert!(alice_hash(&r.d).ends_with("$5$demo$alicehash"));
+    // The replica has lost its primary (IO thread reconnecting, lag NULL, SQL thread
+    // running): lag checks go on, and it keeps serving, the freshest copy left.
+    std::thread::sleep(Duration::from_millis(2500));
+    for _ in 0..3 {
+        assert!(alice_hash(&r.d).ends_with("$5$demo$alicehash"));
+    }
+    let rep = server(&r.d, "replica");
+    assert_eq!((rep.state.as_str(), rep.lag_secs), ("up", None), "{rep:?}");
+    assert_eq!(server(&r.d, "primary").lookups, 0);
+    drop(r.d);
+    drop(r.db);
+}
+
+#[test]
+fn a_replica_whose_sql_thread_is_stopped_is_skipped() {
+    let r = replicated_daemon();
+    assert!(alice_hash(&r.d).ends_with("$5$demo$alicehash"));
+    r.replica.admin().query_drop("STOP SLAVE SQL_THREAD").unwrap();
+    r.db.exec("UPDATE indimail SET pw_passwd = '$5$behind' WHERE pw_name = 'alice'");
+    eventually("the replica skipped, the primary's answer", &[&r.d], || {
+        let rep = server(&r.d, "replica");
+        rep.state == "skipped" && alice_hash(&r.d).ends_with("$5$behind")
+    });
+    let rep = server(&r.d, "replica");
+    assert!(rep.reason.as_deref().is_some_and(|w| w.contains("SQL thread stopped")), "{rep:?}");
+    assert!(r.d.log_text().contains("skipped: its SQL thread is stopped"));
+    let p = server(&r.d, "primary").lookups;
+    alice_hash(&r.d);
+    assert_eq!(server(&r.d, "primary").lookups, p + 1, "the primary serves");
+    // Started again: it catches up and serves again.
+    r.replica.admin().query_drop("START SLAVE SQL_THREAD").unwrap();
+    eventually("the replica serves again", &[&r.d], || server(&r.d, "replica").state == "up");
+}
