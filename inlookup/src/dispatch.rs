@@ -1118,6 +1118,48 @@ mod tests {
         }
     }
 
+    /// A row change read from the binlog evicts its keys (and the same user's in an alias
+    /// domain a lookup found), not others'; a lookup in flight for it is answered but not
+    /// cached, while one for another key is.
+    #[test]
+    fn a_change_from_the_binlog_evicts_its_keys_and_spoils_lookups_in_flight() {
+        use crate::invalidate::Target;
+        let (mut d, mut out) = (dispatcher(Duration::ZERO), Recorder::default());
+        let now = Instant::now();
+        for who in ["a@x", "b@x", "a@alias"] {
+            ask(&mut d, &mut out, QueryKind::User, who, "/t/1");
+            let job = out.jobs.pop().unwrap();
+            d.finished(answered(job, active()), now, &mut out);
+        }
+        d.remember_domain(RealDomain { asked: "alias".into(), real: "x".into() }, now);
+        assert_eq!(d.report(&out).cache_entries, 3);
+        // In flight: a@x's PWD and b@x's PWD.
+        ask(&mut d, &mut out, QueryKind::Pwd, "a@x", "/t/2");
+        ask(&mut d, &mut out, QueryKind::Pwd, "b@x", "/t/3");
+        let (job_b, job_a) = (out.jobs.pop().unwrap(), out.jobs.pop().unwrap());
+        let targets = crate::invalidate::row_targets(
+            "indimail",
+            &crate::invalidate::Row(vec![
+                ("pw_name".into(), Some("A".into())),
+                ("pw_domain".into(), Some("X".into())),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(d.invalidate(&targets, None), 2, "a@x and a@alias, not b@x");
+        let r = d.report(&out);
+        assert_eq!(r.cache_entries, 1);
+        assert_eq!(r.invalidation.unwrap().state, "off", "reported off without a reader");
+        d.finished(answered(job_a, active()), now, &mut out);
+        d.finished(answered(job_b, active()), now, &mut out);
+        assert_eq!(d.report(&out).cache_entries, 2, "b@x's PWD cached, a@x's not");
+        ask(&mut d, &mut out, QueryKind::Pwd, "a@x", "/t/4");
+        assert_eq!(out.jobs.len(), 1, "a@x's PWD is asked again");
+        // An alias domain's row: everything under it, and what lookups learned of it.
+        assert_eq!(d.invalidate(&[Target::Under("alias".into())], None), 0);
+        assert!(d.known_domain(QueryKind::User, "c@alias", now).is_none());
+        assert_eq!(d.invalidate(&[Target::All], None), 2);
+    }
+
     #[test]
     fn a_lookup_queued_after_a_flush_is_cached() {
         let (mut d, mut out) = (dispatcher(Duration::ZERO), Recorder::default());
