@@ -25,6 +25,12 @@
 # a minute): a connection per worker per database against MYSQL_POOL_PER_DB pools, every
 # request a miss over a central and two mail store databases on the bench's MariaDB; writes
 # docs/bench/cluster.md. --clients, --workers, --secs, --rounds, --pools and --users go to it.
+#
+# --only fleet runs issue 13's bench instead (benches/fleet.rs): its own primary and replica
+# MariaDB replicating, invalidation lag p50/p99 from an UPDATE's commit to the new answer of a
+# daemon tailing the primary and of one tailing the replica, and the failover time from a
+# replica's SIGKILL to the next good answer; writes docs/bench/fleet.md. --changes and --kills
+# go to it.
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)
@@ -75,6 +81,19 @@ stop_mariadb() {
 }
 trap stop_mariadb EXIT
 
+if [[ " ${args[*]} " == *" --only fleet "* ]]; then
+  rest=()
+  skip=0
+  for a in "${args[@]}"; do
+    if ((skip)); then skip=0; continue; fi
+    [[ $a == --only ]] && { skip=1; continue; }
+    rest+=("$a")
+  done
+  echo "bench.sh: running the fleet bench (its own primary and replica MariaDB)" >&2
+  cargo build --quiet --release -p inlookup
+  cargo bench --quiet --bench fleet -- "${rest[@]}"
+  exit 0
+fi
 if [[ " ${args[*]} " == *" --only cluster "* ]]; then
   rest=()
   skip=0
