@@ -360,6 +360,17 @@ impl Tail {
         Ok((file, pos, server_id.unwrap_or(0)))
     }
 
+    /// Whether the source still has `file` and it reaches `pos` (`SHOW BINARY LOGS` on a
+    /// connection of its own); `None` when it cannot tell.
+    fn still_there(&self, file: &str, pos: u64) -> Option<bool> {
+        let mut conn = Conn::new(OptsBuilder::from_opts(self.cfg.source.opts())).ok()?;
+        let logs: Vec<mysql::Row> = conn.query("SHOW BINARY LOGS").ok()?;
+        Some(logs.iter().any(|r| {
+            r.get::<String, _>(0).as_deref() == Some(file)
+                && r.get::<u64, _>(1).is_some_and(|size| size >= pos)
+        }))
+    }
+
     /// One connection: check, stream until it fails.
     fn session(&mut self) -> Stop {
         let src = self.cfg.source_name();
@@ -401,10 +412,15 @@ impl Tail {
                 None => return Stop::Failed(format!("{src} ended the stream")),
                 Some(Ok(e)) => e,
                 Some(Err(mysql::Error::MySqlError(e))) if e.code == 1236 && !up && resuming => {
-                    return Stop::CannotResume(format!(
-                        "{src} cannot resume at {file}:{pos} ({})",
-                        e.message
-                    ))
+                    // 1236 also comes from a server shutting down or starting ("binary log
+                    // is not open"): only a position that is gone from its binlogs is a gap.
+                    return match self.still_there(&file, pos) {
+                        Some(false) => Stop::CannotResume(format!(
+                            "{src} cannot resume at {file}:{pos} ({})",
+                            e.message
+                        )),
+                        _ => Stop::Failed(format!("{src}: {}", e.message)),
+                    };
                 }
                 Some(Err(mysql::Error::MySqlError(e))) if e.code == 1236 && !up => {
                     return Stop::Settings(format!("{src}: {}", e.message))
