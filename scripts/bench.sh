@@ -51,6 +51,20 @@ for a in "$@"; do
   esac
 done
 
+# The fleet bench starts MariaDBs of its own: none of the setup below.
+if [[ " ${args[*]} " == *" --only fleet "* ]]; then
+  rest=()
+  skip=0
+  for a in "${args[@]}"; do
+    if ((skip)); then skip=0; continue; fi
+    [[ $a == --only ]] && { skip=1; continue; }
+    rest+=("$a")
+  done
+  echo "bench.sh: running the fleet bench (its own primary and replica MariaDB)" >&2
+  cargo build --quiet --release -p inlookup
+  cargo bench --quiet --bench fleet -- "${rest[@]}"
+  exit 0
+fi
 echo "bench.sh: building (release)" >&2
 release_build
 cargo bench --bench compare --no-run
@@ -81,19 +95,6 @@ stop_mariadb() {
 }
 trap stop_mariadb EXIT
 
-if [[ " ${args[*]} " == *" --only fleet "* ]]; then
-  rest=()
-  skip=0
-  for a in "${args[@]}"; do
-    if ((skip)); then skip=0; continue; fi
-    [[ $a == --only ]] && { skip=1; continue; }
-    rest+=("$a")
-  done
-  echo "bench.sh: running the fleet bench (its own primary and replica MariaDB)" >&2
-  cargo build --quiet --release -p inlookup
-  cargo bench --quiet --bench fleet -- "${rest[@]}"
-  exit 0
-fi
 if [[ " ${args[*]} " == *" --only cluster "* ]]; then
   rest=()
   skip=0
