@@ -148,6 +148,10 @@ pub struct KindStats {
     /// misses + refused for the lookup kinds.
     #[serde(default)]
     pub refused: u64,
+    /// Hits in the last REFRESH_AHEAD percent of their positive TTL that had a worker
+    /// refresh the answer in the background while the cached one was served.
+    #[serde(default)]
+    pub refreshed: u64,
 }
 
 /// STATS' reply.

@@ -494,8 +494,10 @@ impl Handler for Lookup {
             Some(Ok((answer, found))) => {
                 learned = found;
                 let bytes = answer.encode_whole();
-                let reply = Reply { to: reply_to, bytes: form.fit(&bytes).to_vec() };
-                (Outcome::Answered { reply: bytes, negative: answer.is_negative() }, Some(reply))
+                // A refresh-ahead has no reply path: nobody to answer.
+                let reply = (!reply_to.is_empty())
+                    .then(|| Reply { to: reply_to, bytes: form.fit(&bytes).to_vec() });
+                (Outcome::Answered { reply: bytes, negative: answer.is_negative() }, reply)
             }
             Some(Err(error)) => (Outcome::Failed { error, starter: reply_to }, None),
             None => (Outcome::Failed { error: BackendError::panicked(), starter: reply_to }, None),

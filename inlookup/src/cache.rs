@@ -112,8 +112,9 @@ pub enum Sign {
 /// What the cache holds for a key.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Found<'a> {
-    /// A fresh answer.
-    Fresh { reply: &'a [u8], negative: bool },
+    /// A fresh answer; `refresh`: a positive one in the last REFRESH_AHEAD percent of its
+    /// TTL.
+    Fresh { reply: &'a [u8], negative: bool, refresh: bool },
     /// An answer past its TTL (kept for serve-stale).
     Expired,
     /// Nothing.
@@ -228,6 +229,8 @@ pub struct Cache {
     born_mono_ms: u64,
     /// The shared-memory mirror clients read hits from, if on.
     shared: Option<SharedCache>,
+    /// REFRESH_AHEAD: the last this many percent of a positive TTL (0: off).
+    refresh_pct: u32,
 }
 
 /// Whole seconds, saturating at `u32::MAX` (136 years).
@@ -246,7 +249,15 @@ impl Cache {
             born: Instant::now(),
             born_mono_ms,
             shared: None,
+            refresh_pct: 0,
         }
+    }
+
+    /// REFRESH_AHEAD: a positive hit in the last `pct` percent of its TTL says so
+    /// ([`Found::Fresh`]'s `refresh`); 0 turns it off.
+    pub fn with_refresh_ahead(mut self, pct: u32) -> Cache {
+        self.refresh_pct = pct.min(100);
+        self
     }
 
     /// Mirrors every entry stored from now on in `shared` (nothing is stored yet when the
@@ -290,6 +301,14 @@ impl Cache {
     /// Looks a key up; a fresh hit becomes the most recently used.
     pub fn get(&mut self, key: &str, now: Instant) -> Found<'_> {
         let now_s = self.now_s(now);
+        let pct = self.refresh_pct;
+        let window = match key_kind(key) {
+            Some(k) if pct > 0 => {
+                let ttl = u64::from(secs(self.ttls.get(k).positive));
+                u32::try_from(ttl * u64::from(pct) / 100).unwrap_or(u32::MAX)
+            }
+            _ => 0,
+        };
         let Some(lru) = self.lru.as_mut() else { return Found::Absent };
         // One lookup; an expired entry becomes the most recent too, which is harmless: its
         // refreshed answer replaces it, or serve-stale wants it kept.
@@ -304,7 +323,9 @@ impl Cache {
                     let expires = self.born_mono_ms + u64::from(meta.expires) * 1000;
                     sh.republish(key, slot.reply(), expires);
                 }
-                Found::Fresh { reply: slot.reply(), negative: meta.negative }
+                // Whole seconds: a TTL too short for a window of a second never refreshes.
+                let refresh = !meta.negative && meta.expires - now_s < window;
+                Found::Fresh { reply: slot.reply(), negative: meta.negative, refresh }
             }
         }
     }
@@ -420,7 +441,10 @@ mod tests {
         let t0 = Instant::now();
         let k = key(QueryKind::Pwd, "a@x");
         c.insert(&k, b"reply", Sign::Positive, t0);
-        assert_eq!(c.get(&k, t0), Found::Fresh { reply: b"reply", negative: false });
+        assert_eq!(
+            c.get(&k, t0),
+            Found::Fresh { reply: b"reply", negative: false, refresh: false }
+        );
         let later = t0 + Duration::from_secs(301);
         assert_eq!(c.get(&k, later), Found::Expired);
         assert_eq!(c.stale(&k, later), Some(&b"reply"[..]));
@@ -431,6 +455,32 @@ mod tests {
         c.insert(&k, b"reply", Sign::Positive, t1);
         assert_eq!(c.get(&k, t1 + Duration::from_secs(300)), Found::Expired);
         assert_eq!(c.stale(&k, t1 + Duration::from_secs(300)), None);
+    }
+
+    #[test]
+    fn refresh_ahead_marks_positive_hits_in_the_last_part_of_their_ttl() {
+        let mut c = Cache::new(10, "user=10/10,pwd=3".parse().unwrap(), Duration::ZERO)
+            .with_refresh_ahead(20);
+        let t0 = Instant::now();
+        let (u, n, p) =
+            (key(QueryKind::User, "u@x"), key(QueryKind::User, "n@x"), key(QueryKind::Pwd, "p@x"));
+        c.insert(&u, b"r", Sign::Positive, t0);
+        c.insert(&n, b"r", Sign::Negative, t0);
+        c.insert(&p, b"r", Sign::Positive, t0);
+        let at = |s| t0 + Duration::from_secs(s);
+        assert!(matches!(c.get(&u, at(7)), Found::Fresh { refresh: false, .. }));
+        assert!(matches!(c.get(&u, at(9)), Found::Fresh { refresh: true, .. }));
+        assert!(
+            matches!(c.get(&n, at(9)), Found::Fresh { refresh: false, .. }),
+            "never a negative one"
+        );
+        assert!(matches!(c.get(&p, at(2)), Found::Fresh { refresh: false, .. }), "3 s: no window");
+        let mut off = Cache::new(10, Ttls::default(), Duration::ZERO);
+        off.insert(&u, b"r", Sign::Positive, t0);
+        assert!(
+            matches!(off.get(&u, at(299)), Found::Fresh { refresh: false, .. }),
+            "off by default"
+        );
     }
 
     #[test]
@@ -521,7 +571,7 @@ mod tests {
                             let e = model.remove(at);
                             proptest::prop_assert_eq!(
                                 c.get(&e.0, t0),
-                                Found::Fresh { reply: &e.1[..], negative: false }
+                                Found::Fresh { reply: &e.1[..], negative: false, refresh: false }
                             );
                             model.push(e);
                         }

@@ -264,6 +264,12 @@ pub struct Args {
     /// A replica further behind its primary than this many seconds is skipped.
     #[arg(long, env = "MAX_REPLICATION_LAG", default_value_t = 30)]
     pub max_replication_lag: u64,
+
+    /// A positive answer asked again in the last this many percent of its TTL is looked up
+    /// again by a worker in the background while the cached one is served, so hot keys do
+    /// not miss (0: off).
+    #[arg(long, env = "REFRESH_AHEAD", default_value_t = 20, value_parser = clap::value_parser!(u32).range(0..=100))]
+    pub refresh_ahead: u32,
 }
 
 /// The man page's DESCRIPTION (and `--help`'s opening).
@@ -349,6 +355,8 @@ pub struct Config {
     pub invalidation: Option<crate::binlog::BinlogConfig>,
     /// MYSQL_REPLICAS, if any (not on a clustered site).
     pub replicas: Option<crate::replicas::ReplicaConfig>,
+    /// REFRESH_AHEAD, percent of a positive TTL (0: off).
+    pub refresh_ahead: u32,
 }
 
 /// Where [`Config::from_args`] reads variables that have no flag: the process environment
@@ -511,6 +519,7 @@ impl Config {
             (r, _) => r,
         };
         Ok(Config {
+            refresh_ahead: a.refresh_ahead,
             replicas,
             invalidation,
             cluster,

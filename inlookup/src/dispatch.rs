@@ -407,7 +407,7 @@ impl Dispatcher {
         let Asked { kind, base, form, email, ip } = q;
         cache_key_into(&mut self.key, base, email, ip, self.settings.default_domain.as_deref());
         match self.cache.get(&self.key, now) {
-            Found::Fresh { reply, negative } => {
+            Found::Fresh { reply, negative, refresh } => {
                 let ks = self.stats.kind(kind);
                 if negative {
                     ks.negative_hits += 1;
@@ -425,7 +425,11 @@ impl Dispatcher {
                     );
                 }
                 let sent = out.reply(to, fitted);
-                return self.stats.account(to, sent);
+                self.stats.account(to, sent);
+                if refresh && !self.inflight.contains_key(self.key.as_str()) {
+                    self.refresh_ahead(kind, base, form, email, ip, now, out);
+                }
+                return;
             }
             Found::Expired => self.stats.kind(kind).expirations += 1,
             Found::Absent => {}
@@ -460,6 +464,38 @@ impl Dispatcher {
                 self.reply(out, to, &ERROR_REPLY);
             }
             Err(Refused::Closed) => self.reply(out, to, &ERROR_REPLY),
+        }
+    }
+
+    /// REFRESH_AHEAD: a hit late in its TTL has a worker look the key up again in the
+    /// background (a job with no reply path: no client waits for it); a miss for the same
+    /// key meanwhile joins it. A refused job (queue full) is no loss: the entry is fresh.
+    #[allow(clippy::too_many_arguments)]
+    fn refresh_ahead(
+        &mut self,
+        kind: QueryKind,
+        base: QueryKind,
+        form: Form,
+        email: &str,
+        ip: &str,
+        now: Instant,
+        out: &mut impl Effects,
+    ) {
+        let key = CacheKey::from(self.key.clone());
+        let job = LookupJob {
+            key: key.clone(),
+            kind: base,
+            form,
+            email: email.to_string(),
+            ip: ip.to_string(),
+            epoch: self.epoch,
+            reply_to: Box::default(),
+            known: self.known_domain(base, email, now),
+        };
+        if out.lookup(job).is_ok() {
+            self.stats.kind(kind).refreshed += 1;
+            let f = Inflight { starter: (kind, form), joined: Vec::new(), invalidated: false };
+            self.inflight.insert(key, f);
         }
     }
 
@@ -542,8 +578,13 @@ impl Dispatcher {
             Outcome::Failed { error, starter: starter_to } => {
                 self.stats.kind(done.kind).backend_errors += 1;
                 self.health.down(Some(done.kind), &error, now);
-                let first = Waiter { to: starter_to, kind: starter.0, form: starter.1 };
-                let waiting = std::iter::once(first).chain(joined);
+                // A refresh-ahead (no reply path) has no starter waiting.
+                let first = (!starter_to.is_empty()).then_some(Waiter {
+                    to: starter_to,
+                    kind: starter.0,
+                    form: starter.1,
+                });
+                let waiting = first.into_iter().chain(joined);
                 match self.cache.stale(done.key.as_str(), now).map(<[u8]>::to_vec) {
                     Some(stale) => {
                         log::debug!("answered {} from an expired entry", done.key.subject());
@@ -1158,6 +1199,51 @@ mod tests {
         assert_eq!(d.invalidate(&[Target::Under("alias".into())], None), 0);
         assert!(d.known_domain(QueryKind::User, "c@alias", now).is_none());
         assert_eq!(d.invalidate(&[Target::All], None), 2);
+    }
+
+    /// REFRESH_AHEAD: a hit in the last part of its TTL is served from the cache and has a
+    /// worker refresh it (no reply path: nobody waits); a miss for that key meanwhile joins
+    /// it; the refreshed answer is cached afresh; a failed refresh leaves the entry alone.
+    #[test]
+    fn a_hit_late_in_its_ttl_is_refreshed_in_the_background() {
+        let settings = Settings { workers: 2, default_domain: None, backend: "test".into() };
+        let cache =
+            Cache::new(100, "user=10/5".parse().unwrap(), Duration::ZERO).with_refresh_ahead(20);
+        let (mut d, mut out) = (Dispatcher::new(settings, cache), Recorder::default());
+        let t0 = Instant::now();
+        ask_at(&mut d, &mut out, QueryKind::User, "hot@x", "/t/1", t0);
+        let job = out.jobs.pop().unwrap();
+        d.finished(answered(job, active()), t0, &mut out);
+        ask_at(&mut d, &mut out, QueryKind::User, "hot@x", "/t/2", t0 + Duration::from_secs(5));
+        assert!(out.jobs.is_empty(), "half way through its TTL: a plain hit");
+        let late = t0 + Duration::from_secs(9);
+        ask_at(&mut d, &mut out, QueryKind::User, "hot@x", "/t/3", late);
+        ask_at(&mut d, &mut out, QueryKind::User, "hot@x", "/t/4", late);
+        assert_eq!(out.jobs.len(), 1, "one refresh, not one per hit");
+        let replies: Vec<String> = out.take().into_iter().map(|(to, _)| to).collect();
+        // (The first was a miss: its worker answered it.)
+        assert_eq!(replies, ["/t/2", "/t/3", "/t/4"], "every hit answered from the cache");
+        let job = out.jobs.pop().unwrap();
+        assert!(job.reply_to.is_empty(), "nobody waits for a refresh");
+        // Expired meanwhile: the miss joins the refresh in flight.
+        let expired = t0 + Duration::from_secs(11);
+        ask_at(&mut d, &mut out, QueryKind::User, "hot@x", "/t/5", expired);
+        assert!(out.jobs.is_empty());
+        d.finished(answered(job, active()), expired, &mut out);
+        assert_eq!(out.take().into_iter().map(|(to, _)| to).collect::<Vec<_>>(), ["/t/5"]);
+        let s = d.report(&out).kinds["user"].clone();
+        assert_eq!((s.refreshed, s.misses, s.coalesced), (1, 2, 1));
+        ask_at(&mut d, &mut out, QueryKind::User, "hot@x", "/t/6", expired);
+        assert!(out.jobs.is_empty(), "cached afresh by the refresh");
+        // A refresh that fails: no reply to anyone, the entry still served.
+        let later = expired + Duration::from_secs(9);
+        ask_at(&mut d, &mut out, QueryKind::User, "hot@x", "/t/7", later);
+        let job = out.jobs.pop().unwrap();
+        out.take();
+        d.finished(failed(job), later, &mut out);
+        assert!(out.take().is_empty(), "nobody to answer");
+        ask_at(&mut d, &mut out, QueryKind::User, "hot@x", "/t/8", later);
+        assert_eq!(out.take().len(), 1);
     }
 
     #[test]

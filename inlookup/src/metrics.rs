@@ -134,7 +134,7 @@ type KindCounter = fn(&inlookup_core::admin::KindStats) -> u64;
 /// The report in the text exposition format.
 pub fn render(r: &StatsReport) -> String {
     let mut out = String::new();
-    let per_kind: [(&str, &str, KindCounter); 12] = [
+    let per_kind: [(&str, &str, KindCounter); 13] = [
         ("inlookup_requests_total", "Requests decoded, by kind.", |k| k.requests),
         ("inlookup_hits_total", "Answered from a fresh positive cache entry.", |k| k.hits),
         ("inlookup_negative_hits_total", "Answered from a fresh negative cache entry.", |k| {
@@ -159,6 +159,11 @@ pub fn render(r: &StatsReport) -> String {
             k.oversized
         }),
         ("inlookup_refused_total", "Requests of this kind refused as bad.", |k| k.refused),
+        (
+            "inlookup_refreshed_ahead_total",
+            "Hits late in their TTL refreshed in the background (REFRESH_AHEAD).",
+            |k| k.refreshed,
+        ),
     ];
     for (name, help, get) in per_kind {
         let mut f = Family::new(&mut out, name, "counter", help);

@@ -260,7 +260,8 @@ pub fn run(
         cfg.cache_entries,
         cfg.ttls.clone(),
         if cfg.serve_stale { cfg.max_stale } else { Duration::ZERO },
-    );
+    )
+    .with_refresh_ahead(cfg.refresh_ahead);
     let cache = match shared {
         Some(shared) => cache.with_shared(shared),
         None => cache,

@@ -107,6 +107,7 @@ pub fn describe(r: &StatsReport) -> Vec<String> {
             ("expirations", k.expirations),
             ("backend errors", k.backend_errors),
             ("served stale", k.stale_served),
+            ("refreshed ahead", k.refreshed),
             ("refused (queue full)", k.queue_full),
             ("too long for a classic reply", k.oversized),
         ];
