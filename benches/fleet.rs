@@ -15,6 +15,11 @@
 //!   until an answer comes; the time from the kill to that answer is the failover time.
 //!   The replica is started again and C waits until it serves from it before the next kill.
 //!
+//! - Refresh-ahead: two daemons on the primary, PWD cached 5 s, REFRESH_AHEAD 0 and 20;
+//!   each asked the PWD of a hot set of three users in turn (about every millisecond) for
+//!   `--hot-secs S` (default 12): the share of requests that missed, from each daemon's
+//!   STATS.
+//!
 //! `scripts/bench.sh --only fleet` runs it and writes `docs/bench/fleet.md`.
 
 #[path = "common.rs"]
@@ -115,6 +120,7 @@ fn main() -> CommonRes<()> {
     let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
     let changes = num(&args, "changes", 50)?;
     let kills = num(&args, "kills", 3)?;
+    let hot_secs = num(&args, "hot-secs", 12)?;
     let out = arg(&args, "out").map_or_else(|| root().join("docs/bench"), PathBuf::from);
     // target/release/deps/fleet-… → target/release/inlookup
     let exe = std::env::current_exe()?;
@@ -231,6 +237,26 @@ fn main() -> CommonRes<()> {
             start_server(&rdir, "2", Some(rport))?;
         }
         drop(c);
+        // Refresh-ahead: the miss rate of a hot set at a short TTL.
+        let mut hot = Vec::new();
+        for pct in ["0", "20"] {
+            let env = vec![
+                ("CACHE_TTL", "pwd=5/5".to_string()),
+                ("REFRESH_AHEAD", pct.to_string()),
+                ("SHARED_CACHE", "off".to_string()),
+            ];
+            let d = Daemon::start(&bin, &base.join(format!("hot{pct}")), pport, &env)?;
+            let users = ["alice@example.com", "full@example.com", "testuser@example.com"];
+            let t0 = Instant::now();
+            let mut i = 0usize;
+            while t0.elapsed() < Duration::from_secs(hot_secs as u64) {
+                let _ = d.client.passwd(users[i % users.len()]);
+                i += 1;
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            let k = d.client.stats()?.kinds.get("pwd").cloned().unwrap_or_default();
+            hot.push((pct, k.requests, k.misses, k.refreshed));
+        }
         let mut md =
             String::from("# A fleet on replication: invalidation lag and failover time\n\n");
         md.push_str(&format!(
@@ -267,6 +293,19 @@ fn main() -> CommonRes<()> {
         ));
         for (i, f) in failover.iter().enumerate() {
             md.push_str(&format!("| {} | {f:.1} |\n", i + 1));
+        }
+        md.push_str(&format!(
+            "\nRefresh-ahead: a daemon on the primary, PWD cached 5 s, asked the PWD of three \
+             users in turn about every millisecond for {hot_secs} s, with REFRESH_AHEAD 0 and \
+             20 (its STATS).\n\n\
+             | REFRESH_AHEAD | requests | misses | miss rate | refreshed in the background |\n\
+             | --- | --- | --- | --- | --- |\n"
+        ));
+        for (pct, req, miss, refreshed) in &hot {
+            md.push_str(&format!(
+                "| {pct} | {req} | {miss} | {:.3} % | {refreshed} |\n",
+                *miss as f64 * 100.0 / (*req).max(1) as f64
+            ));
         }
         Ok(md)
     })();
