@@ -323,8 +323,9 @@ impl Cache {
                     let expires = self.born_mono_ms + u64::from(meta.expires) * 1000;
                     sh.republish(key, slot.reply(), expires);
                 }
-                // Whole seconds: a TTL too short for a window of a second never refreshes.
-                let refresh = !meta.negative && meta.expires - now_s < window;
+                // Whole seconds: the last `window` seconds of the TTL (a TTL too short for
+                // a window of a second never refreshes).
+                let refresh = !meta.negative && window > 0 && meta.expires - now_s <= window;
                 Found::Fresh { reply: slot.reply(), negative: meta.negative, refresh }
             }
         }
@@ -459,7 +460,7 @@ mod tests {
 
     #[test]
     fn refresh_ahead_marks_positive_hits_in_the_last_part_of_their_ttl() {
-        let mut c = Cache::new(10, "user=10/10,pwd=3".parse().unwrap(), Duration::ZERO)
+        let mut c = Cache::new(10, "user=10/10,pwd=4".parse().unwrap(), Duration::ZERO)
             .with_refresh_ahead(20);
         let t0 = Instant::now();
         let (u, n, p) =
@@ -474,7 +475,7 @@ mod tests {
             matches!(c.get(&n, at(9)), Found::Fresh { refresh: false, .. }),
             "never a negative one"
         );
-        assert!(matches!(c.get(&p, at(2)), Found::Fresh { refresh: false, .. }), "3 s: no window");
+        assert!(matches!(c.get(&p, at(3)), Found::Fresh { refresh: false, .. }), "4 s: no window");
         let mut off = Cache::new(10, Ttls::default(), Duration::ZERO);
         off.insert(&u, b"r", Sign::Positive, t0);
         assert!(
