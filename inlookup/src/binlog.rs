@@ -365,6 +365,10 @@ impl Tail {
     fn still_there(&self, file: &str, pos: u64) -> Option<bool> {
         let mut conn = Conn::new(OptsBuilder::from_opts(self.cfg.source.opts())).ok()?;
         let logs: Vec<mysql::Row> = conn.query("SHOW BINARY LOGS").ok()?;
+        // None listed: a server between its shutdown and its start, not a purge.
+        if logs.is_empty() {
+            return None;
+        }
         Some(logs.iter().any(|r| {
             r.get::<String, _>(0).as_deref() == Some(file)
                 && r.get::<u64, _>(1).is_some_and(|size| size >= pos)

@@ -147,7 +147,12 @@ fn a_restarted_replica_is_resumed_and_nothing_stale_survives() {
     let after = invalidation(&f.b);
     assert_eq!(after.state, "up");
     assert!(after.connects > before.connects, "{after:?}");
-    assert_eq!(after.full_flushes, before.full_flushes, "resumed at its position: {after:?}");
+    assert_eq!(
+        after.full_flushes,
+        before.full_flushes,
+        "resumed at its position: {after:?}\n{}",
+        f.b.log_text()
+    );
     assert!(f.b.log_text().contains("resuming at binlog."), "{}", f.b.log_text());
     assert!(alice_hash(&f.a).ends_with("$5$while-down"));
 }
