@@ -411,6 +411,7 @@ impl Tail {
         };
         let database = self.cfg.source.database.clone();
         let mut up = false;
+        let mut seen_fde = false;
         loop {
             let event = match stream.next() {
                 None => return Stop::Failed(format!("{src} ended the stream")),
@@ -434,6 +435,8 @@ impl Tail {
             if !up {
                 up = true;
                 self.up(&file, pos, resuming);
+                // Where it started is where it resumes, until a transaction is read.
+                self.save(&file, pos);
                 if !resuming {
                     // Answers cached before the stream was up may be stale already.
                     let why = "invalidation stream up at the current position".to_string();
@@ -454,10 +457,12 @@ impl Tail {
                 }
             };
             match data {
-                EventData::RotateEvent(r) => {
-                    // The first (fake) one is read before the format description says the
-                    // events carry checksums: its name may end in the checksum's bytes.
-                    file = binlog_file_name(&r.name());
+                // The first (fake) rotate, sent before the format description, is read as
+                // if it had no checksum, so its name ends in the checksum's bytes; it only
+                // names the file asked for. Later ones switch files.
+                EventData::FormatDescriptionEvent(_) => seen_fde = true,
+                EventData::RotateEvent(r) if seen_fde => {
+                    file = r.name().into_owned();
                     pos = r.position();
                     self.save(&file, pos);
                 }
@@ -530,17 +535,6 @@ impl Tail {
     }
 }
 
-/// A binlog file's name (`base.NNNNNN`) without what follows its number.
-fn binlog_file_name(raw: &str) -> String {
-    match raw.rfind('.') {
-        Some(dot) => {
-            let digits = raw[dot + 1..].bytes().take_while(u8::is_ascii_digit).count();
-            raw[..dot + 1 + digits].to_string()
-        }
-        None => raw.to_string(),
-    }
-}
-
 /// A row image as [`invalidate::row_targets`] reads it: names and text values.
 fn row(image: &mysql::binlog::row::BinlogRow) -> Row {
     use mysql::binlog::value::BinlogValue;
@@ -564,12 +558,6 @@ fn row(image: &mysql::binlog::row::BinlogRow) -> Row {
 mod tests {
     use super::*;
     use std::path::Path;
-
-    #[test]
-    fn binlog_file_names_lose_trailing_checksum_bytes() {
-        assert_eq!(binlog_file_name("binlog.000001\u{fffd}C\u{fffd}>"), "binlog.000001");
-        assert_eq!(binlog_file_name("mysql-bin.000012"), "mysql-bin.000012");
-    }
 
     #[test]
     fn the_default_server_id_is_stable_and_differs_per_fifo() {
