@@ -36,6 +36,12 @@
 # straight to a forking and a process-reusing Dovecot, and through Debian's imapproxy
 # (installed by scripts/deps.sh imapproxy), with Dovecot's logins counted; writes
 # docs/bench/door.md. --rounds goes to it.
+#
+# --only fleet runs issue 13's bench instead (benches/fleet.rs): its own primary and replica
+# MariaDB replicating, invalidation lag p50/p99 from an UPDATE's commit to the new answer of a
+# daemon tailing the primary and of one tailing the replica, and the failover time from a
+# replica's SIGKILL to the next good answer; writes docs/bench/fleet.md. --changes and --kills
+# go to it.
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)
@@ -56,6 +62,20 @@ for a in "$@"; do
   esac
 done
 
+# The fleet bench starts MariaDBs of its own: none of the setup below.
+if [[ " ${args[*]} " == *" --only fleet "* ]]; then
+  rest=()
+  skip=0
+  for a in "${args[@]}"; do
+    if ((skip)); then skip=0; continue; fi
+    [[ $a == --only ]] && { skip=1; continue; }
+    rest+=("$a")
+  done
+  echo "bench.sh: running the fleet bench (its own primary and replica MariaDB)" >&2
+  cargo build --quiet --release -p inlookup
+  cargo bench --quiet --bench fleet -- "${rest[@]}"
+  exit 0
+fi
 echo "bench.sh: building (release)" >&2
 release_build
 cargo bench --bench compare --no-run

@@ -7,6 +7,14 @@
 #                                              on PORT or a free port; prints "127.0.0.1 PORT"
 #   scripts/mariadb.sh stop   STATE_DIR        stop it (SIGTERM, SIGKILL after 20 s)
 #   scripts/mariadb.sh port   STATE_DIR        print its port
+#   scripts/mariadb.sh replicate STATE_DIR PRIMARY_PORT
+#                                              make the instance in STATE_DIR a replica of the
+#                                              one on 127.0.0.1:PRIMARY_PORT (root, from the
+#                                              start of its binlog) and wait until it runs
+#
+# MARIADB_SERVER_ID=N at the first start turns the binlog on (log_bin, server_id N,
+# binlog_format ${MARIADB_BINLOG_FORMAT:-ROW}, binlog_row_image FULL, binlog_row_metadata
+# FULL, log_slave_updates): kept in STATE_DIR/binlog.conf, so a restart keeps them.
 #
 # The throwaway instance: datadir STATE_DIR/data, socket STATE_DIR/mysqld.sock, pid file
 # STATE_DIR/mysqld.pid, log STATE_DIR/err.log, port in STATE_DIR/port. Root has no password.
@@ -22,7 +30,7 @@ PROG=mariadb.sh
 # shellcheck source=scripts/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-usage() { usage_from_header 9; }
+usage() { usage_from_header 22; }
 
 # ping PORT: the server on 127.0.0.1:PORT answers within about 2 s.
 # (mariadb-admin ping also succeeds on "Access denied": it only proves a server is there.)
@@ -126,6 +134,18 @@ cmd_start() {
     tls=(--ssl-cert="$dir/tls/cert.pem" --ssl-key="$dir/tls/key.pem")
     [[ -s $dir/tls/ca.pem ]] && tls+=(--ssl-ca="$dir/tls/ca.pem")
   fi
+  # The binlog (MARIADB_SERVER_ID at the first start, then STATE_DIR/binlog.conf).
+  if [[ -n ${MARIADB_SERVER_ID:-} && ! -s $dir/binlog.conf ]]; then
+    [[ $MARIADB_SERVER_ID =~ ^[0-9]+$ ]] || die "bad MARIADB_SERVER_ID '$MARIADB_SERVER_ID'"
+    printf '%s\n' "--server-id=$MARIADB_SERVER_ID" "--log-bin=$dir/data/binlog" \
+      "--binlog-format=${MARIADB_BINLOG_FORMAT:-ROW}" --binlog-row-image=FULL \
+      --binlog-row-metadata=FULL --log-slave-updates "--relay-log=$dir/data/relay" \
+      >"$dir/binlog.conf"
+  fi
+  local binlog=(--skip-log-bin)
+  if [[ -s $dir/binlog.conf ]]; then
+    mapfile -t binlog <"$dir/binlog.conf"
+  fi
   # Not in a job-control shell, so setsid need not fork: $! is mariadbd itself.
   setsid nohup mariadbd --no-defaults \
     --datadir="$dir/data" \
@@ -137,7 +157,7 @@ cmd_start() {
     --user="$user" \
     --innodb-log-file-size=8M \
     --innodb-buffer-pool-size=32M \
-    --skip-log-bin \
+    "${binlog[@]}" \
     --skip-name-resolve \
     "${tls[@]}" \
     </dev/null >>"$dir/err.log" 2>&1 &
@@ -182,6 +202,24 @@ cmd_ensure() {
   cmd_start "$1"
 }
 
+cmd_replicate() {
+  (($# == 2)) || usage
+  local dir="$1" primary="$2" port i state
+  [[ $primary =~ ^[0-9]+$ ]] || die "bad port '$primary'"
+  port=$(cmd_port "$dir")
+  sql() { timeout 10 mariadb --no-defaults -h127.0.0.1 -P"$port" -uroot -N -B -e "$1"; }
+  sql "STOP SLAVE; CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT=$primary,
+       MASTER_USER='root', MASTER_PASSWORD='', MASTER_USE_GTID=no, MASTER_CONNECT_RETRY=1;
+       START SLAVE" || die "CHANGE MASTER TO on port $port failed"
+  for ((i = 0; i < 100; i++)); do
+    state=$(timeout 10 mariadb --no-defaults -h127.0.0.1 -P"$port" -uroot -e 'SHOW SLAVE STATUS\G' | awk '/Slave_IO_Running:|Slave_SQL_Running:/ {print $2}' | tr '\n' ' ')
+    [[ $state == "Yes Yes " ]] && return 0
+    sleep 0.1
+  done
+  timeout 10 mariadb --no-defaults -h127.0.0.1 -P"$port" -uroot -e 'SHOW SLAVE STATUS\G' >&2 || true
+  die "the replica on port $port is not running ($state)"
+}
+
 main() {
   (($# >= 1)) || usage
   local sub="$1"
@@ -191,6 +229,7 @@ main() {
     start) cmd_start "$@" ;;
     stop) cmd_stop "$@" ;;
     port) cmd_port "$@" ;;
+    replicate) cmd_replicate "$@" ;;
     -h | --help | help) usage ;;
     *) usage ;;
   esac

@@ -28,6 +28,14 @@ pub struct PingReply {
     /// The health of each backend server (empty from a daemon before version 0.2).
     #[serde(default)]
     pub backends: Vec<BackendHealth>,
+    /// Cache invalidation from the replication stream (INVALIDATE); absent from a daemon
+    /// that predates it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub invalidation: Option<InvalidationStatus>,
+    /// MYSQL_REPLICAS: the primary and each replica, their health and lag (empty without
+    /// replicas).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub servers: Vec<ServerHealth>,
 }
 
 impl PingReply {
@@ -229,6 +237,12 @@ pub struct StatsReport {
     /// so they are in no counter here: these say what is published.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shared_cache: Option<SharedCacheStats>,
+    /// Cache invalidation from the replication stream (INVALIDATE).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub invalidation: Option<InvalidationStatus>,
+    /// MYSQL_REPLICAS: the primary and each replica, their health and lag.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub servers: Vec<ServerHealth>,
 }
 
 /// What the daemon publishes in its shared-memory cache.
@@ -636,4 +650,104 @@ pub struct ImapAuthReply {
     /// Set when `ok` is false (the server could not be asked).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<ImapFailure>,
+}
+
+/// The state of cache invalidation from the replication stream (INVALIDATE=binlog), as
+/// PING, STATS and USR1 report it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct InvalidationStatus {
+    /// `up` (the stream is read: changes evict their keys at once), `down` (TTLs only
+    /// until it is back) or `off` (INVALIDATE=off: TTLs only).
+    pub state: String,
+    /// Why it is not up (what to set on the server, or the stream's last error).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The server streamed from (`host:port`).
+    pub source: String,
+    /// The server id this daemon registers with (INVALIDATE_SERVER_ID).
+    pub server_id: u32,
+    /// Row events of the watched tables read since start.
+    pub events: u64,
+    /// Statements on the watched tables (DDL, TRUNCATE, statement-logged DML) read.
+    pub statements: u64,
+    /// Cache entries evicted by them.
+    pub keys_evicted: u64,
+    /// Whole-cache flushes: the stream could not resume where it stopped (binlog purged,
+    /// another server), or came up after running without it.
+    pub full_flushes: u64,
+    /// Times the stream was (re)connected.
+    pub connects: u64,
+    /// Invalidation lag of the last event: from its time in the binlog (whole seconds)
+    /// to its eviction, in milliseconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lag_ms: Option<u64>,
+    /// The largest lag seen.
+    pub max_lag_ms: u64,
+    /// Where the stream resumes: `file:offset` of the last transaction read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub position: Option<String>,
+}
+
+impl InvalidationStatus {
+    /// The USR1 / `inquerytest stats` line.
+    pub fn line(&self) -> String {
+        let mut l = format!("invalidation {}", self.state);
+        if self.state == "off" {
+            l.push_str(": INVALIDATE=off, TTLs only");
+            return l;
+        }
+        if let Some(r) = &self.reason {
+            l.push_str(&format!(" ({r}; TTLs only until it is up)"));
+        }
+        l.push_str(&format!(
+            ": from {} as server id {}, {} row events, {} statements, {} keys evicted, {} full flushes, {} connects",
+            self.source, self.server_id, self.events, self.statements, self.keys_evicted, self.full_flushes, self.connects
+        ));
+        if let Some(lag) = self.lag_ms {
+            l.push_str(&format!(", lag {lag} ms (max {} ms)", self.max_lag_ms));
+        }
+        if let Some(p) = &self.position {
+            l.push_str(&format!(", at {p}"));
+        }
+        l
+    }
+}
+
+/// One server of MYSQL_HOST and MYSQL_REPLICAS, as PING and STATS report it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ServerHealth {
+    /// `host:port` (or the socket).
+    pub address: String,
+    /// `primary` or `replica`.
+    pub role: String,
+    /// `up` (serves lookups), `down` (failed; retried with back-off), `skipped` (a
+    /// replica too far behind or whose SQL thread is stopped) or `unknown` (not tried yet).
+    pub state: String,
+    /// Why it is down or skipped.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// A replica's `Seconds_Behind_Master` at the last check (none: NULL or not checked).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lag_secs: Option<u64>,
+    /// Lookups it answered.
+    pub lookups: u64,
+    /// Queries, connects or checks that failed.
+    pub failures: u64,
+}
+
+impl ServerHealth {
+    /// The USR1 / `inquerytest ping` line.
+    pub fn line(&self) -> String {
+        let mut l = format!("server {} ({}) {}", self.address, self.role, self.state);
+        if let Some(r) = &self.reason {
+            l.push_str(&format!(" ({r})"));
+        }
+        if let Some(lag) = self.lag_secs {
+            l.push_str(&format!(", lag {lag} s"));
+        }
+        l.push_str(&format!("; {} lookups, {} failures", self.lookups, self.failures));
+        l
+    }
 }

@@ -84,6 +84,18 @@ pub struct Backends {
     /// The clustered layout, for the I/O thread to watch its files and reload them on HUP
     /// (none when the site is not clustered).
     pub cluster: Option<Arc<crate::cluster::ClusterShared>>,
+    /// MYSQL_REPLICAS: each server's health and lag, for PING and STATS.
+    pub servers: Option<ServersFn>,
+}
+
+/// Reports the servers of MYSQL_REPLICAS.
+#[derive(Clone)]
+pub struct ServersFn(pub Arc<dyn Fn() -> Vec<inlookup_core::admin::ServerHealth> + Send + Sync>);
+
+impl fmt::Debug for ServersFn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ServersFn")
+    }
 }
 
 /// Reports one health entry per database.
@@ -118,6 +130,7 @@ impl Backends {
             domains: None,
             health: None,
             cluster: None,
+            servers: None,
         }
     }
 
@@ -130,7 +143,46 @@ impl Backends {
             Box::new(MysqlBackend::new(s.clone(), l.clone(), ping_after, c.clone()))
                 as Box<dyn Backend>
         });
-        Backends { factory, connects, domains, health: None, cluster: None }
+        Backends { factory, connects, domains, health: None, cluster: None, servers: None }
+    }
+
+    /// MYSQL_REPLICAS: backends over the primary and its replicas ([`crate::replicas`]).
+    fn replicas(
+        cfg: &crate::Config,
+        replicas: &crate::replicas::ReplicaConfig,
+        lookups: Lookups,
+    ) -> Backends {
+        let connects = Arc::new(AtomicU64::new(0));
+        let domains = Some(lookups.domain_files().clone());
+        let set = match crate::replicas::ReplicaSet::start(
+            cfg.mysql.clone(),
+            replicas,
+            Arc::new(lookups.clone()),
+            cfg.ping_idle,
+            connects.clone(),
+        ) {
+            Ok(set) => set,
+            Err(e) => {
+                log::error!(
+                    "MYSQL_REPLICAS: no lag checker thread ({e}): the primary alone serves"
+                );
+                return Backends::mysql(cfg.mysql.clone(), lookups, cfg.ping_idle);
+            }
+        };
+        let (s, h, v) = (set.clone(), set.clone(), set);
+        let factory: BackendFactory = Arc::new(move || {
+            Box::new(crate::replicas::ReplicaBackend::new(s.clone())) as Box<dyn Backend>
+        });
+        let health = HealthFn(Arc::new(move || h.health().1));
+        let servers = ServersFn(Arc::new(move || v.health().0));
+        Backends {
+            factory,
+            connects,
+            domains,
+            health: Some(health),
+            cluster: None,
+            servers: Some(servers),
+        }
     }
 
     /// The backends of a configuration: the clustered layout's when the site is clustered
@@ -140,6 +192,9 @@ impl Backends {
     /// A table name of the clustered layout that is not a plain identifier.
     pub fn from_config(cfg: &crate::Config, lookups: Lookups) -> Result<Backends, LookupError> {
         let Some(cluster) = cfg.cluster.clone() else {
+            if let Some(r) = &cfg.replicas {
+                return Ok(Backends::replicas(cfg, r, lookups));
+            }
             return Ok(Backends::mysql(cfg.mysql.clone(), lookups, cfg.ping_idle));
         };
         let connects = Arc::new(AtomicU64::new(0));
@@ -155,7 +210,14 @@ impl Backends {
             Box::new(crate::cluster::ClusterBackend::new(s.clone())) as Box<dyn Backend>
         });
         let health = HealthFn(Arc::new(move || shared.health()));
-        Ok(Backends { factory, connects, domains, health: Some(health), cluster: Some(watched) })
+        Ok(Backends {
+            factory,
+            connects,
+            domains,
+            health: Some(health),
+            cluster: Some(watched),
+            servers: None,
+        })
     }
 }
 

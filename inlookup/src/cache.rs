@@ -370,7 +370,6 @@ impl Cache {
     }
 
     /// Drops one key; returns 1 if it was there.
-    #[cfg(test)]
     pub fn remove(&mut self, key: &str) -> usize {
         let Some(lru) = self.lru.as_mut() else { return 0 };
         if let Some(sh) = self.shared.as_mut() {
@@ -384,7 +383,8 @@ impl Cache {
         self.remove_where(|k| key_kind(k) == Some(kind) && key_subject(k) == subject)
     }
 
-    fn remove_where(&mut self, pred: impl Fn(&str) -> bool) -> usize {
+    /// Drops every entry whose key satisfies `pred` (a scan of the whole cache).
+    pub fn remove_where(&mut self, pred: impl Fn(&str) -> bool) -> usize {
         let Some(lru) = self.lru.as_mut() else { return 0 };
         let doomed: Vec<Vec<u8>> = lru
             .map

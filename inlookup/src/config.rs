@@ -258,6 +258,38 @@ pub struct Args {
     /// Front-door clients at most (a thread each); one more gets `* BYE` at once.
     #[arg(long, env = "IMAP_LISTEN_MAX_CLIENTS", default_value_t = crate::door::DEFAULT_MAX_CLIENTS)]
     pub imap_listen_max_clients: usize,
+
+    /// Cache invalidation: `off` (answers live out their TTLs) or `binlog` (read the
+    /// replication stream of INVALIDATE_FROM as a replica does and evict the answers of
+    /// each changed row at once; long positive TTLs are then safe).
+    #[arg(long, env = "INVALIDATE", default_value = "off", value_parser = ["off", "binlog"])]
+    pub invalidate: String,
+
+    /// The server whose binlog INVALIDATE=binlog reads, `HOST[:PORT]` (default: the
+    /// primary, MYSQL_HOST's; a replica with log_slave_updates works too, so each host can
+    /// tail its nearest replica). Same user and password as the lookups.
+    #[arg(long, env = "INVALIDATE_FROM", value_name = "HOST[:PORT]")]
+    pub invalidate_from: Option<String>,
+
+    /// The server id the binlog reader registers with: unique among the source's replicas
+    /// and readers (default: derived from the host name and the request FIFO's path, so
+    /// two daemons on one host differ, and stable across restarts).
+    #[arg(long, env = "INVALIDATE_SERVER_ID", value_name = "ID")]
+    pub invalidate_server_id: Option<u32>,
+
+    /// Read replicas of MYSQL_HOST's database, comma-separated `HOST[:PORT]` (or IndiMail's
+    /// `host:user:pass:port`): lookups go to the healthy ones, spread evenly, and to the
+    /// primary when none is; a server that fails is skipped within the same request.
+    #[arg(long, env = "MYSQL_REPLICAS", value_name = "LIST")]
+    pub mysql_replicas: Option<String>,
+
+    /// Seconds between reads of each replica's lag (SHOW SLAVE STATUS).
+    #[arg(long, env = "REPLICA_CHECK_SECS", default_value_t = 2)]
+    pub replica_check_secs: u64,
+
+    /// A replica further behind its primary than this many seconds is skipped.
+    #[arg(long, env = "MAX_REPLICATION_LAG", default_value_t = 30)]
+    pub max_replication_lag: u64,
 }
 
 /// The man page's DESCRIPTION (and `--help`'s opening).
@@ -343,6 +375,10 @@ pub struct Config {
     pub cluster: Option<inlookup_core::cluster::ClusterConfig>,
     /// Warnings about the settings, for the log once it is set up.
     pub notices: Vec<String>,
+    /// INVALIDATE=binlog: where the binlog reader streams from, as whom; `None`: off.
+    pub invalidation: Option<crate::binlog::BinlogConfig>,
+    /// MYSQL_REPLICAS, if any (not on a clustered site).
+    pub replicas: Option<crate::replicas::ReplicaConfig>,
 }
 
 /// Where [`Config::from_args`] reads variables that have no flag: the process environment
@@ -446,6 +482,7 @@ impl Config {
             });
         }
         let base = crate::fifo::request_paths(&a.fifo_dir, &a.infifo, 1).remove(0);
+        let base_fifo = base.clone();
         let shared = match a.shared_cache.trim() {
             "off" | "0" | "no" => None,
             _ if a.cache_entries == 0 => None,
@@ -488,7 +525,31 @@ impl Config {
             lookup.default_domain.as_deref(),
             env,
         );
+        let invalidation = crate::binlog::BinlogConfig::resolve(
+            &a.invalidate,
+            a.invalidate_from.as_deref(),
+            a.invalidate_server_id,
+            &mysql,
+            &base_fifo,
+        )?;
+        let replicas = crate::replicas::ReplicaConfig::resolve(
+            a.mysql_replicas.as_deref(),
+            a.replica_check_secs,
+            a.max_replication_lag,
+            &mysql,
+        )?;
+        let mut notices = notices;
+        let replicas = match (replicas, &cluster) {
+            (Some(_), Some(_)) => {
+                notices.push("MYSQL_REPLICAS is ignored on a clustered site (host.cntrl)".into());
+                None
+            }
+            (r, _) => r,
+        };
         Ok(Config {
+            refresh_ahead: a.refresh_ahead,
+            replicas,
+            invalidation,
             cluster,
             shared,
             fifos: crate::fifo::request_paths(&a.fifo_dir, &a.infifo, a.instances),
@@ -500,7 +561,6 @@ impl Config {
             ttls,
             serve_stale: a.serve_stale,
             max_stale: Duration::from_secs(a.max_stale),
-            refresh_ahead: a.refresh_ahead,
             ping_idle: Duration::from_secs(a.ping_idle),
             pipe_size: a.pipe_size,
             shutdown_grace: Duration::from_secs(a.shutdown_grace),
@@ -565,7 +625,26 @@ impl Config {
             self.lookup.default_domain.as_deref().unwrap_or("(none)"),
             self.lookup.domains.assign_cdb().display(),
             self.lookup.domains.controldir.join("rcpthosts").display(),
-        )
+        ) + &match &self.replicas {
+            None => String::new(),
+            Some(r) => format!(
+                "; replicas {} (lag checked every {} s, at most {} s)",
+                r.replicas
+                    .iter()
+                    .map(|s| format!("{}:{}", s.host, s.port))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                r.check_every.as_secs(),
+                r.max_lag
+            ),
+        } + &match &self.invalidation {
+            None => "; invalidation off (TTLs only)".to_string(),
+            Some(b) => format!(
+                "; invalidation from the binlog of {} as server id {}",
+                b.source_name(),
+                b.server_id
+            ),
+        }
     }
 }
 

@@ -25,7 +25,7 @@ use crate::fifo::ReplyFailure;
 use crate::imap::ImapJob;
 use crate::pool::Refused;
 use crate::stats::Stats;
-use inlookup_core::address::cache_key_into;
+use inlookup_core::address::{cache_key_into, key_kind, key_subject};
 use inlookup_core::admin::{
     json_reply, BackendHealth, BackendState, FlushReply, FlushRequest, ImapStats, PingReply,
     StatsReport,
@@ -86,6 +86,8 @@ pub struct Status {
     /// One health entry per database, from backends that track it (the clustered layout);
     /// `None`: the dispatcher's own entry for the one backend.
     pub backends: Option<Vec<BackendHealth>>,
+    /// MYSQL_REPLICAS: each server's health and lag (empty without replicas).
+    pub servers: Vec<inlookup_core::admin::ServerHealth>,
 }
 
 /// The dispatcher's settings.
@@ -248,6 +250,9 @@ struct Inflight {
     joined: Vec<Waiter>,
     /// Started by refresh-ahead on a hit: no request waits on the job's own reply path.
     ahead: bool,
+    /// A change read from the replication stream made its answer stale while it ran:
+    /// delivered, not cached.
+    invalidated: bool,
 }
 
 /// The decisions, owned by the I/O thread.
@@ -268,6 +273,8 @@ pub struct Dispatcher {
     /// Real domains lookups found out, by domain, until DOMAIN's TTL (apart from the
     /// cache, so they take none of its entries): with them a miss is one statement.
     domains: HashMap<String, (String, Instant)>,
+    /// INVALIDATE's state, shared with the binlog reader, when it is on.
+    invalidation: Option<crate::binlog::StatusHandle>,
 }
 
 /// Real domains kept at most (the table starts afresh when full).
@@ -286,7 +293,15 @@ impl Dispatcher {
             started: Instant::now(),
             key: String::new(),
             domains: HashMap::new(),
+            invalidation: None,
         }
+    }
+
+    /// Reports INVALIDATE's state (shared with the binlog reader) in PING and STATS, and
+    /// counts the evictions there.
+    pub fn with_invalidation(mut self, status: crate::binlog::StatusHandle) -> Dispatcher {
+        self.invalidation = Some(status);
+        self
     }
 
     /// Lookups in flight (distinct keys).
@@ -355,6 +370,8 @@ impl Dispatcher {
                     pid: std::process::id(),
                     uptime_secs: self.started.elapsed().as_secs(),
                     backends: self.health_report(out, now),
+                    invalidation: self.invalidation_status(),
+                    servers: out.status().servers,
                 };
                 self.json(out, f.reply_path, &body);
             }
@@ -441,7 +458,12 @@ impl Dispatcher {
         };
         match out.lookup(job) {
             Ok(()) => {
-                let entry = Inflight { starter: (kind, form), joined: Vec::new(), ahead: false };
+                let entry = Inflight {
+                    starter: (kind, form),
+                    joined: Vec::new(),
+                    ahead: false,
+                    invalidated: false,
+                };
                 self.inflight.insert(key, entry);
             }
             Err(Refused::Full) => {
@@ -493,7 +515,12 @@ impl Dispatcher {
         match out.lookup(job) {
             Ok(()) => {
                 self.stats.kind(kind).refreshed_ahead += 1;
-                let entry = Inflight { starter: (kind, form), joined: Vec::new(), ahead: true };
+                let entry = Inflight {
+                    starter: (kind, form),
+                    joined: Vec::new(),
+                    ahead: true,
+                    invalidated: false,
+                };
                 self.inflight.insert(key, entry);
             }
             Err(_) => log::debug!("{kind}: no room to refresh ahead; the entry will expire"),
@@ -539,7 +566,9 @@ impl Dispatcher {
     /// A lookup finished (at `now`): cache the answer and reply to everyone still waiting
     /// for it.
     pub fn finished(&mut self, done: Done, now: Instant, out: &mut impl Effects) {
-        let Some(Inflight { starter, joined, ahead }) = self.inflight.remove(&done.key) else {
+        let Some(Inflight { starter, joined, ahead, invalidated }) =
+            self.inflight.remove(&done.key)
+        else {
             return;
         };
         match done.outcome {
@@ -548,7 +577,7 @@ impl Dispatcher {
                 if let Some(learned) = done.learned.filter(|_| done.epoch == self.epoch) {
                     self.remember_domain(learned, now);
                 }
-                if done.epoch == self.epoch {
+                if done.epoch == self.epoch && !invalidated {
                     let sign = if negative { Sign::Negative } else { Sign::Positive };
                     if let Some(k) = self.cache.insert(done.key.as_str(), &reply, sign, now) {
                         self.stats.kind(k).evictions += 1;
@@ -720,7 +749,118 @@ impl Dispatcher {
         r.tcp_timed_out = status.tcp.timed_out;
         r.tcp_tls_failed = status.tcp.tls_failed;
         r.shared_cache = self.cache.shared_stats();
+        r.invalidation = self.invalidation_status();
+        r.servers = status.servers;
         r
+    }
+
+    fn invalidation_status(&self) -> Option<inlookup_core::admin::InvalidationStatus> {
+        Some(match &self.invalidation {
+            Some(s) => s.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone(),
+            None => inlookup_core::admin::InvalidationStatus {
+                state: "off".into(),
+                ..Default::default()
+            },
+        })
+    }
+
+    /// A change read from the replication stream: evicts what `targets` name (the same
+    /// user in the alias domains lookups found for its domain included), and marks the
+    /// lookups in flight for them, whose answers may predate it, not to be cached.
+    /// `event_time`: the event's time in the binlog (Unix seconds), for the lag. Returns
+    /// the entries evicted.
+    pub fn invalidate(
+        &mut self,
+        targets: &[crate::invalidate::Target],
+        event_time: Option<u32>,
+    ) -> usize {
+        use crate::invalidate::Target;
+        let mut n = 0;
+        for t in targets {
+            // Alias domains of a domain: the same user's keys in them are answered from it.
+            let aliases_of = |d: &str| -> Vec<String> {
+                self.domains
+                    .iter()
+                    .filter(|(asked, (real, _))| real == d && *asked != d)
+                    .map(|(asked, _)| asked.clone())
+                    .collect()
+            };
+            match t {
+                Target::Subject(kind, subject) => {
+                    let mut subjects = vec![subject.clone()];
+                    if let Some((u, d)) = subject.split_once('@') {
+                        subjects.extend(aliases_of(d).into_iter().map(|a| format!("{u}@{a}")));
+                    }
+                    for s in &subjects {
+                        n += if *kind == QueryKind::Relay {
+                            self.cache.remove_subject(*kind, s)
+                        } else {
+                            self.cache.remove(CacheKey::new(*kind, s, "", None).as_str())
+                        };
+                    }
+                }
+                Target::InDomain(kind, d) => {
+                    let mut ds = vec![d.clone()];
+                    ds.extend(aliases_of(d));
+                    n += self.cache.remove_where(|k| {
+                        key_kind(k) == Some(*kind)
+                            && ds.iter().any(|d| in_domain(key_subject(k), d))
+                    });
+                }
+                Target::Under(d) => {
+                    self.domains.remove(d);
+                    n += self.cache.remove_where(|k| in_domain(key_subject(k), d));
+                }
+                Target::Kind(kind) => {
+                    if *kind == QueryKind::Domain {
+                        self.domains.clear();
+                    }
+                    n += self.cache.remove_kind(*kind);
+                }
+                Target::All => {
+                    self.domains.clear();
+                    n += self.cache.clear();
+                }
+            }
+        }
+        for (key, f) in self.inflight.iter_mut() {
+            if !f.invalidated && targets.iter().any(|t| t.covers(key.as_str())) {
+                f.invalidated = true;
+            }
+        }
+        if let Some(s) = &self.invalidation {
+            let mut s = s.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            s.keys_evicted += n as u64;
+            if let Some(t) = event_time {
+                let now_ms = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis() as u64);
+                let lag = now_ms.saturating_sub(u64::from(t) * 1000);
+                s.lag_ms = Some(lag);
+                s.max_lag_ms = s.max_lag_ms.max(lag);
+            }
+        }
+        if n > 0 {
+            log::debug!("invalidation: evicted {}", count(n, "cache entry", "cache entries"));
+        }
+        n
+    }
+
+    /// The replication stream could not resume where it stopped (or came up after the
+    /// daemon ran without it): what it missed is unknown, so everything cached goes.
+    /// `gap`: it could not resume (counted as a full flush even with nothing cached);
+    /// otherwise it came up at the current position, and only a cache that held something
+    /// is a flush worth counting.
+    pub fn invalidation_flush(&mut self, why: &str, gap: bool) {
+        let n = self.cache.len();
+        self.forget_answers(why);
+        if let Some(s) = &self.invalidation {
+            let mut s = s.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if gap || n > 0 {
+                s.full_flushes += 1;
+            }
+            s.keys_evicted += n as u64;
+        }
     }
 
     /// FLUSH: `""` or `{}` drops everything; `{"kind":"pwd"}` one kind;
@@ -798,6 +938,27 @@ struct Asked<'a> {
     form: Form,
     email: &'a str,
     ip: &'a str,
+}
+
+/// Whether a key's subject is the domain `d` or an address in it.
+fn in_domain(subject: &str, d: &str) -> bool {
+    subject == d || subject.strip_suffix(d).is_some_and(|u| u.ends_with('@'))
+}
+
+impl crate::invalidate::Target {
+    /// Whether this target names the cache key `key` (without alias domains: for marking
+    /// lookups in flight, where a miss is harmless).
+    fn covers(&self, key: &str) -> bool {
+        use crate::invalidate::Target;
+        let (kind, subject) = (key_kind(key), key_subject(key));
+        match self {
+            Target::Subject(k, s) => kind == Some(*k) && subject == s,
+            Target::InDomain(k, d) => kind == Some(*k) && in_domain(subject, d),
+            Target::Under(d) => in_domain(subject, d),
+            Target::Kind(k) => kind == Some(*k),
+            Target::All => true,
+        }
+    }
 }
 
 /// `1 thing` or `N things`.
@@ -1110,6 +1271,97 @@ mod tests {
             ask(&mut d, &mut out, QueryKind::User, "racy@x", "/t/3");
             assert_eq!(out.jobs.len(), 1, "{flush}");
         }
+    }
+
+    /// A row change read from the binlog evicts its keys (and the same user's in an alias
+    /// domain a lookup found), not others'; a lookup in flight for it is answered but not
+    /// cached, while one for another key is.
+    #[test]
+    fn a_change_from_the_binlog_evicts_its_keys_and_spoils_lookups_in_flight() {
+        use crate::invalidate::Target;
+        let (mut d, mut out) = (dispatcher(Duration::ZERO), Recorder::default());
+        let now = Instant::now();
+        for who in ["a@x", "b@x", "a@alias"] {
+            ask(&mut d, &mut out, QueryKind::User, who, "/t/1");
+            let job = out.jobs.pop().unwrap();
+            d.finished(answered(job, active()), now, &mut out);
+        }
+        d.remember_domain(RealDomain { asked: "alias".into(), real: "x".into() }, now);
+        assert_eq!(d.report(&out).cache_entries, 3);
+        // In flight: a@x's PWD and b@x's PWD.
+        ask(&mut d, &mut out, QueryKind::Pwd, "a@x", "/t/2");
+        ask(&mut d, &mut out, QueryKind::Pwd, "b@x", "/t/3");
+        let (job_b, job_a) = (out.jobs.pop().unwrap(), out.jobs.pop().unwrap());
+        let targets = crate::invalidate::row_targets(
+            "indimail",
+            &crate::invalidate::Row(vec![
+                ("pw_name".into(), Some("A".into())),
+                ("pw_domain".into(), Some("X".into())),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(d.invalidate(&targets, None), 2, "a@x and a@alias, not b@x");
+        let r = d.report(&out);
+        assert_eq!(r.cache_entries, 1);
+        assert_eq!(r.invalidation.unwrap().state, "off", "reported off without a reader");
+        d.finished(answered(job_a, active()), now, &mut out);
+        d.finished(answered(job_b, active()), now, &mut out);
+        assert_eq!(d.report(&out).cache_entries, 2, "b@x's PWD cached, a@x's not");
+        ask(&mut d, &mut out, QueryKind::Pwd, "a@x", "/t/4");
+        assert_eq!(out.jobs.len(), 1, "a@x's PWD is asked again");
+        // An alias domain's row: everything under it, and what lookups learned of it.
+        assert_eq!(d.invalidate(&[Target::Under("alias".into())], None), 0);
+        assert!(d.known_domain(QueryKind::User, "c@alias", now).is_none());
+        assert_eq!(d.invalidate(&[Target::All], None), 2);
+    }
+
+    /// REFRESH_AHEAD: a hit in the last part of its TTL is served from the cache and has a
+    /// worker refresh it (no reply path: nobody waits); a miss for that key meanwhile joins
+    /// it; the refreshed answer is cached afresh; a failed refresh leaves the entry alone.
+    #[test]
+    fn a_hit_late_in_its_ttl_is_refreshed_in_the_background() {
+        let settings = Settings {
+            workers: 2,
+            default_domain: None,
+            backend: "test".into(),
+            refresh_ahead: 20,
+        };
+        let cache = Cache::new(100, "user=10/5".parse().unwrap(), Duration::ZERO);
+        let (mut d, mut out) = (Dispatcher::new(settings, cache), Recorder::default());
+        let t0 = Instant::now();
+        ask_at(&mut d, &mut out, QueryKind::User, "hot@x", "/t/1", t0);
+        let job = out.jobs.pop().unwrap();
+        d.finished(answered(job, active()), t0, &mut out);
+        ask_at(&mut d, &mut out, QueryKind::User, "hot@x", "/t/2", t0 + Duration::from_secs(5));
+        assert!(out.jobs.is_empty(), "half way through its TTL: a plain hit");
+        let late = t0 + Duration::from_secs(9);
+        ask_at(&mut d, &mut out, QueryKind::User, "hot@x", "/t/3", late);
+        ask_at(&mut d, &mut out, QueryKind::User, "hot@x", "/t/4", late);
+        assert_eq!(out.jobs.len(), 1, "one refresh, not one per hit");
+        let replies: Vec<String> = out.take().into_iter().map(|(to, _)| to).collect();
+        // (The first was a miss: its worker answered it.)
+        assert_eq!(replies, ["/t/2", "/t/3", "/t/4"], "every hit answered from the cache");
+        let job = out.jobs.pop().unwrap();
+        assert!(job.reply_to.is_empty(), "nobody waits for a refresh");
+        // Expired meanwhile: the miss joins the refresh in flight.
+        let expired = t0 + Duration::from_secs(11);
+        ask_at(&mut d, &mut out, QueryKind::User, "hot@x", "/t/5", expired);
+        assert!(out.jobs.is_empty());
+        d.finished(answered(job, active()), expired, &mut out);
+        assert_eq!(out.take().into_iter().map(|(to, _)| to).collect::<Vec<_>>(), ["/t/5"]);
+        let s = d.report(&out).kinds["user"].clone();
+        assert_eq!((s.refreshed_ahead, s.misses, s.coalesced), (1, 2, 1));
+        ask_at(&mut d, &mut out, QueryKind::User, "hot@x", "/t/6", expired);
+        assert!(out.jobs.is_empty(), "cached afresh by the refresh");
+        // A refresh that fails: no reply to anyone, the entry still served.
+        let later = expired + Duration::from_secs(9);
+        ask_at(&mut d, &mut out, QueryKind::User, "hot@x", "/t/7", later);
+        let job = out.jobs.pop().unwrap();
+        out.take();
+        d.finished(failed(job), later, &mut out);
+        assert!(out.take().is_empty(), "nobody to answer");
+        ask_at(&mut d, &mut out, QueryKind::User, "hot@x", "/t/8", later);
+        assert_eq!(out.take().len(), 1);
     }
 
     #[test]

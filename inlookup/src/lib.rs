@@ -33,11 +33,15 @@
 //!   waiting for their reply.
 //! - [`oneshot`]: IndiMail's mode under tcpserver (TCPREMOTEIP): one request on fd 0, its
 //!   reply on fd 1, straight from MySQL.
+//! - [`binlog`], [`invalidate`]: INVALIDATE=binlog: the replication stream's reader and
+//!   the mapping from a changed row to the cache keys it makes stale.
+//! - [`replicas`]: MYSQL_REPLICAS: reads over replicas, failover, lag checks.
 //! - [`metrics`]: the counters over HTTP for a monitoring system (METRICS_LISTEN).
 //! - [`error`]: the daemon's [`Error`].
 //! - [`logging`], [`privs`], [`wake`]: stderr/syslog logging, dropping root, the self-pipe.
 
 pub mod backend;
+pub mod binlog;
 pub mod cache;
 pub mod cluster;
 pub mod config;
@@ -46,11 +50,13 @@ pub mod door;
 pub mod error;
 pub mod fifo;
 pub mod imap;
+pub mod invalidate;
 pub mod logging;
 pub mod metrics;
 pub mod oneshot;
 pub mod pool;
 pub mod privs;
+pub mod replicas;
 pub mod server;
 pub mod shared;
 pub mod signals;

@@ -353,6 +353,49 @@ pub fn render(r: &StatsReport) -> String {
         ];
         scalars(&mut out, "counter", &counters);
     }
+    if let Some(inv) = r.invalidation.as_ref().filter(|i| i.state != "off") {
+        let gauges = [
+            (
+                "inlookup_invalidation_up",
+                "1 while the replication stream is read (INVALIDATE=binlog), 0 while answers live out their TTLs.",
+                u64::from(inv.state == "up"),
+            ),
+            (
+                "inlookup_invalidation_lag_milliseconds",
+                "From the last event's time in the binlog (whole seconds) to its eviction.",
+                inv.lag_ms.unwrap_or(0),
+            ),
+        ];
+        scalars(&mut out, "gauge", &gauges);
+        let counters = [
+            (
+                "inlookup_invalidation_events_total",
+                "Row events of the IndiMail tables read.",
+                inv.events,
+            ),
+            (
+                "inlookup_invalidation_statements_total",
+                "Statements on the IndiMail tables read (their kinds evicted whole).",
+                inv.statements,
+            ),
+            (
+                "inlookup_invalidation_evicted_total",
+                "Cache entries evicted by them.",
+                inv.keys_evicted,
+            ),
+            (
+                "inlookup_invalidation_full_flushes_total",
+                "Whole-cache flushes: the stream could not resume where it stopped.",
+                inv.full_flushes,
+            ),
+            (
+                "inlookup_invalidation_connects_total",
+                "Times the stream was (re)connected.",
+                inv.connects,
+            ),
+        ];
+        scalars(&mut out, "counter", &counters);
+    }
     out
 }
 

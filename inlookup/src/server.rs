@@ -150,6 +150,8 @@ struct World {
     swept: Arc<AtomicU64>,
     /// The TCP listener and the connections reading their request.
     tcp: Option<TcpSide>,
+    /// MYSQL_REPLICAS' servers, when there are replicas.
+    servers: Option<crate::backend::ServersFn>,
 }
 
 impl Effects for World {
@@ -188,6 +190,7 @@ impl Effects for World {
                 .as_ref()
                 .map(crate::backend::HealthFn::report)
                 .filter(|v| !v.is_empty()),
+            servers: self.servers.as_ref().map(|f| (f.0)()).unwrap_or_default(),
         }
     }
 }
@@ -220,7 +223,16 @@ struct Server {
     _sweeping: Sender<()>,
     /// The IMAP front door (its Unix sockets are removed when it is dropped).
     _door: Option<crate::door::DoorSide>,
+    /// INVALIDATE=binlog: the binlog reader's messages.
+    invalidations: Option<Receiver<crate::binlog::Message>>,
+    /// Evictions to do again shortly ([`EVICT_AGAIN`]), in time order.
+    again: std::collections::VecDeque<(Instant, Vec<crate::invalidate::Target>)>,
 }
+
+/// A change read from the binlog is evicted twice: at once, and this long after, for a
+/// lookup that read the old row before the commit (or on a replica that had not applied
+/// it yet) and was cached after the first eviction.
+const EVICT_AGAIN: Duration = Duration::from_millis(300);
 
 /// Serves until a [`Control::Shutdown`] arrives, then removes the FIFOs and returns.
 ///
@@ -288,13 +300,23 @@ pub fn run(
         backend: cfg.mysql.describe(),
         refresh_ahead: cfg.refresh_ahead,
     };
+    let mut dispatcher = Dispatcher::new(settings, cache);
+    let invalidations = match &cfg.invalidation {
+        Some(b) => {
+            let reader = crate::binlog::start(b.clone(), controls.waker.clone())
+                .map_err(Error::io("binlog thread"))?;
+            dispatcher = dispatcher.with_invalidation(reader.status);
+            Some(reader.rx)
+        }
+        None => None,
+    };
     log::info!("started: {}", cfg.describe());
     let mut s = Server {
         inputs: fifos
             .into_iter()
             .map(|fifo| Input { fifo, buf: Vec::new(), pending_since: None })
             .collect(),
-        dispatcher: Dispatcher::new(settings, cache),
+        dispatcher,
         world: World {
             replier,
             lookups,
@@ -304,6 +326,7 @@ pub fn run(
             health: backends.health.clone(),
             swept,
             tcp,
+            servers: backends.servers.clone(),
         },
         controls,
         read_timeout: cfg.timeouts.read,
@@ -316,6 +339,8 @@ pub fn run(
         cluster: backends.cluster.clone(),
         _sweeping: sweeping,
         _door: door,
+        invalidations,
+        again: std::collections::VecDeque::new(),
     };
     s.serve()
 }
@@ -408,6 +433,10 @@ impl Server {
             } else {
                 Duration::from_secs(1)
             };
+            let timeout = match self.again.front() {
+                Some((at, _)) => timeout.min(at.saturating_duration_since(Instant::now())),
+                None => timeout,
+            };
             let (wake_ready, ready, tcp_ready) = self.wait(timeout)?;
             if wake_ready {
                 self.controls.wake.drain();
@@ -427,12 +456,37 @@ impl Server {
                 self.preload = None;
             }
             self.events();
+            self.invalidations();
             self.watch_domains();
             for i in ready {
                 self.read_input(i);
             }
             self.serve_tcp(tcp_ready);
             self.expire_partial_frames();
+        }
+    }
+
+    /// What the binlog reader found, and the second evictions that are due.
+    fn invalidations(&mut self) {
+        if let Some(rx) = &self.invalidations {
+            while let Ok(m) = rx.try_recv() {
+                match m {
+                    crate::binlog::Message::Evict { targets, time } => {
+                        self.dispatcher.invalidate(&targets, Some(time));
+                        self.again.push_back((Instant::now() + EVICT_AGAIN, targets));
+                    }
+                    crate::binlog::Message::Flush { why, gap } => {
+                        self.dispatcher.invalidation_flush(&why, gap);
+                        self.again.clear();
+                    }
+                }
+            }
+        }
+        let now = Instant::now();
+        while self.again.front().is_some_and(|(at, _)| *at <= now) {
+            if let Some((_, targets)) = self.again.pop_front() {
+                self.dispatcher.invalidate(&targets, None);
+            }
         }
     }
 

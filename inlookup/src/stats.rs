@@ -133,6 +133,12 @@ pub fn describe(r: &StatsReport) -> Vec<String> {
     if let Some(sh) = &r.shared_cache {
         lines.push(sh.line());
     }
+    if let Some(inv) = &r.invalidation {
+        lines.push(inv.line());
+    }
+    for s in &r.servers {
+        lines.push(s.line());
+    }
     lines
 }
 

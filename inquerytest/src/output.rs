@@ -180,6 +180,14 @@ pub fn ping(p: &PingReply) -> String {
         out.push_str(&b.line());
         out.push('\n');
     }
+    if let Some(inv) = &p.invalidation {
+        out.push_str(&inv.line());
+        out.push('\n');
+    }
+    for s in &p.servers {
+        out.push_str(&s.line());
+        out.push('\n');
+    }
     out
 }
 
@@ -255,6 +263,12 @@ pub fn stats(s: &StatsReport) -> String {
     let _ = writeln!(out, "{}", s.imap.line());
     if let Some(sh) = &s.shared_cache {
         let _ = writeln!(out, "{}", sh.line());
+    }
+    if let Some(inv) = &s.invalidation {
+        let _ = writeln!(out, "{}", inv.line());
+    }
+    for sv in &s.servers {
+        let _ = writeln!(out, "{}", sv.line());
     }
     out
 }

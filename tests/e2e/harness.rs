@@ -203,6 +203,35 @@ impl OwnMariadb {
     /// A throwaway MariaDB offering TLS with these files (the CA's PEM, the server's
     /// certificate and key), or none.
     pub fn start_tls(tls: Option<(&Path, &Path, &Path)>) -> OwnMariadb {
+        Self::start_with(tls, &[])
+    }
+
+    /// A throwaway MariaDB with its binlog on: this server id, this binlog_format (ROW,
+    /// STATEMENT, MIXED), binlog_row_image and binlog_row_metadata FULL, log_slave_updates
+    /// (scripts/mariadb.sh MARIADB_SERVER_ID), kept across restarts.
+    pub fn start_binlog(server_id: u32, format: &str) -> OwnMariadb {
+        let id = server_id.to_string();
+        Self::start_with(None, &[("MARIADB_SERVER_ID", &id), ("MARIADB_BINLOG_FORMAT", format)])
+    }
+
+    /// Makes this server a replica of `primary`, from the start of its binlog, and waits
+    /// until both replication threads run.
+    pub fn replicate_from(&self, primary: &OwnMariadb) {
+        let out = Command::new(root().join("scripts/mariadb.sh"))
+            .arg("replicate")
+            .arg(&self.dir)
+            .arg(primary.port.to_string())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "replicate: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    /// A root connection to this server (no database chosen).
+    pub fn admin(&self) -> mysql::Conn {
+        admin_conn("127.0.0.1", self.port)
+    }
+
+    fn start_with(tls: Option<(&Path, &Path, &Path)>, env: &[(&str, &str)]) -> OwnMariadb {
         // Starts are serialised, and retried once: a free port found by one start can be
         // taken by another before mariadbd binds it.
         static STARTING: Mutex<()> = Mutex::new(());
@@ -224,6 +253,7 @@ impl OwnMariadb {
             let out = Command::new(root().join("scripts/mariadb.sh"))
                 .arg("start")
                 .arg(&dir)
+                .envs(env.iter().copied())
                 .output()
                 .expect("mariadb.sh start");
             if out.status.success() {

@@ -14,6 +14,7 @@ mod cli;
 mod cluster;
 mod concurrency;
 mod direct;
+mod fleet;
 mod hostile;
 mod imap;
 mod imap_clients;
