@@ -24,25 +24,16 @@
 #[allow(dead_code)]
 mod common;
 
-use common::{admin_conn, fifo_client, spawn_inlookup, CommonRes};
+use common::{
+    admin_conn, arg, cmd, fifo_client, num, pct, pwd_load, release_inlookup, root, spawn_inlookup,
+    CommonRes,
+};
 use mysql::prelude::Queryable;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const DOMAIN: &str = "dist.example";
 const DBS: [&str; 3] = ["inl_cl_central", "inl_cl_a", "inl_cl_b"];
-
-fn arg<'a>(args: &'a [String], name: &str) -> Option<&'a str> {
-    let flag = format!("--{name}");
-    args.iter().position(|a| *a == flag).and_then(|i| args.get(i + 1)).map(String::as_str)
-}
-
-fn num<T: std::str::FromStr>(args: &[String], name: &str, default: T) -> CommonRes<T> {
-    match arg(args, name) {
-        None => Ok(default),
-        Some(v) => v.parse().map_err(|_| format!("--{name} {v:?}: not a number").into()),
-    }
-}
 
 /// The three databases: the schema in each, users split over the stores by parity, and
 /// `hostcntrl`/`host_table` on the central one saying so.
@@ -87,10 +78,6 @@ fn cleanup(c: &mut mysql::Conn) {
     }
 }
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
 /// One daemon of the comparison.
 struct Daemon {
     label: String,
@@ -99,11 +86,7 @@ struct Daemon {
 
 impl Drop for Daemon {
     fn drop(&mut self) {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(self.spawned.child.id() as i32),
-            nix::sys::signal::Signal::SIGTERM,
-        );
-        let _ = self.spawned.child.wait();
+        self.spawned.stop();
     }
 }
 
@@ -139,62 +122,13 @@ fn start(
     ];
     let spawned = spawn_inlookup(bin, dir, (host, port, "inl_cl_a"), &env)?;
     let d = Daemon { label: label.to_string(), spawned };
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let c = fifo_client(&d.spawned.fifo, &d.spawned.tmp, Duration::from_secs(2));
-        if d.spawned.fifo.exists() && c.ping().is_ok() {
-            return Ok(d);
-        }
-        if Instant::now() > deadline {
-            let log = std::fs::read_to_string(&d.spawned.log).unwrap_or_default();
-            return Err(format!("{label}: inlookup not ready:\n{log}").into());
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    d.spawned.wait_ready(label)?;
+    Ok(d)
 }
 
 /// `clients` threads asking PWD of random users for `secs`: latencies (µs) and errors.
 fn round(d: &Daemon, clients: usize, secs: f64, users: u64) -> (Vec<f64>, u64, Duration) {
-    let until = Instant::now() + Duration::from_secs_f64(secs);
-    let started = Instant::now();
-    let handles: Vec<_> = (0..clients)
-        .map(|t| {
-            let c = fifo_client(&d.spawned.fifo, &d.spawned.tmp, Duration::from_secs(6));
-            std::thread::spawn(move || {
-                use inquery::Lookup;
-                let mut lat = Vec::new();
-                let mut errors = 0u64;
-                let mut x: u64 = 0x9e37_79b9_7f4a_7c15 ^ (t as u64 + 1);
-                while Instant::now() < until {
-                    x ^= x << 13;
-                    x ^= x >> 7;
-                    x ^= x << 17;
-                    let who = format!("u{}@{DOMAIN}", 1 + x % users);
-                    let t0 = Instant::now();
-                    match c.passwd(&who) {
-                        Ok(Some(_)) => lat.push(t0.elapsed().as_secs_f64() * 1e6),
-                        _ => errors += 1,
-                    }
-                }
-                (lat, errors)
-            })
-        })
-        .collect();
-    let mut all = Vec::new();
-    let mut errors = 0;
-    for h in handles {
-        let (l, e) = h.join().unwrap_or_default();
-        all.extend(l);
-        errors += e;
-    }
-    (all, errors, started.elapsed())
-}
-
-fn pct(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+    pwd_load(&d.spawned, clients, secs, users, |i| format!("u{i}@{DOMAIN}"))
 }
 
 fn main() -> CommonRes<()> {
@@ -213,12 +147,7 @@ fn main() -> CommonRes<()> {
         .map(|p| p.trim().parse::<usize>().map_err(|_| format!("--pools {p:?}")))
         .collect::<Result<_, _>>()?;
     let out = arg(&args, "out").map_or_else(|| root().join("docs/bench"), PathBuf::from);
-    let bin = root().join("target/release/inlookup");
-    if !bin.exists() {
-        return Err(
-            format!("{} not built (cargo build --release -p inlookup)", bin.display()).into()
-        );
-    }
+    let bin = release_inlookup()?;
     let mut admin = admin_conn(host, port)?;
     eprintln!("cluster bench: preparing {users} users on {host}:{port}");
     prepare(&mut admin, users)?;
@@ -294,12 +223,4 @@ fn main() -> CommonRes<()> {
     println!("{md}");
     eprintln!("cluster bench: wrote {}", out.join("cluster.md").display());
     Ok(())
-}
-
-fn cmd(c: &str, args: &[&str]) -> String {
-    std::process::Command::new(c)
-        .args(args)
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_default()
 }

@@ -98,3 +98,123 @@ pub fn spawn_inlookup(
     let child = cmd.spawn().map_err(|e| format!("spawn {}: {e}", bin.display()))?;
     Ok(Spawned { child, fifo: fifo_dir.join("infifo"), tmp, log })
 }
+
+/// The workspace root (where `target/`, `sql/` and `docs/` are).
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The value after `--NAME` in `args`.
+pub fn arg<'a>(args: &'a [String], name: &str) -> Option<&'a str> {
+    let flag = format!("--{name}");
+    args.iter().position(|a| *a == flag).and_then(|i| args.get(i + 1)).map(String::as_str)
+}
+
+/// `--NAME`'s value parsed, or `default` when absent.
+pub fn num<T: std::str::FromStr>(args: &[String], name: &str, default: T) -> CommonRes<T> {
+    match arg(args, name) {
+        None => Ok(default),
+        Some(v) => v.parse().map_err(|_| format!("--{name} {v:?}: not a number").into()),
+    }
+}
+
+/// The `p` quantile (0 to 1) of `sorted`, by nearest rank; 0 for none.
+pub fn pct(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+/// What `c args` prints, trimmed (empty when it cannot run).
+pub fn cmd(c: &str, args: &[&str]) -> String {
+    Command::new(c)
+        .args(args)
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default()
+}
+
+/// target/release/inlookup, which scripts/bench.sh builds.
+pub fn release_inlookup() -> CommonRes<PathBuf> {
+    let bin = root().join("target/release/inlookup");
+    if !bin.exists() {
+        return Err(
+            format!("{} not built (cargo build --release -p inlookup)", bin.display()).into()
+        );
+    }
+    Ok(bin)
+}
+
+impl Spawned {
+    /// Waits until the daemon answers PING on its FIFO (at most 15 s; then its log is the
+    /// error).
+    pub fn wait_ready(&self, what: &str) -> CommonRes<()> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        loop {
+            let c = fifo_client(&self.fifo, &self.tmp, Duration::from_secs(2));
+            if self.fifo.exists() && c.ping().is_ok() {
+                return Ok(());
+            }
+            if std::time::Instant::now() > deadline {
+                let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+                return Err(format!("{what}: inlookup not ready:\n{log}").into());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// TERM, then reaps it.
+    pub fn stop(&mut self) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        let _ = self.child.wait();
+    }
+}
+
+/// `clients` threads asking PWD of `who(i)` for random `i` in 1..=`n` for `secs`, on
+/// `spawned`'s FIFO: the latencies of the answers found (µs), the requests that failed or
+/// found nothing, and the time it took.
+pub fn pwd_load(
+    spawned: &Spawned,
+    clients: usize,
+    secs: f64,
+    n: u64,
+    who: fn(u64) -> String,
+) -> (Vec<f64>, u64, Duration) {
+    use std::time::Instant;
+    let until = Instant::now() + Duration::from_secs_f64(secs);
+    let started = Instant::now();
+    let handles: Vec<_> = (0..clients)
+        .map(|t| {
+            let c = fifo_client(&spawned.fifo, &spawned.tmp, Duration::from_secs(6));
+            std::thread::spawn(move || {
+                use inquery::Lookup;
+                let mut lat = Vec::new();
+                let mut errors = 0u64;
+                let mut x: u64 = 0x9e37_79b9_7f4a_7c15 ^ (t as u64 + 1);
+                while Instant::now() < until {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    let t0 = Instant::now();
+                    match c.passwd(&who(1 + x % n)) {
+                        Ok(Some(_)) => lat.push(t0.elapsed().as_secs_f64() * 1e6),
+                        _ => errors += 1,
+                    }
+                }
+                (lat, errors)
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    let mut errors = 0;
+    for h in handles {
+        let (l, e) = h.join().unwrap_or_default();
+        all.extend(l);
+        errors += e;
+    }
+    (all, errors, started.elapsed())
+}

@@ -32,6 +32,7 @@ mod case;
 #[path = "compare/cli.rs"]
 mod cli;
 #[path = "common.rs"]
+#[allow(dead_code)]
 mod common;
 #[path = "compare/echo.rs"]
 mod echo;

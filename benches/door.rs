@@ -22,7 +22,9 @@
 #[allow(dead_code)]
 mod common;
 
-use common::{admin_conn, is_root, spawn_inlookup, CommonRes};
+use common::{
+    admin_conn, arg, cmd, is_root, pct, release_inlookup, root, spawn_inlookup, CommonRes,
+};
 use mysql::prelude::Queryable;
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
@@ -31,15 +33,6 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 const DB: &str = "inl_bench_door";
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn arg<'a>(args: &'a [String], name: &str) -> Option<&'a str> {
-    let flag = format!("--{name}");
-    args.iter().position(|a| *a == flag).and_then(|i| args.get(i + 1)).map(String::as_str)
-}
 
 fn free_port() -> CommonRes<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
@@ -204,13 +197,6 @@ struct Case {
     logins: usize,
 }
 
-fn pct(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
-}
-
 fn main() -> CommonRes<()> {
     let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
     let mysql = arg(&args, "mysql").ok_or("--mysql HOST:PORT is required")?;
@@ -218,12 +204,7 @@ fn main() -> CommonRes<()> {
     let port: u16 = port.parse()?;
     let rounds: usize = arg(&args, "rounds").unwrap_or("300").parse()?;
     let out = arg(&args, "out").map_or_else(|| root().join("docs/bench"), PathBuf::from);
-    let bin = root().join("target/release/inlookup");
-    if !bin.exists() {
-        return Err(
-            format!("{} not built (cargo build --release -p inlookup)", bin.display()).into()
-        );
-    }
+    let bin = release_inlookup()?;
     let base = std::env::temp_dir().join(format!("inl-door-bench-{}", std::process::id()));
     std::fs::create_dir_all(&base)?;
     let mut admin = admin_conn(host, port)?;
@@ -402,12 +383,4 @@ fn main() -> CommonRes<()> {
     println!("{md}");
     eprintln!("door bench: wrote {}", out.join("door.md").display());
     Ok(())
-}
-
-fn cmd(c: &str, args: &[&str]) -> String {
-    Command::new(c)
-        .args(args)
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_default()
 }

@@ -26,7 +26,9 @@
 #[allow(dead_code)]
 mod common;
 
-use common::{admin_conn, fifo_client, spawn_inlookup, CommonRes, Spawned};
+use common::{
+    admin_conn, arg, cmd, fifo_client, num, pct, root, spawn_inlookup, CommonRes, Spawned,
+};
 use inquery::Lookup;
 use mysql::prelude::Queryable;
 use std::path::{Path, PathBuf};
@@ -34,22 +36,6 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 const DB: &str = "inl_fleet_bench";
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn arg<'a>(args: &'a [String], name: &str) -> Option<&'a str> {
-    let flag = format!("--{name}");
-    args.iter().position(|a| *a == flag).and_then(|i| args.get(i + 1)).map(String::as_str)
-}
-
-fn num(args: &[String], name: &str, default: usize) -> CommonRes<usize> {
-    match arg(args, name) {
-        None => Ok(default),
-        Some(v) => v.parse().map_err(|_| format!("--{name} {v:?}: not a number").into()),
-    }
-}
 
 /// `scripts/mariadb.sh SUB DIR [ARG]` with `env`; its stdout.
 fn mariadb_sh(sub: &str, dir: &Path, extra: &[String], env: &[(&str, &str)]) -> CommonRes<String> {
@@ -69,13 +55,6 @@ fn start_server(dir: &Path, id: &str, port: Option<u16>) -> CommonRes<u16> {
     let extra: Vec<String> = port.map(|p| p.to_string()).into_iter().collect();
     let out = mariadb_sh("start", dir, &extra, &[("MARIADB_SERVER_ID", id)])?;
     Ok(out.split_whitespace().nth(1).ok_or("mariadb.sh start: no port")?.parse()?)
-}
-
-fn pct(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
 struct Daemon {
@@ -318,12 +297,4 @@ fn main() -> CommonRes<()> {
     println!("{md}");
     eprintln!("fleet bench: wrote {}", out.join("fleet.md").display());
     Ok(())
-}
-
-fn cmd(c: &str, args: &[&str]) -> String {
-    Command::new(c)
-        .args(args)
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_default()
 }

@@ -39,6 +39,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 #[path = "common.rs"]
+#[allow(dead_code)]
 mod common;
 use common::{admin_conn, fifo_client, spawn_inlookup};
 

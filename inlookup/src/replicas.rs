@@ -110,6 +110,22 @@ struct State {
     failures: u64,
 }
 
+impl State {
+    /// A server not tried yet.
+    fn fresh() -> State {
+        State {
+            tried: false,
+            down_until: None,
+            backoff: BACKOFF_MIN,
+            error: None,
+            lag: None,
+            skip: None,
+            lookups: 0,
+            failures: 0,
+        }
+    }
+}
+
 #[derive(Debug)]
 struct Server {
     settings: Arc<MysqlSettings>,
@@ -255,16 +271,7 @@ impl ReplicaSet {
         let server = |settings: MysqlSettings, primary: bool| Server {
             settings: Arc::new(settings),
             primary,
-            state: Mutex::new(State {
-                tried: false,
-                down_until: None,
-                backoff: BACKOFF_MIN,
-                error: None,
-                lag: None,
-                skip: None,
-                lookups: 0,
-                failures: 0,
-            }),
+            state: Mutex::new(State::fresh()),
         };
         let mut servers = vec![server(primary, true)];
         servers.extend(cfg.replicas.iter().cloned().map(|s| server(s, false)));
@@ -480,16 +487,7 @@ mod tests {
         let s = Server {
             settings: Arc::new(MysqlSettings::default()),
             primary: false,
-            state: Mutex::new(State {
-                tried: false,
-                down_until: None,
-                backoff: BACKOFF_MIN,
-                error: None,
-                lag: None,
-                skip: None,
-                lookups: 0,
-                failures: 0,
-            }),
+            state: Mutex::new(State::fresh()),
         };
         let now = Instant::now();
         assert!(s.usable(now));
