@@ -150,8 +150,12 @@ fn main() -> CommonRes<()> {
              random users of a hot set of {hot}, PWD's positive TTL {ttl} s, {rounds} rounds \
              of {secs} s per setting, the order rotating, after one warm-up second each; the \
              same daemon binary, REFRESH_AHEAD as given. Misses and refreshes are the \
-             daemon's own STATS counters over the rounds. Load average at the end: {}.\n\n",
+             daemon's own STATS counters over the rounds. A setting idles while the others run, \
+             so its entries expire between rounds: {} misses ({hot} keys × {rounds} rounds) \
+             are each key's first ask of a round whatever the setting, and refresh-ahead can \
+             remove only the misses beyond them. Load average at the end: {}.\n\n",
             cmd("date", &["-u", "+%Y-%m-%d %H:%M UTC"]),
+            hot * rounds as u64,
             std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim(),
         ));
         md.push_str(
