@@ -257,6 +257,10 @@ struct Replicated {
 }
 
 fn replicated_daemon() -> Replicated {
+    replicated_daemon_with(&[])
+}
+
+fn replicated_daemon_with(env: &[(&str, &str)]) -> Replicated {
     let primary = OwnMariadb::start_binlog(1, "ROW");
     let replica = OwnMariadb::start_binlog(2, "ROW");
     replica.replicate_from(&primary);
@@ -266,6 +270,7 @@ fn replicated_daemon() -> Replicated {
         .env("MYSQL_REPLICAS", &format!("127.0.0.1:{}", replica.port))
         .env("REPLICA_CHECK_SECS", "1")
         .env("CACHE_TTL", "pwd=0/0");
+    let opts = env.iter().fold(opts, |o, (k, v)| o.env(k, v));
     let d = Daemon::start_on("127.0.0.1", primary.port, &db.name, opts);
     Replicated { d, db, replica, primary }
 }
@@ -340,4 +345,35 @@ fn a_replica_whose_sql_thread_is_stopped_is_skipped() {
     // Started again: it catches up and serves again.
     r.replica.admin().query_drop("START SLAVE SQL_THREAD").unwrap();
     eventually("the replica serves again", &[&r.d], || server(&r.d, "replica").state == "up");
+}
+
+/// A replica that applies changes late (MariaDB's delayed replication: MASTER_DELAY) falls
+/// behind by more than MAX_REPLICATION_LAG: it is skipped with its lag as the reason, and
+/// the primary gives the fresh answer; once it has caught up it serves again.
+#[test]
+fn a_replica_further_behind_than_max_replication_lag_is_skipped() {
+    let r = replicated_daemon_with(&[("MAX_REPLICATION_LAG", "2")]);
+    assert!(alice_hash(&r.d).ends_with("$5$demo$alicehash"));
+    let mut admin = r.replica.admin();
+    admin.query_drop("STOP SLAVE").unwrap();
+    admin.query_drop("CHANGE MASTER TO MASTER_DELAY = 8").unwrap();
+    admin.query_drop("START SLAVE").unwrap();
+    r.db.exec("UPDATE indimail SET pw_passwd = '$5$delayed' WHERE pw_name = 'alice'");
+    eventually("the lagging replica skipped, the primary's answer", &[&r.d], || {
+        let rep = server(&r.d, "replica");
+        rep.state == "skipped" && alice_hash(&r.d).ends_with("$5$delayed")
+    });
+    let rep = server(&r.d, "replica");
+    assert!(rep.lag_secs.is_some_and(|l| l > 2), "{rep:?}");
+    let p = server(&r.d, "primary").lookups;
+    alice_hash(&r.d);
+    assert_eq!(server(&r.d, "primary").lookups, p + 1, "the primary serves");
+    // The delay passes, the change is applied, the lag falls: the replica serves again,
+    // with the new row.
+    eventually("the replica caught up and serves again", &[&r.d], || {
+        server(&r.d, "replica").state == "up"
+    });
+    let before = server(&r.d, "replica").lookups;
+    assert!(alice_hash(&r.d).ends_with("$5$delayed"));
+    assert_eq!(server(&r.d, "replica").lookups, before + 1);
 }
