@@ -377,3 +377,35 @@ fn a_replica_further_behind_than_max_replication_lag_is_skipped() {
     assert!(alice_hash(&r.d).ends_with("$5$delayed"));
     assert_eq!(server(&r.d, "replica").lookups, before + 1);
 }
+
+/// Two replicas share the reads evenly (round-robin); the primary serves none while both
+/// are healthy.
+#[test]
+fn reads_are_spread_evenly_over_healthy_replicas() {
+    let primary = OwnMariadb::start_binlog(1, "ROW");
+    let (r1, r2) = (OwnMariadb::start_binlog(2, "ROW"), OwnMariadb::start_binlog(3, "ROW"));
+    r1.replicate_from(&primary);
+    r2.replicate_from(&primary);
+    let db = TestDb::on("127.0.0.1", primary.port);
+    replicated(&r1, &db);
+    replicated(&r2, &db);
+    let opts = Opts::default()
+        .env("MYSQL_REPLICAS", &format!("127.0.0.1:{},127.0.0.1:{}", r1.port, r2.port))
+        .env("CACHE_TTL", "pwd=0/0");
+    let d = Daemon::start_on("127.0.0.1", primary.port, &db.name, opts);
+    for _ in 0..10 {
+        assert!(alice_hash(&d).ends_with("$5$demo$alicehash"));
+    }
+    let servers = d.client().ping().unwrap().servers;
+    let lookups = |port: u16| {
+        let address = format!("127.0.0.1:{port}");
+        servers.iter().find(|s| s.address == address).map(|s| s.lookups)
+    };
+    assert_eq!(
+        (lookups(r1.port), lookups(r2.port), lookups(primary.port)),
+        (Some(5), Some(5), Some(0)),
+        "{servers:?}"
+    );
+    drop(d);
+    drop(db);
+}
