@@ -62,15 +62,17 @@ for a in "$@"; do
   esac
 done
 
+# The standalone benches take the arguments without `--only NAME`.
+rest=()
+skip=0
+for a in "${args[@]}"; do
+  if ((skip)); then skip=0; continue; fi
+  [[ $a == --only ]] && { skip=1; continue; }
+  rest+=("$a")
+done
+
 # The fleet bench starts MariaDBs of its own: none of the setup below.
 if [[ " ${args[*]} " == *" --only fleet "* ]]; then
-  rest=()
-  skip=0
-  for a in "${args[@]}"; do
-    if ((skip)); then skip=0; continue; fi
-    [[ $a == --only ]] && { skip=1; continue; }
-    rest+=("$a")
-  done
   echo "bench.sh: running the fleet bench (its own primary and replica MariaDB)" >&2
   cargo build --quiet --release -p inlookup
   cargo bench --quiet --bench fleet -- "${rest[@]}"
@@ -111,13 +113,6 @@ standalone=
 [[ " ${args[*]} " == *" --only refresh "* ]] && standalone=refresh
 [[ " ${args[*]} " == *" --only door "* ]] && standalone=door
 if [[ -n $standalone ]]; then
-  rest=()
-  skip=0
-  for a in "${args[@]}"; do
-    if ((skip)); then skip=0; continue; fi
-    [[ $a == --only ]] && { skip=1; continue; }
-    rest+=("$a")
-  done
   [[ $standalone == door ]] && scripts/deps.sh dovecot imapproxy
   echo "bench.sh: MariaDB on $host:$port; running the $standalone bench" >&2
   cargo bench --quiet --bench "$standalone" -- --mysql "$host:$port" "${rest[@]}"
