@@ -81,13 +81,7 @@ fn cleanup(c: &mut mysql::Conn) {
 /// One daemon of the comparison.
 struct Daemon {
     label: String,
-    spawned: common::Spawned,
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        self.spawned.stop();
-    }
+    spawned: common::Running,
 }
 
 fn start(
@@ -120,7 +114,7 @@ fn start(
         ("SHARED_CACHE", "off".to_string()),
         ("ASSIGNDIR", dir.join("users").display().to_string()),
     ];
-    let spawned = spawn_inlookup(bin, dir, (host, port, "inl_cl_a"), &env)?;
+    let spawned = common::Running(spawn_inlookup(bin, dir, (host, port, "inl_cl_a"), &env)?);
     let d = Daemon { label: label.to_string(), spawned };
     d.spawned.wait_ready(label)?;
     Ok(d)

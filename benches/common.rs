@@ -218,3 +218,20 @@ pub fn pwd_load(
     }
     (all, errors, started.elapsed())
 }
+
+/// A spawned daemon that is stopped (TERM, reaped) when dropped.
+#[derive(Debug)]
+pub struct Running(pub Spawned);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.stop();
+    }
+}
+
+impl std::ops::Deref for Running {
+    type Target = Spawned;
+    fn deref(&self) -> &Spawned {
+        &self.0
+    }
+}

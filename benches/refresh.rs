@@ -48,13 +48,7 @@ fn prepare(c: &mut mysql::Conn, hot: u64) -> CommonRes<()> {
 /// One daemon of the comparison.
 struct Daemon {
     percent: u8,
-    spawned: common::Spawned,
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        self.spawned.stop();
-    }
+    spawned: common::Running,
 }
 
 fn start(
@@ -71,7 +65,7 @@ fn start(
         ("SHARED_CACHE", "off".to_string()),
         ("ASSIGNDIR", dir.join("users").display().to_string()),
     ];
-    let spawned = spawn_inlookup(bin, dir, (host, port, DB), &env)?;
+    let spawned = common::Running(spawn_inlookup(bin, dir, (host, port, DB), &env)?);
     let d = Daemon { percent, spawned };
     d.spawned.wait_ready(&format!("REFRESH_AHEAD={percent}"))?;
     Ok(d)

@@ -1097,14 +1097,19 @@ mod tests {
         Dispatcher::new(settings, Cache::new(100, Ttls::default(), Duration::from_secs(3600)))
     }
 
+    /// USER of `email` asked at `t0` (its reply path `/t/1`) and answered active by a worker.
+    fn cached_user(d: &mut Dispatcher, out: &mut Recorder, email: &str, t0: Instant) {
+        ask_at(d, out, QueryKind::User, email, "/t/1", t0);
+        let job = out.jobs.remove(0);
+        d.finished(answered(job, active()), t0, out);
+    }
+
     /// USER's positive TTL is 300 s: with 20 %, its last 60 s refresh ahead.
     #[test]
     fn a_hit_late_in_its_ttl_is_served_and_refreshed_once_in_the_background() {
         let (mut d, mut out) = (refreshing(20), Recorder::default());
         let t0 = Instant::now();
-        ask_at(&mut d, &mut out, QueryKind::User, "a@x", "/t/1", t0);
-        let job = out.jobs.remove(0);
-        d.finished(answered(job, active()), t0, &mut out);
+        cached_user(&mut d, &mut out, "a@x", t0);
         // Early in the TTL: a plain hit.
         ask_at(&mut d, &mut out, QueryKind::User, "a@x", "/t/2", t0 + Duration::from_secs(200));
         assert!(out.jobs.is_empty(), "no refresh before the last 20 %");
@@ -1137,9 +1142,7 @@ mod tests {
         for pct in [0, 20] {
             let (mut d, mut out) = (refreshing(pct), Recorder::default());
             let t0 = Instant::now();
-            ask_at(&mut d, &mut out, QueryKind::User, "a@x", "/t/1", t0);
-            let job = out.jobs.remove(0);
-            d.finished(answered(job, active()), t0, &mut out);
+            cached_user(&mut d, &mut out, "a@x", t0);
             ask_at(&mut d, &mut out, QueryKind::User, "no@x", "/t/2", t0);
             let job = out.jobs.remove(0);
             let absent = Answer::User { status: UserStatus::Absent }.encode();
@@ -1158,9 +1161,7 @@ mod tests {
     fn a_miss_while_a_refresh_is_in_flight_joins_it_and_a_failed_refresh_answers_only_it() {
         let (mut d, mut out) = (refreshing(20), Recorder::default());
         let t0 = Instant::now();
-        ask_at(&mut d, &mut out, QueryKind::User, "a@x", "/t/1", t0);
-        let job = out.jobs.remove(0);
-        d.finished(answered(job, active()), t0, &mut out);
+        cached_user(&mut d, &mut out, "a@x", t0);
         ask_at(&mut d, &mut out, QueryKind::User, "a@x", "/t/2", t0 + Duration::from_secs(299));
         assert_eq!(out.jobs.len(), 1, "refresh started");
         out.take();
